@@ -1,0 +1,149 @@
+"""aiohttp server middleware and client sessions that carry the trace and record RED metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import ClientSession, TraceConfig, TraceRequestEndParams, TraceRequestStartParams, web
+from loguru import logger
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation._semconv import _StabilityMode
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+
+if TYPE_CHECKING:
+    from types import SimpleNamespace
+
+    from ._metrics import HttpMetrics
+
+__all__ = ["client_session", "metrics_handler", "server_middleware"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UNMATCHED_ROUTE = "unmatched"
+
+
+def route_template(request: web.Request) -> str:
+    """The route as declared (``/api/v1/orders/{order_id}``), never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def _exemplar() -> dict[str, str] | None:
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid and ctx.trace_flags.sampled:
+        return {"trace_id": format(ctx.trace_id, "032x")}
+    return None
+
+
+def server_middleware(metrics: HttpMetrics) -> Callable[..., Awaitable[web.StreamResponse]]:
+    tracer = trace.get_tracer("safiri.aiohttp.server")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = route_template(request)
+        method = request.method
+        parent = propagate.extract(request.headers)
+        attributes = {
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": request.path,
+            "url.scheme": request.scheme,
+            "server.address": request.host.split(":")[0],
+            "user_agent.original": request.headers.get("User-Agent", ""),
+        }
+        with tracer.start_as_current_span(
+            f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        ) as span:
+            started = perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+            except web.HTTPException as exc:
+                status = exc.status
+                _stamp(exc, span)
+                raise
+            finally:
+                elapsed = perf_counter() - started
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                labels = (method, route, str(status))
+                metrics.server_duration.labels(*labels).observe(elapsed, exemplar=_exemplar())
+                if route != "/metrics":
+                    logger.bind(
+                        http_method=method, http_route=route, http_status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    ).info("request handled")
+            _stamp(response, span)
+            return response
+
+    return middleware
+
+
+def _stamp(response: web.StreamResponse, span: trace.Span) -> None:
+    ctx = span.get_span_context()
+    if ctx.is_valid and not response.prepared:
+        trace_id = format(ctx.trace_id, "032x")
+        response.headers["traceparent"] = (
+            f"00-{trace_id}-{format(ctx.span_id, '016x')}-{format(ctx.trace_flags, '02x')}"
+        )
+        response.headers["X-Trace-Id"] = trace_id
+
+
+def metrics_handler(registry: Any) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        if "application/openmetrics-text" in request.headers.get("Accept", ""):
+            body, ctype = openmetrics.generate_latest(registry), openmetrics.CONTENT_TYPE_LATEST
+        else:
+            body, ctype = generate_latest(registry), CONTENT_TYPE_LATEST
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = ctype
+        return response
+
+    return handle
+
+
+def _client_metrics_config(metrics: HttpMetrics) -> TraceConfig:
+    config = TraceConfig()
+
+    async def on_start(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestStartParams
+    ) -> None:
+        ctx.safiri_started = perf_counter()
+
+    async def on_end(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestEndParams
+    ) -> None:
+        _observe_client(metrics, ctx, params.method, params.url.host, str(params.response.status))
+
+    async def on_error(session: ClientSession, ctx: SimpleNamespace, params: Any) -> None:
+        _observe_client(metrics, ctx, params.method, params.url.host, "error")
+
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_error)
+    return config
+
+
+def _observe_client(
+    metrics: HttpMetrics, ctx: SimpleNamespace, method: str, host: str | None, status: str
+) -> None:
+    started = getattr(ctx, "safiri_started", None)
+    if started is not None:
+        metrics.client_duration.labels(method, host or "", status).observe(
+            perf_counter() - started
+        )
+
+
+def client_session(metrics: HttpMetrics, **kwargs: Any) -> ClientSession:
+    """A ``ClientSession`` whose requests are client spans (trace context injected)."""
+    configs = [
+        create_trace_config(sem_conv_opt_in_mode=_StabilityMode.HTTP),
+        _client_metrics_config(metrics),
+    ]
+    return ClientSession(trace_configs=configs, **kwargs)

@@ -1,0 +1,35 @@
+"""Secrets and personal data never reach a log line or a span attribute."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["mask_phone", "redact_mapping", "redact_value"]
+
+_SECRET_KEYS = re.compile(
+    r"(authorization|api[_-]?key|token|password|passwd|secret|pin|credential)", re.IGNORECASE
+)
+_PHONE_KEYS = re.compile(r"(phone|msisdn)", re.IGNORECASE)
+_MSISDN = re.compile(r"\b(2547|2541)(\d{5})(\d{3})\b")
+REDACTED = "[REDACTED]"
+
+
+def mask_phone(phone: str) -> str:
+    """``254712345678`` → ``2547*****678``: enough to recognise, not enough to call."""
+    return _MSISDN.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), phone)
+
+
+def redact_value(key: str, value: Any) -> Any:
+    if _SECRET_KEYS.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return mask_phone(value) if _PHONE_KEYS.search(key) or _MSISDN.search(value) else value
+    if isinstance(value, Mapping):
+        return redact_mapping(value)
+    return value
+
+
+def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: redact_value(key, value) for key, value in values.items()}

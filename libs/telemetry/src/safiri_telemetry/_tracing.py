@@ -1,0 +1,105 @@
+"""Tracer provider set-up and the small API business code uses to add spans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from ._config import TelemetryConfig
+from ._redaction import redact_value
+
+__all__ = [
+    "business_span",
+    "build_tracer_provider",
+    "context_from_carrier",
+    "current_trace_id",
+    "inject_carrier",
+]
+
+_TRACER_NAME = "safiri"
+
+
+def build_resource(config: TelemetryConfig) -> Resource:
+    attrs: dict[str, str] = {
+        "service.name": config.service_name,
+        "service.version": config.service_version,
+        "service.namespace": config.service_namespace,
+        "deployment.environment.name": config.environment,
+    }
+    attrs.update(config.resource_attributes)
+    return Resource.create(attrs)
+
+
+def build_tracer_provider(
+    config: TelemetryConfig, processor: SpanProcessor | None = None
+) -> TracerProvider:
+    provider = TracerProvider(resource=build_resource(config))
+    if processor is None:
+        processor = BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=config.traces_endpoint, timeout=5),
+            schedule_delay_millis=200,
+        )
+    provider.add_span_processor(processor)
+    return provider
+
+
+def current_trace_id() -> str | None:
+    """The 32-hex id of the active trace, or ``None`` outside a recorded span."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def inject_carrier(carrier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the active context (W3C ``traceparent``/``tracestate``) into ``carrier``."""
+    carrier = {} if carrier is None else carrier
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from_carrier(carrier: Mapping[str, Any] | None) -> otel_context.Context:
+    """The context stored in ``carrier`` (message headers, an outbox row), or an empty one."""
+    clean = {k: str(v) for k, v in (carrier or {}).items() if isinstance(v, str | bytes)}
+    return propagate.extract(clean)
+
+
+def set_attributes(span: Span, attributes: Mapping[str, Any]) -> None:
+    for key, value in attributes.items():
+        if value is not None:
+            span.set_attribute(key, redact_value(key, value))
+
+
+@contextmanager
+def business_span(
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: otel_context.Context | None = None,
+    links: list[Link] | None = None,
+) -> Iterator[Span]:
+    """A span around one business step (``hold_seats``, ``request_payment``).
+
+    Attributes are redacted like log fields; an exception marks the span as an error,
+    is recorded on it, and propagates.
+    """
+    tracer = trace.get_tracer(_TRACER_NAME)
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, links=links, record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        set_attributes(span, attributes or {})
+        try:
+            yield span
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise

@@ -1,0 +1,22 @@
+"""HTTP plumbing shared by Safiri's services."""
+
+from __future__ import annotations
+
+from .health import ReadinessCheck, add_health_routes
+from .problem import PROBLEM_CONTENT_TYPE, Problem, problem_middleware, problem_response
+from .runner import exit_on_bad_settings, run_service
+from .settings import EnvReader, Secret, SettingsError
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "EnvReader",
+    "Problem",
+    "ReadinessCheck",
+    "Secret",
+    "SettingsError",
+    "add_health_routes",
+    "exit_on_bad_settings",
+    "problem_middleware",
+    "problem_response",
+    "run_service",
+]

@@ -1,0 +1,84 @@
+"""Strict readers for ``SAFIRI_*`` variables: each bad value gets a message naming it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+__all__ = ["EnvReader", "Secret", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """One or more settings are unusable; ``str()`` lists each with its reason."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value that must not print: ``repr`` and ``str`` show only that it is set."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+class EnvReader:
+    """Reads variables and collects every problem before raising one ``SettingsError``."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env = os.environ if env is None else env
+        self.errors: list[str] = []
+
+    def str(self, name: str, default: str) -> str:
+        return self.env.get(name, "").strip() or default
+
+    def int(self, name: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.errors.append(f"{name}={raw!r} is not a whole number")
+            return default
+        if not low <= value <= high:
+            self.errors.append(f"{name}={value} is outside {low}..{high}")
+        return value
+
+    def float(self, name: str, default: float, *, low: float = 0.0, high: float = 1e9) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.errors.append(f"{name}={raw!r} is not a number")
+            return default
+        if not low <= value <= high:
+            self.errors.append(f"{name}={value} is outside {low}..{high}")
+        return value
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        raw = self.env.get(name, "").strip() or default
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname:
+            self.errors.append(f"{name}={_hide_password(raw)!r} is not a {'/'.join(schemes)} URL")
+        return raw
+
+    def port(self, name: str, default: int) -> int:
+        return self.int(name, default, low=0, high=65535)
+
+    def check(self) -> None:
+        if self.errors:
+            raise SettingsError("invalid configuration:\n  " + "\n  ".join(self.errors))
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":****@")
+    return url
