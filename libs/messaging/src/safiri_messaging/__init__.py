@@ -1,0 +1,41 @@
+"""Reliable messaging for Safiri's services: topology, outbox relay, idempotent consumers."""
+
+from __future__ import annotations
+
+from .connection import connect, consumer_channel, publisher_channel
+from .consumer import Envelope, PoisonMessage, consume
+from .inbox import first_delivery
+from .metrics import MessagingMetrics
+from .outbox import OUTBOX_SCHEMA, OutboxRelay, add_to_outbox
+from .topology import (
+    DEAD_LETTER_EXCHANGE,
+    EVENTS_EXCHANGE,
+    PAYMENT_FAILED,
+    PAYMENT_REQUESTED,
+    PAYMENT_SUCCEEDED,
+    QueueSpec,
+    declare_events_exchange,
+    declare_queue,
+)
+
+__all__ = [
+    "DEAD_LETTER_EXCHANGE",
+    "EVENTS_EXCHANGE",
+    "OUTBOX_SCHEMA",
+    "PAYMENT_FAILED",
+    "PAYMENT_REQUESTED",
+    "PAYMENT_SUCCEEDED",
+    "Envelope",
+    "MessagingMetrics",
+    "OutboxRelay",
+    "PoisonMessage",
+    "QueueSpec",
+    "add_to_outbox",
+    "connect",
+    "consume",
+    "consumer_channel",
+    "declare_events_exchange",
+    "declare_queue",
+    "first_delivery",
+    "publisher_channel",
+]

@@ -1,0 +1,56 @@
+# Safiri's front door. `make demo` runs the main job; `make test` runs every test tier.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+UV_VERSION := 0.13.8
+PY := .venv/bin/python
+PYTEST := .venv/bin/pytest
+
+.PHONY: help demo up test test-unit test-integration test-e2e lint format typecheck deps venv clean
+
+help:
+	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
+	@echo "make up                run the suite in the foreground until Ctrl-C (gateway :8080)"
+	@echo "make test              every test tier (unit, integration, e2e)"
+	@echo "make test-unit | test-integration | test-e2e"
+	@echo "make lint              ruff check, ruff format --check, mypy"
+
+venv: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock $(wildcard */*/pyproject.toml)
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	uv sync --frozen --quiet
+	@touch $@
+
+deps:
+	@bash scripts/deps.sh
+
+demo: venv deps
+	.venv/bin/safiri demo
+
+up: venv deps
+	.venv/bin/safiri up
+
+test: venv deps
+	$(PYTEST) tests
+
+test-unit: venv
+	$(PYTEST) tests/unit
+
+test-integration: venv deps
+	$(PYTEST) tests/integration
+
+test-e2e: venv deps
+	$(PYTEST) tests/e2e
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy libs/telemetry/src libs/messaging/src libs/web/src services/*/src simulators/*/src src
+
+format: venv
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

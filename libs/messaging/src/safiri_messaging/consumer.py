@@ -1,0 +1,99 @@
+"""Consuming events: one span per message, poison to the dead-letter queue, retries bounded.
+
+A message that cannot be understood (not JSON, not an object, missing fields) is rejected
+without requeue and lands in the queue's dead-letter queue at once. A message whose handling
+fails for another reason is requeued; the quorum queue's delivery limit dead-letters it after a
+few attempts, so one bad message never blocks the ones behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from loguru import logger
+from safiri_telemetry import consume_span
+
+from .metrics import MessagingMetrics
+
+__all__ = ["Envelope", "PoisonMessage", "consume"]
+
+
+class PoisonMessage(ValueError):
+    """The message can never be processed; retrying would not help."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    message_id: str
+    routing_key: str
+    payload: Mapping[str, Any]
+    redelivered: bool
+
+    @classmethod
+    def from_message(cls, message: AbstractIncomingMessage) -> Envelope:
+        if not message.message_id:
+            raise PoisonMessage("message has no message_id")
+        try:
+            payload = json.loads(message.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PoisonMessage(f"body is not JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise PoisonMessage("body is not a JSON object")
+        return cls(
+            message_id=message.message_id,
+            routing_key=message.routing_key or "",
+            payload=payload,
+            redelivered=bool(message.redelivered),
+        )
+
+    def field(self, name: str, kind: type | tuple[type, ...] = str) -> Any:
+        """A required payload field of the given type, or ``PoisonMessage``."""
+        value = self.payload.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise PoisonMessage(f"field {name!r} is missing or not {kind}")
+        return value
+
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetrics) -> str:
+    """Start consuming ``queue``; returns the consumer tag."""
+    name = queue.name
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        started = perf_counter()
+        headers = dict(message.headers or {})
+        with consume_span(
+            name, message.routing_key or "", message.message_id, headers,
+            redelivered=bool(message.redelivered),
+        ) as span:
+            outcome = "ok"
+            try:
+                envelope = Envelope.from_message(message)
+                with logger.contextualize(message_id=envelope.message_id, queue=name):
+                    await handler(envelope)
+                await message.ack()
+            except PoisonMessage as exc:
+                outcome = "dead_lettered"
+                span.set_attribute("safiri.message.poison", str(exc))
+                logger.bind(queue=name, message_id=message.message_id, reason=str(exc)).warning(
+                    "poison message dead-lettered"
+                )
+                await message.reject(requeue=False)
+            except Exception:
+                outcome = "retried"
+                logger.bind(queue=name, message_id=message.message_id).exception(
+                    "message handling failed; requeued"
+                )
+                await message.reject(requeue=True)
+            finally:
+                metrics.consumed.labels(name, outcome).inc()
+                metrics.process_duration.labels(name).observe(perf_counter() - started)
+
+    return await queue.consume(on_message)

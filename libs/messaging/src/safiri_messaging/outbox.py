@@ -1,0 +1,143 @@
+"""Transactional outbox: events are rows written with the state change, published later.
+
+The row keeps the trace context of the transaction that wrote it, so the relay publishes under
+the purchase's trace even though it runs in its own task, seconds or a restart later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractExchange
+from loguru import logger
+from safiri_telemetry import context_from_carrier, inject_carrier, publish_span
+
+from .metrics import MessagingMetrics
+from .topology import EVENTS_EXCHANGE
+
+__all__ = ["OUTBOX_SCHEMA", "OutboxRelay", "add_to_outbox"]
+
+NOTIFY_CHANNEL = "safiri_outbox"
+
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id bigserial PRIMARY KEY,
+    message_id uuid NOT NULL UNIQUE,
+    routing_key text NOT NULL,
+    payload jsonb NOT NULL,
+    trace_context jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    published_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+CREATE TABLE IF NOT EXISTS inbox (
+    message_id uuid PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+async def add_to_outbox(
+    conn: asyncpg.Connection[Any], routing_key: str, payload: Mapping[str, Any]
+) -> uuid.UUID:
+    """Queue an event in the caller's transaction; it is published only if that commits."""
+    message_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO outbox (message_id, routing_key, payload, trace_context)"
+        " VALUES ($1, $2, $3::jsonb, $4::jsonb)",
+        message_id, routing_key, json.dumps(payload), json.dumps(inject_carrier()),
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return message_id
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows with publisher confirms and ``mandatory``.
+
+    Woken by NOTIFY on commit for low latency, and by a timer so nothing waits on a lost
+    notification. Rows are locked with SKIP LOCKED, so several relays may run at once.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        exchange: AbstractExchange,
+        metrics: MessagingMetrics,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        confirm_timeout: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self._exchange = exchange
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._confirm_timeout = confirm_timeout
+        self._wake = asyncio.Event()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener = await self._pool.acquire()
+        try:
+            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            while True:
+                try:
+                    while await self.publish_pending() == self._batch_size:
+                        pass
+                except (asyncpg.PostgresError, OSError, aio_pika.exceptions.AMQPError) as exc:
+                    logger.bind(error=repr(exc)).warning("outbox relay failed; will retry")
+                except TimeoutError:
+                    logger.warning("outbox publish not confirmed in time; will retry")
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            await self._pool.release(listener)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows it published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, message_id, routing_key, payload, trace_context FROM outbox"
+                " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            await asyncio.gather(*(self._publish(row) for row in rows))
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+        return len(rows)
+
+    async def _publish(self, row: asyncpg.Record) -> None:
+        routing_key: str = row["routing_key"]
+        message_id = str(row["message_id"])
+        headers: dict[str, Any] = {}
+        parent = context_from_carrier(json.loads(row["trace_context"]))
+        with publish_span(EVENTS_EXCHANGE, routing_key, message_id, headers, parent=parent):
+            message = aio_pika.Message(
+                body=row["payload"].encode(),
+                message_id=message_id,
+                type=routing_key,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=headers,
+            )
+            await self._exchange.publish(
+                message, routing_key=routing_key, mandatory=True, timeout=self._confirm_timeout
+            )
+        self._metrics.sent.labels(EVENTS_EXCHANGE, routing_key).inc()

@@ -1,0 +1,70 @@
+"""Ticketing's internal HTTP API, called over a traced aiohttp session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from ..service_layer.ports import UpstreamReply, UpstreamTimeout, UpstreamUnavailable
+
+__all__ = ["HttpTicketing"]
+
+
+class HttpTicketing:
+    """Turns every way ticketing can fail into ``UpstreamUnavailable`` or ``UpstreamTimeout``."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: float) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def search_trips(self, params: Mapping[str, str]) -> UpstreamReply:
+        return await self._call("GET", "/trips", params=params)
+
+    async def place_order(self, body: Mapping[str, Any]) -> UpstreamReply:
+        return await self._call("POST", "/orders", body=body)
+
+    async def get_order(self, order_id: str) -> UpstreamReply:
+        return await self._call("GET", f"/orders/{order_id}")
+
+    async def check_alive(self) -> None:
+        reply = await self._call("GET", "/healthz")
+        if reply.status != 200:
+            raise UpstreamUnavailable(f"ticketing /healthz answered {reply.status}")
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> UpstreamReply:
+        try:
+            async with self._session.request(
+                method,
+                self._base_url + path,
+                params=params,
+                json=body,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                raw = await response.read()
+        # Before ClientError: aiohttp's ServerTimeoutError is both.
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{method} {path} took too long") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
+        if not (200 <= status < 300 or 400 <= status < 500):
+            raise UpstreamUnavailable(f"{method} {path} answered {status}")
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+            raise UpstreamUnavailable(f"{method} {path} answered non-JSON") from exc
+        if not isinstance(document, dict):
+            raise UpstreamUnavailable(f"{method} {path} answered JSON that is not an object")
+        return UpstreamReply(status, document)

@@ -1,0 +1,73 @@
+"""The one place that wires the gateway's real adapters: ticketing over HTTP, PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from safiri_telemetry import Telemetry
+from safiri_web import add_health_routes, problem_middleware
+
+from .adapters.idempotency_store import PostgresIdempotencyStore
+from .adapters.schema import apply_schema, ensure_database
+from .adapters.ticketing import HttpTicketing
+from .entrypoints.auth import require_api_key
+from .entrypoints.http import MAX_BODY_BYTES, routes
+from .entrypoints.keys import IDEMPOTENCY, PLACE_ORDER, TICKETING
+from .service_layer.place_order import PlaceOrder
+from .service_layer.ports import IdempotencyStore
+from .settings import IDEMPOTENCY_LOCK_SECONDS, Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings, telemetry: Telemetry, *, idempotency: IdempotencyStore | None = None
+) -> web.Application:
+    """The gateway application; ``idempotency`` replaces the PostgreSQL store (tests)."""
+    app = web.Application(
+        # Telemetry first so even a 401 or a 413 is traced and carries X-Trace-Id.
+        middlewares=[telemetry.middleware, problem_middleware, require_api_key(settings.api_keys)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+
+    async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await telemetry.shutdown()
+
+    async def ticketing(app: web.Application) -> AsyncIterator[None]:
+        async with telemetry.client_session() as session:
+            app[TICKETING] = HttpTicketing(
+                session, settings.ticketing_url, settings.upstream_timeout
+            )
+            yield
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        if idempotency is not None:
+            app[IDEMPOTENCY] = idempotency
+            yield
+            return
+        await ensure_database(settings.database_url)
+        async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=10) as pool:
+            await apply_schema(pool)
+            app[IDEMPOTENCY] = PostgresIdempotencyStore(pool, IDEMPOTENCY_LOCK_SECONDS)
+            yield
+
+    async def use_cases(app: web.Application) -> AsyncIterator[None]:
+        app[PLACE_ORDER] = PlaceOrder(app[IDEMPOTENCY], app[TICKETING])
+        yield
+
+    app.cleanup_ctx.extend([telemetry_flush, ticketing, database, use_cases])
+
+    async def database_ready() -> None:
+        await app[IDEMPOTENCY].check_alive()
+
+    async def ticketing_ready() -> None:
+        await app[TICKETING].check_alive()
+
+    add_health_routes(app, {"database": database_ready, "ticketing": ticketing_ready})
+    app.router.add_get("/metrics", telemetry.metrics_handler)
+    app.add_routes(routes)
+    return app

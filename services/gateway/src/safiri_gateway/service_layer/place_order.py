@@ -1,0 +1,101 @@
+"""Placing an order through ticketing, at most once per Idempotency-Key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loguru import logger
+
+from safiri_telemetry import business_span, current_trace_id
+
+from ..domain.idempotency import (
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    IdempotencyRecord,
+    StoredResponse,
+    replay_of,
+    worth_keeping,
+)
+from ..domain.orders import OrderRequest
+from .ports import Claim, IdempotencyStore, Ticketing, UpstreamTimeout, UpstreamUnavailable
+
+__all__ = ["ACCEPTED", "OrderOutcome", "PlaceOrder"]
+
+# Ticketing has created the order (201); payment is still to come, so the public answer is 202.
+ACCEPTED = 202
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    response: StoredResponse
+    replayed: bool
+
+
+def _public_answer(status: int, body: dict[str, object]) -> StoredResponse:
+    if 200 <= status < 300:
+        if not isinstance(body.get("order_id"), str):
+            raise UpstreamUnavailable("ticketing accepted an order without an order_id")
+        return StoredResponse(ACCEPTED, body)
+    return StoredResponse(status, body)
+
+
+class PlaceOrder:
+    def __init__(self, store: IdempotencyStore, ticketing: Ticketing) -> None:
+        self._store = store
+        self._ticketing = ticketing
+
+    async def __call__(self, order: OrderRequest, client: str, key: str) -> OrderOutcome:
+        """Raises ``IdempotencyKeyReused``/``IdempotencyKeyInFlight`` or ``Upstream*``."""
+        attributes = {"safiri.trip.id": order.trip_id, "safiri.seat_count": order.seat_count}
+        log = logger.bind(trip_id=order.trip_id, seat_count=order.seat_count)
+        fingerprint = order.fingerprint()
+        with business_span("claim_idempotency_key", attributes) as span:
+            found = await self._store.claim(client, key, fingerprint, current_trace_id())
+            outcome = _outcome(found, fingerprint)
+            span.set_attribute("safiri.idempotency.outcome", outcome)
+            span.set_attribute("safiri.idempotency.replayed", outcome == "replayed")
+            if isinstance(found, IdempotencyRecord) and found.trace_id:
+                span.set_attribute("safiri.idempotency.original_trace_id", found.trace_id)
+        if not isinstance(found, Claim):
+            # Refusals are raised outside the span: a client's retry is not a failed step.
+            stored = replay_of(found, fingerprint)
+            log.bind(order_id=stored.body.get("order_id"), http_status=stored.status).info(
+                "order answer replayed"
+            )
+            return OrderOutcome(stored, replayed=True)
+
+        with business_span("request_order", attributes) as span:
+            try:
+                reply = await self._ticketing.place_order(order.as_json())
+                response = _public_answer(reply.status, reply.body)
+            except (UpstreamUnavailable, UpstreamTimeout) as exc:
+                # Freed so the client can retry: a 5xx decided nothing, and a hold left by a
+                # timed-out call expires unpaid, so a retry cannot charge twice.
+                await self._store.release(found)
+                log.bind(error=type(exc).__name__, reason=str(exc)).warning(
+                    "ticketing failed; key released"
+                )
+                raise
+            order_id = response.body.get("order_id")
+            if isinstance(order_id, str):
+                span.set_attribute("safiri.order.id", order_id)
+            span.set_attribute("safiri.upstream.status", reply.status)
+
+        if worth_keeping(response.status):
+            await self._store.complete(found, response)
+        else:
+            await self._store.release(found)
+        log.bind(order_id=order_id, http_status=response.status).info("order request answered")
+        return OrderOutcome(response, replayed=False)
+
+
+def _outcome(found: Claim | IdempotencyRecord, fingerprint: str) -> str:
+    if isinstance(found, Claim):
+        return "claimed"
+    try:
+        replay_of(found, fingerprint)
+    except IdempotencyKeyReused:
+        return "reused"
+    except IdempotencyKeyInFlight:
+        return "in_flight"
+    return "replayed"

@@ -1,0 +1,63 @@
+"""The gateway's settings, read once at start-up from ``SAFIRI_*`` variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from safiri_web import EnvReader, Secret
+
+__all__ = ["IDEMPOTENCY_LOCK_SECONDS", "Settings"]
+
+# How long a request may hold its Idempotency-Key before another may take it over.
+IDEMPOTENCY_LOCK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    ticketing_url: str
+    database_url: str
+    api_keys: tuple[Secret, ...]
+    upstream_timeout: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        r = EnvReader(env)
+        ticketing_port = r.port("SAFIRI_TICKETING_PORT", 8081)
+        settings = cls(
+            host=r.str("SAFIRI_GATEWAY_HOST", "127.0.0.1"),
+            port=r.port("SAFIRI_GATEWAY_PORT", 8080),
+            ticketing_url=r.url(
+                "SAFIRI_TICKETING_URL", f"http://127.0.0.1:{ticketing_port}", ("http", "https")
+            ),
+            database_url=r.url(
+                "SAFIRI_GATEWAY_DATABASE_URL",
+                "postgresql://postgres@127.0.0.1:5432/safiri_gateway",
+                ("postgresql", "postgres"),
+            ),
+            api_keys=_api_keys(r),
+            # Kept well under the idempotency lock, so a key is never taken over while the
+            # request holding it is still waiting for ticketing.
+            upstream_timeout=r.float(
+                "SAFIRI_GATEWAY_UPSTREAM_TIMEOUT",
+                3.0,
+                low=0.05,
+                high=IDEMPOTENCY_LOCK_SECONDS / 2,
+            ),
+        )
+        r.check()
+        return settings
+
+
+def _api_keys(r: EnvReader) -> tuple[Secret, ...]:
+    raw = r.env.get("SAFIRI_API_KEYS", "")
+    keys = tuple(Secret(key.strip()) for key in raw.split(",") if key.strip())
+    if not keys:
+        r.errors.append("SAFIRI_API_KEYS is not set: give the accepted API keys, comma-separated")
+    # Keys travel in an HTTP header; anything else could never be presented, so it is a typo.
+    for position, key in enumerate(keys, start=1):
+        if not key.value.isascii() or not key.value.isprintable() or " " in key.value:
+            r.errors.append(f"SAFIRI_API_KEYS key #{position} has spaces or non-ASCII characters")
+    return keys

@@ -1,0 +1,101 @@
+"""The one place that wires payment's real adapters: PostgreSQL, RabbitMQ, Daraja."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+from safiri_messaging import (
+    MessagingMetrics,
+    OutboxRelay,
+    connect,
+    consume,
+    consumer_channel,
+    declare_events_exchange,
+    declare_queue,
+    publisher_channel,
+)
+from safiri_telemetry import Telemetry
+from safiri_web import add_health_routes, problem_middleware
+
+from .adapters.mpesa import DarajaClient
+from .adapters.postgres import PostgresUnitOfWork, apply_schema
+from .entrypoints.amqp import PAYMENT_REQUESTS, payment_requests_handler
+from .entrypoints.http import CALLBACK_PATH, routes
+from .entrypoints.keys import PAYMENTS
+from .metrics import PaymentMetrics
+from .service_layer.handlers import Payments
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)
+
+
+def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
+    app = web.Application(middlewares=[telemetry.middleware, problem_middleware])
+    metrics = PaymentMetrics(telemetry.registry)
+    messaging = MessagingMetrics(telemetry.registry)
+
+    def callback_url(payment_id: str, token: str) -> str:
+        path = CALLBACK_PATH.format(payment_id=payment_id)
+        return f"{settings.callback_base_url}{path}?token={token}"
+
+    async def database_and_provider(app: web.Application) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            settings.database_url, min_size=2, max_size=settings.db_pool_max
+        )
+        assert pool is not None
+        await apply_schema(pool)
+        session = telemetry.client_session()
+        provider = DarajaClient(
+            session, settings.mpesa_url, settings.mpesa_consumer_key.value,
+            settings.mpesa_consumer_secret.value, settings.mpesa_shortcode,
+            settings.mpesa_passkey.value, settings.provider_timeout_seconds,
+        )
+        app[POOL] = pool
+        app[PAYMENTS] = Payments(
+            lambda: PostgresUnitOfWork(pool), provider, metrics, callback_url
+        )
+        yield
+        await session.close()
+        await pool.close()
+
+    async def broker(app: web.Application) -> AsyncIterator[None]:
+        connection = await connect(settings.amqp_url, "safiri-payment")
+        publish = await publisher_channel(connection)
+        exchange = await declare_events_exchange(publish)
+        consume_ch = await consumer_channel(connection, settings.prefetch)
+        queue = await declare_queue(consume_ch, PAYMENT_REQUESTS)
+        relay = asyncio.create_task(OutboxRelay(app[POOL], exchange, messaging).run())
+        tag = await consume(queue, payment_requests_handler(app[PAYMENTS]), messaging)
+        app[CONNECTION] = connection
+        yield
+        await queue.cancel(tag)
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        await connection.close()
+
+    async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await telemetry.shutdown()
+
+    app.cleanup_ctx.extend([telemetry_flush, database_and_provider, broker])
+
+    async def database_ready() -> None:
+        await app[POOL].fetchval("SELECT 1")
+
+    async def broker_ready() -> None:
+        if app[CONNECTION].is_closed:
+            raise ConnectionError("broker connection closed")
+
+    add_health_routes(app, {"database": database_ready, "broker": broker_ready})
+    app.router.add_get("/metrics", telemetry.metrics_handler)
+    app.add_routes(routes)
+    return app

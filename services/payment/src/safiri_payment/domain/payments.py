@@ -1,0 +1,77 @@
+"""A payment for one order and its state machine. Pure: no I/O, no frameworks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["CallbackRejected", "InvalidTransition", "Payment", "PaymentStatus", "ProviderOutcome"]
+
+
+class PaymentStatus(StrEnum):
+    INITIATED = "INITIATED"  # recorded, STK push not yet accepted by the provider
+    AWAITING_CALLBACK = "AWAITING_CALLBACK"  # the customer is being asked for their PIN
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"  # the provider may or may not have taken the request
+
+    @property
+    def is_final(self) -> bool:
+        return self in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED)
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+class CallbackRejected(Exception):
+    """A callback that does not belong to this payment; it changes nothing."""
+
+
+@dataclass(frozen=True)
+class ProviderOutcome:
+    result_code: int
+    result_desc: str
+    receipt: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result_code == 0
+
+
+@dataclass
+class Payment:
+    payment_id: str
+    order_id: str
+    amount: int
+    currency: str
+    phone: str
+    status: PaymentStatus = PaymentStatus.INITIATED
+    checkout_request_id: str | None = None
+    result_code: int | None = None
+    result_desc: str | None = None
+    receipt: str | None = None
+
+    def accepted(self, checkout_request_id: str) -> None:
+        if self.status is not PaymentStatus.INITIATED:
+            raise InvalidTransition(f"payment {self.payment_id} is {self.status}")
+        self.status = PaymentStatus.AWAITING_CALLBACK
+        self.checkout_request_id = checkout_request_id
+
+    def settle(self, outcome: ProviderOutcome) -> None:
+        if self.status.is_final:
+            raise InvalidTransition(f"payment {self.payment_id} already {self.status}")
+        self.status = PaymentStatus.SUCCEEDED if outcome.succeeded else PaymentStatus.FAILED
+        self.result_code = outcome.result_code
+        self.result_desc = outcome.result_desc
+        self.receipt = outcome.receipt
+
+    def outcome_unknown(self, reason: str) -> None:
+        self.status = PaymentStatus.UNKNOWN
+        self.result_desc = reason
+
+    def check_callback(self, checkout_request_id: str) -> None:
+        if self.checkout_request_id is not None and checkout_request_id != self.checkout_request_id:
+            raise CallbackRejected(
+                f"callback for {checkout_request_id}, payment expects {self.checkout_request_id}"
+            )

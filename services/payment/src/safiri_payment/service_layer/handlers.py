@@ -1,0 +1,206 @@
+"""Payment's use cases: request a payment, apply the provider's callback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from time import perf_counter
+
+from loguru import logger
+from opentelemetry.trace import Link, get_current_span
+from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
+from safiri_telemetry import business_span, context_from_carrier, mask_phone
+
+from ..domain.payments import CallbackRejected, Payment, PaymentStatus, ProviderOutcome
+from ..metrics import PaymentMetrics
+from .provider import (
+    PaymentProvider,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    StkPush,
+)
+from .unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+__all__ = ["CallbackRejected", "PaymentRequest", "Payments", "token_hash"]
+
+CallbackUrl = Callable[[str, str], str]  # (payment_id, token) -> URL
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    message_id: str
+    order_id: str
+    amount: int
+    currency: str
+    phone: str
+    description: str
+
+    @classmethod
+    def from_payload(cls, message_id: str, payload: Mapping[str, object]) -> PaymentRequest:
+        try:
+            order_id = str(uuid.UUID(str(payload.get("order_id"))))
+        except ValueError as exc:
+            raise PoisonMessage("payment request with a bad order_id") from exc
+        amount, phone = payload.get("amount"), payload.get("phone")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise PoisonMessage("payment request with a bad amount")
+        if not isinstance(phone, str) or not phone.isdigit():
+            raise PoisonMessage("payment request with a bad phone")
+        currency = payload.get("currency")
+        description = payload.get("description")
+        return cls(
+            message_id=message_id, order_id=order_id, amount=amount,
+            currency=currency if isinstance(currency, str) else "KES", phone=phone,
+            description=description if isinstance(description, str) else "Safiri tickets",
+        )
+
+
+class Payments:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        provider: PaymentProvider,
+        metrics: PaymentMetrics,
+        callback_url: CallbackUrl,
+    ) -> None:
+        self._uow = uow
+        self._provider = provider
+        self._metrics = metrics
+        self._callback_url = callback_url
+
+    async def request_payment(self, req: PaymentRequest) -> None:
+        """Charge the order once: record it, then send the STK push."""
+        attrs = {"safiri.order.id": req.order_id, "safiri.amount": req.amount,
+                 "safiri.payment.provider": self._provider.name}
+        with business_span("request_payment", attrs) as span, \
+                logger.contextualize(order_id=req.order_id):
+            payment = Payment(str(uuid.uuid4()), req.order_id, req.amount, req.currency, req.phone)
+            token = secrets.token_urlsafe(24)
+            async with self._uow() as uow:
+                if not await uow.first_delivery(req.message_id):
+                    logger.info("payment request already handled; duplicate ignored")
+                    return
+                if not await uow.add(payment, token_hash(token)):
+                    logger.warning("order already has a payment; not charging twice")
+                    await uow.commit()
+                    return
+                await uow.commit()
+            span.set_attribute("safiri.payment.id", payment.payment_id)
+            push = StkPush(
+                amount=req.amount, phone=req.phone, account_reference=req.order_id[:12],
+                description=req.description[:13],
+                callback_url=self._callback_url(payment.payment_id, token),
+            )
+            await self._send_stk_push(payment, push)
+
+    async def _send_stk_push(self, payment: Payment, push: StkPush) -> None:
+        provider = self._provider.name
+        attrs = {"safiri.payment.id": payment.payment_id, "safiri.payment.provider": provider,
+                 "safiri.phone": mask_phone(payment.phone)}
+        started = perf_counter()
+        outcome = "accepted"
+        checkout_id: str | None = None
+        failure: ProviderOutcome | None = None
+        try:
+            with business_span("provider.stk_push", attrs) as span:
+                checkout_id = await self._provider.stk_push(push)
+                span.set_attribute("safiri.payment.checkout_request_id", checkout_id)
+        except ProviderRejected as exc:
+            outcome = "rejected"
+            failure = ProviderOutcome(-1, f"provider rejected the request: {exc.message}")
+        except ProviderTimeout as exc:
+            outcome = "unknown"
+            logger.bind(error=str(exc)).warning("STK push outcome unknown")
+        except ProviderError as exc:
+            outcome = "unavailable"
+            failure = ProviderOutcome(-1, f"payment provider unavailable: {exc}")
+        finally:
+            self._metrics.provider_duration.labels(provider, "stk_push", outcome).observe(
+                perf_counter() - started
+            )
+        async with self._uow() as uow:
+            stored = await uow.get(payment.payment_id)
+            assert stored is not None
+            current = stored.payment
+            if checkout_id is not None:
+                current.accepted(checkout_id)
+                logger.bind(checkout_request_id=checkout_id).info("STK push accepted")
+            elif failure is not None:
+                current.settle(failure)
+                self._emit_result(uow, current)
+                logger.bind(reason=failure.result_desc).warning(
+                    "payment failed before the provider took it"
+                )
+            else:
+                current.outcome_unknown("STK push timed out; reconcile by STK query")
+            await uow.save(current)
+            await uow.commit()
+        if failure is not None:
+            self._metrics.results.labels(provider, str(failure.result_code)).inc()
+
+    async def apply_callback(
+        self, payment_id: str, token: str, checkout_request_id: str, outcome: ProviderOutcome
+    ) -> bool:
+        """Apply the provider's verdict once; ``False`` for a duplicate callback."""
+        provider = self._provider.name
+        async with self._uow() as uow:
+            stored = await uow.get(payment_id)
+            if stored is None or not hmac.compare_digest(
+                stored.callback_token_hash, token_hash(token)
+            ):
+                self._metrics.callbacks.labels(provider, "rejected").inc()
+                raise CallbackRejected("unknown payment or wrong callback token")
+            payment = stored.payment
+            payment.check_callback(checkout_request_id)
+            incoming = get_current_span().get_span_context()
+            attrs = {
+                "safiri.order.id": payment.order_id, "safiri.payment.id": payment_id,
+                "safiri.payment.result_code": outcome.result_code,
+                "safiri.payment.result_desc": outcome.result_desc,
+            }
+            # The callback is a new request from the provider; its handling belongs to the
+            # purchase's trace, with a link back to the request that carried it.
+            with business_span(
+                "handle_callback", attrs, parent=context_from_carrier(stored.trace_context),
+                links=[Link(incoming)] if incoming.is_valid else None,
+            ), logger.contextualize(order_id=payment.order_id):
+                if payment.status.is_final:
+                    self._metrics.callbacks.labels(provider, "duplicate").inc()
+                    logger.info("duplicate callback ignored")
+                    return False
+                payment.settle(outcome)
+                await uow.save(payment)
+                self._emit_result(uow, payment)
+                await uow.commit()
+                logger.bind(result_code=outcome.result_code, status=payment.status.value).info(
+                    "payment settled"
+                )
+        self._metrics.callbacks.labels(provider, "applied").inc()
+        self._metrics.results.labels(provider, str(outcome.result_code)).inc()
+        if payment.status is PaymentStatus.SUCCEEDED:
+            self._metrics.revenue.labels(payment.currency).inc(payment.amount)
+        return True
+
+    def _emit_result(self, uow: UnitOfWork, payment: Payment) -> None:
+        succeeded = payment.status is PaymentStatus.SUCCEEDED
+        uow.emit(
+            PAYMENT_SUCCEEDED if succeeded else PAYMENT_FAILED,
+            {
+                "order_id": payment.order_id,
+                "payment_id": payment.payment_id,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "result_code": payment.result_code,
+                "result_desc": payment.result_desc,
+                "receipt": payment.receipt,
+            },
+        )

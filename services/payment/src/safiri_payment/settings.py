@@ -1,0 +1,62 @@
+"""Payment's settings, read once at start-up from ``SAFIRI_*`` variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from safiri_web import EnvReader, Secret
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    database_url: str
+    amqp_url: str
+    callback_base_url: str
+    mpesa_url: str
+    mpesa_consumer_key: Secret
+    mpesa_consumer_secret: Secret
+    mpesa_shortcode: str
+    mpesa_passkey: Secret
+    provider_timeout_seconds: float
+    prefetch: int
+    db_pool_max: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        r = EnvReader(env)
+        port = r.port("SAFIRI_PAYMENT_PORT", 8082)
+        sim_port = r.port("SAFIRI_MPESA_SIM_PORT", 8090)
+        settings = cls(
+            host=r.str("SAFIRI_PAYMENT_HOST", "127.0.0.1"),
+            port=port,
+            database_url=r.url(
+                "SAFIRI_PAYMENT_DATABASE_URL",
+                "postgresql://postgres@127.0.0.1:5432/safiri_payment",
+                ("postgresql", "postgres"),
+            ),
+            amqp_url=r.url("SAFIRI_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", ("amqp",)),
+            callback_base_url=r.url(
+                "SAFIRI_PAYMENT_CALLBACK_BASE_URL", f"http://127.0.0.1:{port}", ("http", "https")
+            ).rstrip("/"),
+            mpesa_url=r.url("SAFIRI_MPESA_URL", f"http://127.0.0.1:{sim_port}", ("http", "https")),
+            mpesa_consumer_key=Secret(
+                r.str("SAFIRI_MPESA_CONSUMER_KEY", "safiri-sim-consumer-key")
+            ),
+            mpesa_consumer_secret=Secret(
+                r.str("SAFIRI_MPESA_CONSUMER_SECRET", "safiri-sim-consumer-secret")
+            ),
+            mpesa_shortcode=r.str("SAFIRI_MPESA_SHORTCODE", "174379"),
+            mpesa_passkey=Secret(r.str("SAFIRI_MPESA_PASSKEY", "safiri-sim-passkey")),
+            provider_timeout_seconds=r.float(
+                "SAFIRI_PROVIDER_TIMEOUT_SECONDS", 5.0, low=0.1, high=120.0
+            ),
+            prefetch=r.int("SAFIRI_PAYMENT_PREFETCH", 32, low=1, high=1000),
+            db_pool_max=r.int("SAFIRI_PAYMENT_DB_POOL_MAX", 10, low=2, high=200),
+        )
+        r.check()
+        return settings

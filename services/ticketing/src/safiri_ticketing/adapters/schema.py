@@ -1,0 +1,74 @@
+"""Ticketing's schema. The constraints, not only the code, keep a seat from being sold twice."""
+
+from __future__ import annotations
+
+from safiri_messaging import OUTBOX_SCHEMA
+
+__all__ = ["SCHEMA"]
+
+SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS trips (
+    trip_id uuid PRIMARY KEY,
+    origin text NOT NULL,
+    destination text NOT NULL,
+    departs_at timestamptz NOT NULL,
+    arrives_at timestamptz NOT NULL,
+    bus_id text NOT NULL,
+    fare integer NOT NULL CHECK (fare > 0),
+    currency char(3) NOT NULL DEFAULT 'KES',
+    seats_total integer NOT NULL CHECK (seats_total > 0),
+    UNIQUE (origin, destination, departs_at)
+);
+CREATE INDEX IF NOT EXISTS trips_search ON trips (origin, destination, departs_at);
+
+CREATE TABLE IF NOT EXISTS seats (
+    trip_id uuid NOT NULL REFERENCES trips,
+    seat_no integer NOT NULL CHECK (seat_no > 0),
+    PRIMARY KEY (trip_id, seat_no)
+);
+
+CREATE TABLE IF NOT EXISTS orders (
+    order_id uuid PRIMARY KEY,
+    trip_id uuid NOT NULL REFERENCES trips,
+    seat_count integer NOT NULL CHECK (seat_count BETWEEN 1 AND 6),
+    phone text NOT NULL,
+    amount integer NOT NULL CHECK (amount > 0),
+    currency char(3) NOT NULL,
+    status text NOT NULL CHECK (status IN
+        ('PENDING_PAYMENT', 'CONFIRMED', 'PAYMENT_FAILED', 'EXPIRED')),
+    failure_reason text,
+    payment_receipt text,
+    seats integer[] NOT NULL,
+    trace_context jsonb NOT NULL DEFAULT '{}',
+    expires_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS orders_pending_expiry ON orders (expires_at)
+    WHERE status = 'PENDING_PAYMENT';
+
+-- A seat is held or sold by at most one order: the primary key forbids a second row.
+CREATE TABLE IF NOT EXISTS seat_allocations (
+    trip_id uuid NOT NULL,
+    seat_no integer NOT NULL,
+    order_id uuid NOT NULL REFERENCES orders,
+    sold boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (trip_id, seat_no),
+    FOREIGN KEY (trip_id, seat_no) REFERENCES seats
+);
+CREATE INDEX IF NOT EXISTS seat_allocations_order ON seat_allocations (order_id);
+
+-- Tickets outlive allocations in audits; they too are unique per seat.
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id uuid PRIMARY KEY,
+    order_id uuid NOT NULL REFERENCES orders,
+    trip_id uuid NOT NULL,
+    seat_no integer NOT NULL,
+    issued_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (trip_id, seat_no),
+    FOREIGN KEY (trip_id, seat_no) REFERENCES seats
+);
+"""
+    + OUTBOX_SCHEMA
+)

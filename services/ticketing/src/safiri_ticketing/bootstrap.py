@@ -1,0 +1,121 @@
+"""The one place that wires ticketing's real adapters: PostgreSQL, RabbitMQ, the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+from loguru import logger
+from safiri_messaging import (
+    MessagingMetrics,
+    OutboxRelay,
+    connect,
+    consume,
+    consumer_channel,
+    declare_events_exchange,
+    declare_queue,
+    publisher_channel,
+)
+from safiri_telemetry import Telemetry
+from safiri_web import add_health_routes, problem_middleware
+
+from .adapters.postgres import PostgresUnitOfWork, TripQueries
+from .adapters.seed import apply_schema, seed_timetable
+from .entrypoints.amqp import PAYMENT_RESULTS, payment_results_handler
+from .entrypoints.http import routes
+from .entrypoints.keys import QUERIES, TICKETING
+from .metrics import TicketingMetrics
+from .service_layer.handlers import Ticketing
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _forever(name: str, step: Callable[[], Awaitable[Any]], interval: float) -> None:
+    """Run ``step`` every ``interval`` seconds; a failure is logged, never fatal."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            logger.bind(task=name).exception("background step failed")
+        await asyncio.sleep(interval)
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
+    app = web.Application(middlewares=[telemetry.middleware, problem_middleware])
+    metrics = TicketingMetrics(telemetry.registry)
+    messaging = MessagingMetrics(telemetry.registry)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            settings.database_url, min_size=2, max_size=settings.db_pool_max
+        )
+        assert pool is not None
+        await apply_schema(pool)
+        added = await seed_timetable(pool, settings.seed_days)
+        logger.bind(trips_added=added).info("timetable seeded")
+        app[POOL] = pool
+        app[TICKETING] = Ticketing(
+            lambda: PostgresUnitOfWork(pool), metrics, _now,
+            timedelta(seconds=settings.hold_ttl_seconds),
+        )
+        app[QUERIES] = TripQueries(pool)
+        yield
+        await pool.close()
+
+    async def broker(app: web.Application) -> AsyncIterator[None]:
+        connection = await connect(settings.amqp_url, "safiri-ticketing")
+        publish = await publisher_channel(connection)
+        exchange = await declare_events_exchange(publish)
+        consume_ch = await consumer_channel(connection, settings.prefetch)
+        queue = await declare_queue(consume_ch, PAYMENT_RESULTS)
+        relay = asyncio.create_task(OutboxRelay(app[POOL], exchange, messaging).run())
+        tag = await consume(queue, payment_results_handler(app[TICKETING]), messaging)
+        sweeper = asyncio.create_task(_forever(
+            "release_expired_holds", app[TICKETING].release_expired_holds,
+            settings.sweep_interval_seconds,
+        ))
+        app[CONNECTION] = connection
+        yield
+        await queue.cancel(tag)
+        await _stop(sweeper)
+        await _stop(relay)
+        await connection.close()
+
+    async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await telemetry.shutdown()
+
+    app.cleanup_ctx.extend([telemetry_flush, database, broker])
+
+    async def database_ready() -> None:
+        await app[POOL].fetchval("SELECT 1")
+
+    async def broker_ready() -> None:
+        if app[CONNECTION].is_closed:
+            raise ConnectionError("broker connection closed")
+
+    add_health_routes(app, {"database": database_ready, "broker": broker_ready})
+    app.router.add_get("/metrics", telemetry.metrics_handler)
+    app.add_routes(routes)
+    return app
+
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)

@@ -1,0 +1,113 @@
+"""Ticketing's internal HTTP API: translate requests into use cases, results into JSON."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from aiohttp import web
+from safiri_web import Problem
+
+from ..domain.orders import MAX_SEATS_PER_ORDER, Order, OrderStatus
+from ..domain.trips import SeatsUnavailable, Trip, TripNotFound
+from ..service_layer.handlers import HoldSeats
+from .keys import QUERIES, TICKETING
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+def trip_json(trip: Trip) -> dict[str, Any]:
+    return {
+        "trip_id": trip.trip_id,
+        "origin": trip.origin,
+        "destination": trip.destination,
+        "departs_at": trip.departs_at.isoformat(),
+        "arrives_at": trip.arrives_at.isoformat(),
+        "bus_id": trip.bus_id,
+        "fare": {"amount": trip.fare, "currency": trip.currency},
+        "seats_total": trip.seats_total,
+        "seats_available": trip.seats_available,
+    }
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "order_id": order.order_id,
+        "status": order.status.value,
+        "trip_id": order.trip_id,
+        "seat_count": order.seat_count,
+        "seats": order.seats,
+        "amount": {"amount": order.amount, "currency": order.currency},
+        "expires_at": order.expires_at.isoformat(),
+        "created_at": order.created_at.isoformat(),
+    }
+    if order.status is OrderStatus.CONFIRMED:
+        body["tickets"] = [{"ticket_id": t.ticket_id, "seat_no": t.seat_no} for t in order.tickets]
+        body["payment_receipt"] = order.payment_receipt
+    if order.failure_reason is not None:
+        body["failure_reason"] = order.failure_reason
+    return body
+
+
+def _uuid(value: Any, field: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise Problem(422, "validation-error", "Invalid request",
+                      f"{field} is not a UUID") from None
+
+
+@routes.get("/trips")
+async def search_trips(request: web.Request) -> web.Response:
+    raw_date = request.query.get("date", "")
+    try:
+        day = date.fromisoformat(raw_date)
+    except ValueError:
+        raise Problem(400, "invalid-query", "Invalid query",
+                      "date must be YYYY-MM-DD") from None
+    trips = await request.app[QUERIES].search(
+        request.query.get("origin") or None, request.query.get("destination") or None, day
+    )
+    return web.json_response({"trips": [trip_json(t) for t in trips]})
+
+
+@routes.post("/orders")
+async def place_order(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Problem(400, "malformed-json", "Malformed JSON") from None
+    if not isinstance(body, dict):
+        raise Problem(422, "validation-error", "Invalid request", "body must be an object")
+    seat_count = body.get("seat_count")
+    phone = body.get("phone")
+    if not isinstance(seat_count, int) or not 1 <= seat_count <= MAX_SEATS_PER_ORDER:
+        raise Problem(422, "validation-error", "Invalid request",
+                      f"seat_count must be 1..{MAX_SEATS_PER_ORDER}")
+    if not isinstance(phone, str) or not phone.isdigit() or len(phone) != 12:
+        raise Problem(422, "validation-error", "Invalid request", "phone must be an MSISDN")
+    cmd = HoldSeats(_uuid(body.get("trip_id"), "trip_id"), seat_count, phone)
+    try:
+        order = await request.app[TICKETING].hold_seats(cmd)
+    except TripNotFound:
+        raise Problem(422, "unknown-trip", "Unknown trip",
+                      f"No trip {cmd.trip_id} is on sale") from None
+    except SeatsUnavailable as exc:
+        raise Problem(409, "seats-unavailable", "Not enough free seats", str(exc)) from None
+    return web.json_response(order_json(order), status=201)
+
+
+@routes.get("/orders/{order_id}")
+async def get_order(request: web.Request) -> web.Response:
+    try:
+        order_id = str(uuid.UUID(request.match_info["order_id"]))
+    except ValueError:
+        raise Problem(404, "order-not-found", "Order not found") from None
+    order = await request.app[QUERIES].order(order_id)
+    if order is None:
+        raise Problem(404, "order-not-found", "Order not found",
+                      f"No order {order_id}")
+    return web.json_response(order_json(order))

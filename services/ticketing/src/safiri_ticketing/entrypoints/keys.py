@@ -1,0 +1,13 @@
+"""Typed application keys: what the app owns, looked up by entry points."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..adapters.postgres import TripQueries
+from ..service_layer.handlers import Ticketing
+
+__all__ = ["QUERIES", "TICKETING"]
+
+TICKETING = web.AppKey("ticketing", Ticketing)
+QUERIES = web.AppKey("queries", TripQueries)

@@ -1,0 +1,29 @@
+"""Ticketing's business metrics: every instrument this service defines, in one place."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+__all__ = ["TicketingMetrics"]
+
+
+class TicketingMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.tickets_sold = Counter(
+            "tickets_sold",
+            "Tickets issued for confirmed orders, by route.",
+            ["route"],
+            registry=registry,
+        )
+        self.orders_final = Counter(
+            "orders_final",
+            "Orders that reached a final state, by status.",
+            ["status"],
+            registry=registry,
+        )
+        self.seat_holds = Counter(
+            "seat_holds",
+            "Attempts to hold seats, by outcome (held, unavailable, unknown_trip).",
+            ["outcome"],
+            registry=registry,
+        )

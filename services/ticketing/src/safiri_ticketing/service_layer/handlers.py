@@ -1,0 +1,172 @@
+"""Ticketing's use cases. Each is one business step, one span, one unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from loguru import logger
+from safiri_messaging import PAYMENT_REQUESTED, PoisonMessage
+from safiri_telemetry import business_span, context_from_carrier
+
+from ..domain.orders import Order, OrderStatus
+from ..domain.trips import SeatsUnavailable, TripNotFound
+from ..metrics import TicketingMetrics
+from .unit_of_work import UnitOfWorkFactory
+
+__all__ = ["HoldSeats", "PaymentResult", "Ticketing", "payment_result_from"]
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class HoldSeats:
+    trip_id: str
+    seat_count: int
+    phone: str
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    message_id: str
+    order_id: str
+    succeeded: bool
+    result_code: int | None
+    result_desc: str
+    receipt: str | None
+
+
+class Ticketing:
+    """The use cases, wired to a unit-of-work factory, a clock and the metrics."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        metrics: TicketingMetrics,
+        clock: Clock,
+        hold_ttl: timedelta,
+    ) -> None:
+        self._uow = uow
+        self._metrics = metrics
+        self._clock = clock
+        self._hold_ttl = hold_ttl
+
+    async def hold_seats(self, cmd: HoldSeats) -> Order:
+        """Hold seats and ask for payment, atomically; raises if the seats are not there."""
+        attrs = {"safiri.trip.id": cmd.trip_id, "safiri.seat_count": cmd.seat_count}
+        with business_span("hold_seats", attrs) as span:
+            async with self._uow() as uow:
+                trip = await uow.lock_trip(cmd.trip_id)
+                if trip is None:
+                    self._metrics.seat_holds.labels("unknown_trip").inc()
+                    raise TripNotFound(cmd.trip_id)
+                seats = await uow.free_seats(cmd.trip_id, cmd.seat_count)
+                if len(seats) < cmd.seat_count:
+                    self._metrics.seat_holds.labels("unavailable").inc()
+                    raise SeatsUnavailable(
+                        f"{cmd.seat_count} seats asked, {len(seats)} free on trip {cmd.trip_id}"
+                    )
+                now = self._clock()
+                order = Order(
+                    order_id=str(uuid.uuid4()), trip_id=trip.trip_id, seat_count=cmd.seat_count,
+                    phone=cmd.phone, seats=seats, amount=trip.fare * cmd.seat_count,
+                    currency=trip.currency, expires_at=now + self._hold_ttl, created_at=now,
+                    route=f"{trip.origin}-{trip.destination}",
+                )
+                span.set_attribute("safiri.order.id", order.order_id)
+                span.set_attribute("safiri.amount", order.amount)
+                with logger.contextualize(order_id=order.order_id, trip_id=trip.trip_id):
+                    await uow.add_order(order)
+                    uow.emit(PAYMENT_REQUESTED, {
+                        "order_id": order.order_id,
+                        "trip_id": order.trip_id,
+                        "amount": order.amount,
+                        "currency": order.currency,
+                        "phone": order.phone,
+                        "description": f"{order.route} x{order.seat_count}",
+                    })
+                    await uow.commit()
+                    logger.bind(seats=seats, amount=order.amount).info("seats held")
+        self._metrics.seat_holds.labels("held").inc()
+        return order
+
+    async def record_payment_result(self, result: PaymentResult) -> None:
+        """Confirm the order (tickets) or release its seats; a redelivery changes nothing."""
+        step = "confirm_order" if result.succeeded else "release_seats"
+        attrs = {
+            "safiri.order.id": result.order_id,
+            "safiri.payment.result_code": result.result_code,
+            "safiri.payment.succeeded": result.succeeded,
+        }
+        with business_span(step, attrs), logger.contextualize(order_id=result.order_id):
+            async with self._uow() as uow:
+                if not await uow.first_delivery(result.message_id):
+                    logger.info("payment result already recorded; duplicate ignored")
+                    return
+                order = await uow.get_order(result.order_id)
+                if order is None:
+                    raise PoisonMessage(f"payment result for unknown order {result.order_id}")
+                if order.status is not OrderStatus.PENDING_PAYMENT:
+                    # A result for an order that already ended (its hold expired): recorded in
+                    # the inbox so it is not reprocessed; reconciliation owns what happens next.
+                    logger.bind(status=order.status.value, succeeded=result.succeeded).warning(
+                        "payment result for an order that is no longer pending"
+                    )
+                    await uow.commit()
+                    return
+                if result.succeeded:
+                    order.confirm(result.receipt, [str(uuid.uuid4()) for _ in order.seats])
+                else:
+                    code = f" (ResultCode {result.result_code})" if result.result_code else ""
+                    order.fail(f"{result.result_desc}{code}")
+                await uow.save_order(order)
+                await uow.commit()
+            self._count_final(order)
+            logger.bind(status=order.status.value, trip_id=order.trip_id).info("order final")
+
+    async def release_expired_holds(self, limit: int = 100) -> int:
+        """Expire pending orders whose hold ran out; each in its own purchase's trace."""
+        now = self._clock()
+        async with self._uow() as uow:
+            expired = await uow.expired_orders(now, limit)
+            for order, trace_context in expired:
+                with business_span(
+                    "expire_hold",
+                    {"safiri.order.id": order.order_id, "safiri.trip.id": order.trip_id},
+                    parent=context_from_carrier(trace_context),
+                ), logger.contextualize(order_id=order.order_id, trip_id=order.trip_id):
+                    order.expire(now)
+                    await uow.save_order(order)
+                    logger.info("seat hold expired; seats released")
+            await uow.commit()
+        for order, _ in expired:
+            self._count_final(order)
+        return len(expired)
+
+    def _count_final(self, order: Order) -> None:
+        self._metrics.orders_final.labels(order.status.value).inc()
+        if order.status is OrderStatus.CONFIRMED:
+            self._metrics.tickets_sold.labels(order.route).inc(order.seat_count)
+
+
+def payment_result_from(
+    message_id: str, payload: Mapping[str, object], succeeded: bool
+) -> PaymentResult:
+    order_id = payload.get("order_id")
+    try:
+        order_id = str(uuid.UUID(str(order_id)))
+    except ValueError as exc:
+        raise PoisonMessage(f"payment result with a bad order_id: {order_id!r}") from exc
+    code = payload.get("result_code")
+    desc = payload.get("result_desc")
+    receipt = payload.get("receipt")
+    return PaymentResult(
+        message_id=message_id,
+        order_id=order_id,
+        succeeded=succeeded,
+        result_code=code if isinstance(code, int) else None,
+        result_desc=desc if isinstance(desc, str) else "",
+        receipt=receipt if isinstance(receipt, str) else None,
+    )

@@ -1,0 +1,1 @@
+"""HTTP routes: the Daraja-like API and the simulator's own admin endpoints."""

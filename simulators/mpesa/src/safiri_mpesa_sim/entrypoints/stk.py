@@ -1,0 +1,103 @@
+"""STK push and STK push query: translate Daraja JSON to ledger operations and back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from opentelemetry import context as otel_context
+
+from safiri_telemetry import business_span
+
+from ..appkeys import LEDGER, METRICS, NOTIFIER, SETTINGS, TOKENS
+from ..ledger import UnknownCheckout
+from ..metrics import NO_RESULT
+from ..outcomes import outcome_for
+from ..stk_push import InvalidField, check_credentials, parse_stk_push
+from .daraja_protocol import (
+    BAD_REQUEST,
+    INVALID_TOKEN,
+    bad_request,
+    bearer_token,
+    daraja_error,
+    invalid_token,
+    json_object,
+)
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_ACCEPTED = "Success. Request accepted for processing"
+
+
+@routes.post("/mpesa/stkpush/v1/processrequest")
+async def stk_push(request: web.Request) -> web.Response:
+    app = request.app
+    requests_total = app[METRICS].stk_requests
+    if not app[TOKENS].is_valid(bearer_token(request)):
+        requests_total.labels(INVALID_TOKEN).inc()
+        return invalid_token()
+    body = await json_object(request)
+    if body is None:
+        requests_total.labels(BAD_REQUEST).inc()
+        return bad_request("Body")
+    settings = app[SETTINGS]
+    try:
+        push = parse_stk_push(body, settings.shortcode, settings.passkey.value)
+    except InvalidField as invalid:
+        requests_total.labels(BAD_REQUEST).inc()
+        return bad_request(invalid.field)
+    planned = outcome_for(push.phone)
+    transaction = app[LEDGER].open(push, planned, datetime.now(UTC))
+    result_code = str(planned.result_code) if planned else NO_RESULT
+    attributes = {
+        "safiri.mpesa.checkout_request_id": transaction.checkout_request_id,
+        "safiri.mpesa.account_reference": push.account_reference,
+        "safiri.mpesa.amount": push.amount,
+        "safiri.mpesa.phone": push.phone,
+        "safiri.mpesa.planned_result_code": result_code,
+    }
+    with business_span("mpesa.accept_stk_push", attributes):
+        app[NOTIFIER].schedule(transaction, otel_context.get_current())
+    requests_total.labels(result_code).inc()
+    return web.json_response(
+        {
+            "MerchantRequestID": transaction.merchant_request_id,
+            "CheckoutRequestID": transaction.checkout_request_id,
+            "ResponseCode": "0",
+            "ResponseDescription": _ACCEPTED,
+            "CustomerMessage": _ACCEPTED,
+        }
+    )
+
+
+@routes.post("/mpesa/stkpushquery/v1/query")
+async def stk_query(request: web.Request) -> web.Response:
+    app = request.app
+    if not app[TOKENS].is_valid(bearer_token(request)):
+        return invalid_token()
+    body = await json_object(request)
+    if body is None:
+        return bad_request("Body")
+    settings = app[SETTINGS]
+    try:
+        check_credentials(body, settings.shortcode, settings.passkey.value)
+        transaction = app[LEDGER].get(str(body.get("CheckoutRequestID", "")))
+    except InvalidField as invalid:
+        return bad_request(invalid.field)
+    except UnknownCheckout:
+        return bad_request("CheckoutRequestID")
+    if transaction.result is None:
+        return daraja_error(500, "500.001.1001", "The transaction is being processed")
+    return web.json_response(
+        {
+            "ResponseCode": "0",
+            # Daraja's own spelling, kept so clients matching on it are not surprised.
+            "ResponseDescription": "The service request has been accepted successsfully",
+            "MerchantRequestID": transaction.merchant_request_id,
+            "CheckoutRequestID": transaction.checkout_request_id,
+            "ResultCode": str(transaction.result.result_code),
+            "ResultDesc": transaction.result.result_desc,
+        }
+    )

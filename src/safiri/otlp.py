@@ -1,0 +1,133 @@
+"""A small OTLP/HTTP trace receiver: the spans the services really exported, kept in memory.
+
+The end-to-end tests assert on it and ``safiri demo`` prints from it. It accepts what the
+OpenTelemetry SDK's OTLP/HTTP exporter sends (protobuf ``ExportTraceServiceRequest``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+__all__ = ["ReceivedSpan", "SpanStore", "running_receiver"]
+
+MAX_BODY = 8 * 1024 * 1024
+
+
+def _value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    return getattr(v, kind) if kind else None
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    service: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int  # 0 unset, 1 ok, 2 error
+    status_message: str
+    attributes: dict[str, Any]
+    links: list[tuple[str, str]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code == 2
+
+
+class SpanStore:
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self._by_trace: dict[str, list[ReceivedSpan]] = defaultdict(list)
+
+    def add(self, request: ExportTraceServiceRequest) -> int:
+        count = 0
+        for rs in request.resource_spans:
+            resource = {a.key: _value(a.value) for a in rs.resource.attributes}
+            service = str(resource.get("service.name", "unknown"))
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    span = ReceivedSpan(
+                        trace_id=s.trace_id.hex(),
+                        span_id=s.span_id.hex(),
+                        parent_span_id=s.parent_span_id.hex() or None,
+                        name=s.name,
+                        service=service,
+                        kind=s.kind,
+                        start_ns=s.start_time_unix_nano,
+                        end_ns=s.end_time_unix_nano,
+                        status_code=s.status.code,
+                        status_message=s.status.message,
+                        attributes={a.key: _value(a.value) for a in s.attributes},
+                        links=[(ln.trace_id.hex(), ln.span_id.hex()) for ln in s.links],
+                        events=[
+                            (e.name, {a.key: _value(a.value) for a in e.attributes})
+                            for e in s.events
+                        ],
+                    )
+                    self.spans.append(span)
+                    self._by_trace[span.trace_id].append(span)
+                    count += 1
+        return count
+
+    def trace(self, trace_id: str) -> list[ReceivedSpan]:
+        return sorted(self._by_trace.get(trace_id, []), key=lambda s: s.start_ns)
+
+    def trace_of_order(self, order_id: str) -> str | None:
+        for span in self.spans:
+            if span.attributes.get("safiri.order.id") == order_id:
+                return span.trace_id
+        return None
+
+    def app(self) -> web.Application:
+        async def export(request: web.Request) -> web.Response:
+            body = await request.read()
+            message = ExportTraceServiceRequest()
+            try:
+                message.ParseFromString(body)
+            except DecodeError:
+                return web.json_response({"error": "not an ExportTraceServiceRequest"}, status=400)
+            self.add(message)
+            return web.Response(
+                body=ExportTraceServiceResponse().SerializeToString(),
+                content_type="application/x-protobuf",
+            )
+
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/v1/traces", export)
+        return app
+
+
+@asynccontextmanager
+async def running_receiver(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[
+    tuple[SpanStore, str]
+]:
+    """Serve a fresh store; yields it and its base URL (``http://host:port``)."""
+    store = SpanStore()
+    runner = web.AppRunner(store.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    try:
+        yield store, f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,110 @@
+"""Fixtures shared by every tier: isolated broker vhosts and databases, free ports, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+T = TypeVar("T")
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` until it returns something other than None/False, or fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: T | None = None
+    while True:
+        last = await probe()
+        if last is not None and last is not False:
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}; last={last!r}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(run_id: str) -> Iterator[str]:
+    """A RabbitMQ vhost of this test run's own, deleted afterwards."""
+    vhost = f"safiri-test-{run_id}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def make_database(run_id: str) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """Creates databases named for this run; drops every one of them at the end."""
+    created: list[str] = []
+
+    async def make(purpose: str) -> str:
+        name = f"safiri_test_{run_id}_{purpose}"
+        conn = await asyncpg.connect(f"{POSTGRES}/postgres")
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        created.append(name)
+        return f"{POSTGRES}/{name}"
+
+    yield make
+    conn = await asyncpg.connect(f"{POSTGRES}/postgres")
+    try:
+        for name in created:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def _span_exporter_installed() -> InMemorySpanExporter:
+    """One SDK tracer provider per test process (OpenTelemetry allows one), recording in memory."""
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider(resource=Resource.create({"service.name": "safiri-tests"}))
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(_span_exporter_installed: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """The spans finished during this test."""
+    _span_exporter_installed.clear()
+    yield _span_exporter_installed
+    _span_exporter_installed.clear()

@@ -1,0 +1,165 @@
+"""The whole suite as four real processes on loopback ports, exporting to a real OTLP receiver."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import date, timedelta
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
+from safiri.otlp import SpanStore, running_receiver
+from safiri.suite import Suite, SuiteConfig, drop_databases
+
+from tests.conftest import eventually, free_port
+
+FINAL = {"CONFIRMED", "PAYMENT_FAILED", "EXPIRED"}
+HOLD_TTL_SECONDS = 8
+
+
+@dataclass
+class Running:
+    suite: Suite
+    spans: SpanStore
+    api_key: str
+    http: aiohttp.ClientSession
+
+    @property
+    def config(self) -> SuiteConfig:
+        return self.suite.config
+
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.config.port(service)}{path}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    async def search(self, origin: str, destination: str, day: str) -> list[dict[str, Any]]:
+        async with self.http.get(
+            self.url("gateway", "/api/v1/trips"), headers=self.auth,
+            params={"origin": origin, "destination": destination, "date": day},
+        ) as response:
+            assert response.status == 200, await response.text()
+            trips: list[dict[str, Any]] = (await response.json())["trips"]
+            return trips
+
+    async def next_trip(
+        self, origin: str = "Nairobi", destination: str = "Mombasa"
+    ) -> dict[str, Any]:
+        """A trip the day after tomorrow, with the search that finds it again."""
+        day = (date.today() + timedelta(days=2)).isoformat()
+        trip = (await self.search(origin, destination, day))[0]
+        return {**trip, "_search": (origin, destination, day)}
+
+    async def seats_available(self, trip: dict[str, Any]) -> int:
+        for found in await self.search(*trip["_search"]):
+            if found["trip_id"] == trip["trip_id"]:
+                return int(found["seats_available"])
+        raise AssertionError(f"trip {trip['trip_id']} no longer listed")
+
+    async def place_order(
+        self, trip_id: str, phone: str = "254712345678", seat_count: int = 1,
+        key: str | None = None,
+    ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+        headers = {**self.auth, "Idempotency-Key": key or str(uuid.uuid4())}
+        body = {"trip_id": trip_id, "seat_count": seat_count, "phone": phone}
+        async with self.http.post(
+            self.url("gateway", "/api/v1/orders"), json=body, headers=headers
+        ) as response:
+            return response.status, await response.json(content_type=None), response.headers
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        async with self.http.get(
+            self.url("gateway", f"/api/v1/orders/{order_id}"), headers=self.auth
+        ) as response:
+            assert response.status == 200, await response.text()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def final_order(self, order_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            body = await self.order(order_id)
+            return body if body["status"] in FINAL else None
+
+        return await eventually(probe, timeout=timeout, what=f"order {order_id} to be final")
+
+    async def metric(self, service: str, name: str, **labels: str) -> float:
+        async with self.http.get(self.url(service, "/metrics")) as response:
+            text = await response.text()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    async def add_trip(self, seats: int) -> str:
+        """A trip of its own with ``seats`` seats, written straight into ticketing's database."""
+        trip_id = str(uuid.uuid4())
+        conn = await asyncpg.connect(self.config.database_url("ticketing"))
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO trips (trip_id, origin, destination, departs_at, arrives_at, bus_id,"
+                    " fare, seats_total) VALUES ($1::uuid, 'Nairobi', 'Test-' || $2, now() + interval"
+                    " '3 days', now() + interval '3 days 5 hours', 'KTEST01', 700, $3)",
+                    trip_id, trip_id[:8], seats,
+                )
+                await conn.execute(
+                    "INSERT INTO seats (trip_id, seat_no) SELECT $1::uuid, g"
+                    " FROM generate_series(1, $2) g",
+                    trip_id, seats,
+                )
+        finally:
+            await conn.close()
+        return trip_id
+
+    def log_lines(self, service: str) -> list[dict[str, Any]]:
+        path = self.suite.log_path(service)
+        assert path is not None
+        lines = []
+        for raw in path.read_text().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                pytest.fail(f"{service} wrote a line that is not JSON: {raw[:200]}")
+        return lines
+
+
+@pytest_asyncio.fixture(scope="session")
+async def running(
+    run_id: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    log_dir: Path = tmp_path_factory.mktemp("suite-logs")
+    api_key = secrets.token_urlsafe(16)
+    async with running_receiver() as (spans, otlp_url):
+        config = SuiteConfig(
+            api_keys=[api_key],
+            gateway_port=free_port(), ticketing_port=free_port(), payment_port=free_port(),
+            mpesa_port=free_port(),
+            database_prefix=f"safiri_test_{run_id}_e2e",
+            amqp_url=amqp_url,
+            otlp_endpoint=otlp_url,
+            log_dir=log_dir,
+            extra_env={
+                "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0.1",
+                "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
+                "SAFIRI_SWEEP_INTERVAL_SECONDS": "0.5",
+                "SAFIRI_SEED_DAYS": "3",
+            },
+        )
+        try:
+            async with Suite(config) as suite, aiohttp.ClientSession() as http:
+                yield Running(suite, spans, api_key, http)
+        finally:
+            await drop_databases(config)
+

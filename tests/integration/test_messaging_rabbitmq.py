@@ -1,0 +1,187 @@
+"""Outbox relay and consumers on a real RabbitMQ vhost and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+import pytest_asyncio
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
+
+from safiri_messaging import (
+    OUTBOX_SCHEMA,
+    Envelope,
+    MessagingMetrics,
+    OutboxRelay,
+    PoisonMessage,
+    QueueSpec,
+    add_to_outbox,
+    connect,
+    consume,
+    consumer_channel,
+    declare_events_exchange,
+    declare_queue,
+    publisher_channel,
+)
+from safiri_telemetry import business_span
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pool(make_database: Callable[[str], Awaitable[str]]) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await asyncpg.create_pool(await make_database("messaging_it"), min_size=2, max_size=6)
+    assert pool is not None
+    await pool.execute(OUTBOX_SCHEMA)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest_asyncio.fixture
+async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
+    conn = await connect(amqp_url, "safiri-tests")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def depth(channel: AbstractChannel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    return declared.declaration_result.message_count or 0
+
+
+async def test_the_relay_publishes_each_outbox_row_once_under_its_trace(
+    pool: asyncpg.Pool[Any], connection: AbstractRobustConnection, spans: InMemorySpanExporter
+) -> None:
+    key = f"it.relay.{uuid.uuid4().hex[:6]}"
+    channel = await consumer_channel(connection, 10)
+    queue = await declare_queue(channel, QueueSpec(f"it-relay-{uuid.uuid4().hex[:6]}", (key,)))
+    exchange = await declare_events_exchange(await publisher_channel(connection))
+    metrics = MessagingMetrics(CollectorRegistry())
+    with business_span("hold_seats") as step:
+        async with pool.acquire() as conn, conn.transaction():
+            message_id = await add_to_outbox(conn, key, {"order_id": "o-1"})
+
+    relay = OutboxRelay(pool, exchange, metrics)
+    assert await relay.publish_pending() == 1
+    assert await relay.publish_pending() == 0
+
+    message = await eventually(lambda: queue.get(fail=False), what="the relayed message")
+    await message.ack()
+    assert message.message_id == str(message_id)
+    assert json.loads(message.body) == {"order_id": "o-1"}
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    publish = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER)
+    assert publish.context.trace_id == step.get_span_context().trace_id
+    assert publish.parent is not None and publish.parent.span_id == step.get_span_context().span_id
+    headers = message.headers or {}
+    assert str(headers["traceparent"]).split("-")[2] == format(publish.context.span_id, "016x")
+
+
+async def test_an_unroutable_event_stays_in_the_outbox(
+    pool: asyncpg.Pool[Any], connection: AbstractRobustConnection
+) -> None:
+    exchange = await declare_events_exchange(await publisher_channel(connection))
+    async with pool.acquire() as conn, conn.transaction():
+        await pool.execute("UPDATE outbox SET published_at = now()")
+        message_id = await add_to_outbox(conn, "nobody.listens", {})
+    relay = OutboxRelay(pool, exchange, MessagingMetrics(CollectorRegistry()))
+    with pytest.raises(aio_pika.exceptions.PublishError):
+        await relay.publish_pending()
+    assert await pool.fetchval(
+        "SELECT published_at FROM outbox WHERE message_id = $1", message_id) is None
+    await pool.execute("DELETE FROM outbox WHERE message_id = $1", message_id)
+
+
+async def test_poison_is_dead_lettered_and_the_next_message_is_processed(
+    connection: AbstractRobustConnection, spans: InMemorySpanExporter
+) -> None:
+    spec = QueueSpec(f"it-poison-{uuid.uuid4().hex[:6]}", ("it.poison",))
+    channel = await consumer_channel(connection, 5)
+    queue = await declare_queue(channel, spec)
+    seen: list[str] = []
+
+    async def handler(envelope: Envelope) -> None:
+        seen.append(envelope.field("value"))
+
+    registry = CollectorRegistry()
+    await consume(queue, handler, MessagingMetrics(registry))
+    exchange = await declare_events_exchange(channel)
+    for body, mid in [(b"{oops", "m1"), (b'{"value": 7}', "m2"), (b'{"value": "ok"}', "m3")]:
+        await exchange.publish(aio_pika.Message(body, message_id=mid), routing_key="it.poison")
+
+    await eventually(lambda: _done(seen, ["ok"]), what="the valid message to be processed")
+    parked = await _dead_lettered(connection, spec.dead_letter_queue, 2)
+    assert sorted(m.message_id or "" for m in parked) == ["m1", "m2"]
+    outcome = {"messaging_destination_name": spec.name, "outcome": "dead_lettered"}
+    assert registry.get_sample_value("messaging_client_consumed_messages_total", outcome) == 2
+    consumer_spans = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert {s.name for s in consumer_spans} == {f"process {spec.name}"}
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(
+    connection: AbstractRobustConnection,
+) -> None:
+    spec = QueueSpec(f"it-limit-{uuid.uuid4().hex[:6]}", ("it.limit",), delivery_limit=2)
+    channel = await consumer_channel(connection, 5)
+    queue = await declare_queue(channel, spec)
+    attempts: list[bool] = []
+
+    async def handler(envelope: Envelope) -> None:
+        attempts.append(envelope.redelivered)
+        raise RuntimeError("database down")
+
+    registry = CollectorRegistry()
+    await consume(queue, handler, MessagingMetrics(registry))
+    exchange = await declare_events_exchange(channel)
+    await exchange.publish(aio_pika.Message(b"{}", message_id="m1"), routing_key="it.limit")
+
+    (parked,) = await _dead_lettered(connection, spec.dead_letter_queue, 1)
+    assert parked.message_id == "m1"
+    assert parked.headers["x-death"][0]["reason"] == "delivery_limit"  # type: ignore[index]
+    assert attempts[0] is False
+    assert 2 <= len(attempts) <= 3
+    assert await depth(await connection.channel(), spec.name) == 0
+
+
+async def test_field_refuses_missing_or_mistyped_values() -> None:
+    envelope = Envelope("m", "k", {"n": 1, "flag": True}, False)
+    assert envelope.field("n", int) == 1
+    with pytest.raises(PoisonMessage):
+        envelope.field("flag", int)
+    with pytest.raises(PoisonMessage):
+        envelope.field("missing")
+
+
+async def _done(seen: list[str], expected: list[str]) -> bool:
+    return seen == expected
+
+
+async def _dead_lettered(
+    connection: AbstractRobustConnection, queue: str, n: int
+) -> list[AbstractIncomingMessage]:
+    """Take ``n`` messages off a dead-letter queue, waiting for them with a deadline."""
+    channel = await connection.channel()
+    dlq = await channel.declare_queue(queue, passive=True)
+    taken: list[AbstractIncomingMessage] = []
+
+    async def take() -> list[AbstractIncomingMessage] | None:
+        message = await dlq.get(fail=False)
+        if message is not None:
+            await message.ack()
+            taken.append(message)
+        return taken if len(taken) >= n else None
+
+    return await eventually(take, what=f"{n} message(s) in {queue}")

@@ -1,0 +1,77 @@
+"""``python -m safiri_mpesa_sim`` serves until SIGTERM and refuses bad settings clearly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def simulator_env(**overrides: str) -> dict[str, str]:
+    # No collector runs in tests; a disabled SDK also keeps shutdown from waiting on export.
+    return {**os.environ, "OTEL_SDK_DISABLED": "true", **overrides}
+
+
+async def wait_until_healthy(url: str, process: asyncio.subprocess.Process) -> None:
+    async with asyncio.timeout(15), aiohttp.ClientSession() as http:
+        while True:
+            assert process.returncode is None, "the simulator exited during start-up"
+            try:
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+async def test_module_serves_until_sigterm_then_exits_cleanly() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "safiri_mpesa_sim",
+        env=simulator_env(SAFIRI_MPESA_SIM_PORT=str(port)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    assert b'"service": "mpesa-simulator"' in stdout
+    assert b"Traceback" not in stdout + stderr
+
+
+async def test_bad_settings_exit_2_naming_each_variable() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "safiri_mpesa_sim",
+        env=simulator_env(SAFIRI_MPESA_SIM_PORT="eighty", SAFIRI_MPESA_SIM_CALLBACK_DELAY="soon"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+    assert process.returncode == 2
+    assert b"SAFIRI_MPESA_SIM_PORT" in stderr
+    assert b"SAFIRI_MPESA_SIM_CALLBACK_DELAY" in stderr
+    assert b"Traceback" not in stderr

@@ -1,0 +1,124 @@
+"""Ticketing on a real PostgreSQL: the schema forbids double sales; holds are atomic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from safiri_ticketing.adapters.postgres import PostgresUnitOfWork, TripQueries
+from safiri_ticketing.adapters.seed import apply_schema, seed_timetable
+from safiri_ticketing.domain.trips import SeatsUnavailable
+from safiri_ticketing.metrics import TicketingMetrics
+from safiri_ticketing.service_layer.handlers import HoldSeats, PaymentResult, Ticketing
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pool(make_database: Callable[[str], Awaitable[str]]) -> AsyncIterator[asyncpg.Pool[Any]]:
+    url = await make_database("ticketing_it")
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=12)
+    assert pool is not None
+    await apply_schema(pool)
+    await apply_schema(pool)  # idempotent
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def small_trip(pool: asyncpg.Pool[Any], seats: int) -> str:
+    trip_id = str(uuid.uuid4())
+    await pool.execute(
+        "INSERT INTO trips VALUES ($1::uuid, 'Nairobi', 'Nakuru', now() + interval '1 day',"
+        " now() + interval '1 day 3 hours', 'KB1', 600, 'KES', $2)", trip_id, seats)
+    await pool.execute(
+        "INSERT INTO seats SELECT $1::uuid, g FROM generate_series(1, $2) g", trip_id, seats)
+    return trip_id
+
+
+def ticketing(pool: asyncpg.Pool[Any]) -> Ticketing:
+    return Ticketing(lambda: PostgresUnitOfWork(pool), TicketingMetrics(CollectorRegistry()),
+                     lambda: datetime.now(UTC), timedelta(minutes=5))
+
+
+async def test_the_schema_refuses_a_second_allocation_of_a_seat(pool: asyncpg.Pool[Any]) -> None:
+    trip_id = await small_trip(pool, 2)
+    order = await ticketing(pool).hold_seats(HoldSeats(trip_id, 1, "254712345678"))
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(
+            "INSERT INTO seat_allocations (trip_id, seat_no, order_id)"
+            " VALUES ($1::uuid, $2, $3::uuid)", trip_id, order.seats[0], order.order_id)
+
+
+async def test_concurrent_holds_never_share_a_seat(pool: asyncpg.Pool[Any]) -> None:
+    trip_id = await small_trip(pool, 5)
+    service = ticketing(pool)
+    results = await asyncio.gather(
+        *(service.hold_seats(HoldSeats(trip_id, 1, "254712345678")) for _ in range(20)),
+        return_exceptions=True,
+    )
+    held = [r for r in results if not isinstance(r, BaseException)]
+    assert len(held) == 5
+    assert all(isinstance(r, SeatsUnavailable) for r in results if isinstance(r, BaseException))
+    assert sorted(s for o in held for s in o.seats) == [1, 2, 3, 4, 5]
+
+
+async def test_a_hold_and_its_payment_request_commit_together_with_the_trace(
+    pool: asyncpg.Pool[Any], spans: InMemorySpanExporter
+) -> None:
+    trip_id = await small_trip(pool, 3)
+    order = await ticketing(pool).hold_seats(HoldSeats(trip_id, 2, "254712345678"))
+    rows = await pool.fetch(
+        "SELECT routing_key, payload, trace_context FROM outbox"
+        " WHERE payload->>'order_id' = $1", order.order_id)
+    assert len(rows) == 1
+    assert rows[0]["routing_key"] == "payment.requested"
+    hold = next(s for s in spans.get_finished_spans() if s.name == "hold_seats")
+    traceparent = json.loads(rows[0]["trace_context"])["traceparent"]
+    assert traceparent.split("-")[1] == format(hold.context.trace_id, "032x")
+
+
+async def test_a_refused_hold_writes_nothing(pool: asyncpg.Pool[Any]) -> None:
+    trip_id = await small_trip(pool, 1)
+    outbox_before = await pool.fetchval("SELECT count(*) FROM outbox")
+    with pytest.raises(SeatsUnavailable):
+        await ticketing(pool).hold_seats(HoldSeats(trip_id, 2, "254712345678"))
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == outbox_before
+    assert await pool.fetchval("SELECT count(*) FROM orders WHERE trip_id = $1::uuid",
+                               trip_id) == 0
+
+
+async def test_confirmation_issues_unique_tickets_and_failure_frees_seats(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    trip_id = await small_trip(pool, 4)
+    service = ticketing(pool)
+    paid = await service.hold_seats(HoldSeats(trip_id, 2, "254712345678"))
+    unpaid = await service.hold_seats(HoldSeats(trip_id, 2, "254700000001"))
+    await service.record_payment_result(
+        PaymentResult(str(uuid.uuid4()), paid.order_id, True, 0, "ok", "RCPT"))
+    await service.record_payment_result(
+        PaymentResult(str(uuid.uuid4()), unpaid.order_id, False, 1, "insufficient", None))
+
+    view = await TripQueries(pool).order(paid.order_id)
+    assert view is not None and len(view.tickets) == 2
+    trip = await TripQueries(pool).trip(trip_id)
+    assert trip is not None and trip.seats_available == 2
+
+
+async def test_the_timetable_seeds_once(pool: asyncpg.Pool[Any]) -> None:
+    first = await seed_timetable(pool, 2)
+    again = await seed_timetable(pool, 2)
+    assert first > 0
+    assert again == 0

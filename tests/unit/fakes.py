@@ -1,0 +1,125 @@
+"""In-memory fakes behind the same interfaces as the PostgreSQL units of work."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from safiri_payment.domain.payments import Payment
+from safiri_payment.service_layer.unit_of_work import StoredPayment
+from safiri_ticketing.domain.orders import Order, OrderStatus
+from safiri_ticketing.domain.trips import Trip
+
+
+class _FakeTransaction:
+    """Copies state on enter; keeps the copy only on commit, like a rolled-back transaction."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.committed = False
+
+    async def __aenter__(self) -> Self:
+        self.state = copy.deepcopy(self.db.state)
+        self.pending: list[tuple[str, Mapping[str, Any]]] = []
+        self.committed = False
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def commit(self) -> None:
+        self.db.state = self.state
+        self.db.outbox.extend(self.pending)
+        self.committed = True
+
+    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None:
+        self.pending.append((routing_key, dict(payload)))
+
+    async def first_delivery(self, message_id: str) -> bool:
+        if message_id in self.state["inbox"]:
+            return False
+        self.state["inbox"].add(message_id)
+        return True
+
+
+class FakeTicketingDb:
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {"trips": {}, "orders": {}, "allocations": {}, "inbox": set()}
+        self.outbox: list[tuple[str, Mapping[str, Any]]] = []
+
+    def add_trip(self, trip: Trip) -> None:
+        self.state["trips"][trip.trip_id] = trip
+
+    def uow(self) -> FakeTicketingUow:
+        return FakeTicketingUow(self)
+
+
+class FakeTicketingUow(_FakeTransaction):
+    async def lock_trip(self, trip_id: str) -> Trip | None:
+        trip: Trip | None = self.state["trips"].get(trip_id)
+        return trip
+
+    async def free_seats(self, trip_id: str, count: int) -> list[int]:
+        trip = self.state["trips"][trip_id]
+        taken = {seat for (t, seat) in self.state["allocations"] if t == trip_id}
+        return [s for s in range(1, trip.seats_total + 1) if s not in taken][:count]
+
+    async def add_order(self, order: Order) -> None:
+        for seat in order.seats:
+            key = (order.trip_id, seat)
+            assert key not in self.state["allocations"], "seat allocated twice"
+            self.state["allocations"][key] = order.order_id
+        self.state["orders"][order.order_id] = copy.deepcopy(order)
+
+    async def get_order(self, order_id: str) -> Order | None:
+        order: Order | None = copy.deepcopy(self.state["orders"].get(order_id))
+        return order
+
+    async def save_order(self, order: Order) -> None:
+        self.state["orders"][order.order_id] = copy.deepcopy(order)
+        if order.status in (OrderStatus.PAYMENT_FAILED, OrderStatus.EXPIRED):
+            for seat in order.seats:
+                self.state["allocations"].pop((order.trip_id, seat), None)
+
+    async def expired_orders(
+        self, now: datetime, limit: int
+    ) -> list[tuple[Order, Mapping[str, str]]]:
+        return [
+            (copy.deepcopy(o), {}) for o in self.state["orders"].values()
+            if o.status is OrderStatus.PENDING_PAYMENT and o.expires_at <= now
+        ][:limit]
+
+
+class FakePaymentDb:
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {"payments": {}, "inbox": set()}
+        self.outbox: list[tuple[str, Mapping[str, Any]]] = []
+
+    def uow(self) -> FakePaymentUow:
+        return FakePaymentUow(self)
+
+
+class FakePaymentUow(_FakeTransaction):
+    async def add(self, payment: Payment, callback_token_hash: str) -> bool:
+        if any(p.payment.order_id == payment.order_id for p in self.state["payments"].values()):
+            return False
+        self.state["payments"][payment.payment_id] = StoredPayment(
+            copy.deepcopy(payment), callback_token_hash, {}
+        )
+        return True
+
+    async def get(self, payment_id: str) -> StoredPayment | None:
+        stored: StoredPayment | None = copy.deepcopy(self.state["payments"].get(payment_id))
+        return stored
+
+    async def save(self, payment: Payment) -> None:
+        old = self.state["payments"][payment.payment_id]
+        self.state["payments"][payment.payment_id] = StoredPayment(
+            copy.deepcopy(payment), old.callback_token_hash, old.trace_context
+        )

@@ -1,0 +1,127 @@
+"""The OpenAPI document is structurally OpenAPI 3.1 and describes the public contract."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from safiri_gateway.entrypoints.openapi import OPENAPI
+
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs(item)
+
+
+def resolve(ref: str) -> Any:
+    assert ref.startswith("#/"), f"only local references are used: {ref}"
+    node: Any = OPENAPI
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict), ref
+        assert part in node, f"{ref} does not resolve"
+        node = node[part]
+    return node
+
+
+def deref(node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        node = resolve(node["$ref"])
+    return node
+
+
+def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in OPENAPI["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def test_it_is_an_openapi_3_1_document() -> None:
+    assert re.fullmatch(r"3\.1\.\d+", OPENAPI["openapi"])
+    assert OPENAPI["info"]["title"]
+    assert OPENAPI["info"]["version"]
+    json.dumps(OPENAPI)  # served as JSON, so it must be plain data
+
+
+def test_every_reference_resolves() -> None:
+    found = list(refs(OPENAPI))
+    assert found
+    for ref in found:
+        resolve(ref)
+
+
+def test_every_operation_has_responses_with_valid_codes() -> None:
+    ids = []
+    for path, method, operation in operations():
+        assert path.startswith("/")
+        assert operation["responses"], f"{method} {path} has no responses"
+        for code, response in operation["responses"].items():
+            assert re.fullmatch(r"[1-5](\d\d|XX)|default", code), code
+            assert deref(response)["description"]
+        ids.append(operation["operationId"])
+    assert len(ids) == len(set(ids))
+
+
+def test_path_templates_are_declared_parameters() -> None:
+    for path, _, operation in operations():
+        declared = {
+            p["name"] for p in map(deref, operation.get("parameters", [])) if p["in"] == "path"
+        }
+        assert set(re.findall(r"{(\w+)}", path)) == declared, path
+        for parameter in map(deref, operation.get("parameters", [])):
+            if parameter["in"] == "path":
+                assert parameter["required"] is True
+
+
+def test_it_describes_the_three_public_operations() -> None:
+    assert OPENAPI["servers"] == [{"url": "/api/v1"}]
+    described = {(method, path) for path, method, _ in operations()}
+    assert {("get", "/trips"), ("post", "/orders"), ("get", "/orders/{order_id}")} <= described
+
+
+def test_clients_authenticate_with_a_bearer_key() -> None:
+    schemes = OPENAPI["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    for requirement in OPENAPI["security"]:
+        assert set(requirement) <= set(schemes)
+    assert OPENAPI["paths"]["/openapi.json"]["get"]["security"] == []
+    for path, method, operation in operations():
+        if path != "/openapi.json":
+            assert "401" in operation["responses"], f"{method} {path}"
+
+
+def test_placing_an_order_needs_an_idempotency_key() -> None:
+    operation = OPENAPI["paths"]["/orders"]["post"]
+    headers = [deref(p) for p in operation["parameters"] if deref(p)["in"] == "header"]
+    assert [(h["name"], h["required"]) for h in headers] == [("Idempotency-Key", True)]
+    assert headers[0]["schema"]["maxLength"] == 255
+    accepted = deref(operation["responses"]["202"])
+    assert "Location" in accepted["headers"]
+    assert "Idempotent-Replayed" in accepted["headers"]
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), list(operations()))
+def test_every_error_is_problem_json_with_a_trace_id(
+    path: str, method: str, operation: dict[str, Any]
+) -> None:
+    for code, response in operation["responses"].items():
+        if code.startswith(("4", "5")):
+            content = deref(response)["content"]
+            assert list(content) == ["application/problem+json"], f"{method} {path} {code}"
+            schema = deref(content["application/problem+json"]["schema"])
+            schema = deref(schema["allOf"][0]) if "allOf" in schema else schema
+            assert "trace_id" in schema["required"]

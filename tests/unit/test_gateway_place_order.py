@@ -1,0 +1,162 @@
+"""Placing an order at most once per key, against in-memory fakes of ticketing and the store."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from safiri_gateway.domain.idempotency import (
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    IdempotencyRecord,
+    StoredResponse,
+)
+from safiri_gateway.domain.orders import OrderRequest
+from safiri_gateway.service_layer.place_order import PlaceOrder
+from safiri_gateway.service_layer.ports import (
+    Claim,
+    UpstreamReply,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+ORDER = OrderRequest("7d5b7e1c-3a57-4f2b-9a64-0f8f3a1e2b01", 2, "254712345678")
+ACCEPTED = {"order_id": "3f1c", "status": "PENDING_PAYMENT", "seats": [1, 2]}
+UNKNOWN_TRIP = {"type": "https://safiri.dev/problems/unknown-trip", "title": "Unknown trip"}
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[str, str, StoredResponse | None]] = {}
+        self._owners = itertools.count()
+
+    async def claim(
+        self, client: str, key: str, fingerprint: str, trace_id: str | None
+    ) -> Claim | IdempotencyRecord:
+        row = self.rows.get((client, key))
+        if row is not None:
+            return IdempotencyRecord(row[0], row[2])
+        owner = str(next(self._owners))
+        self.rows[(client, key)] = (fingerprint, owner, None)
+        return Claim(client, key, owner)
+
+    async def complete(self, claim: Claim, response: StoredResponse) -> None:
+        fingerprint, owner, _ = self.rows[(claim.client, claim.key)]
+        assert owner == claim.owner
+        self.rows[(claim.client, claim.key)] = (fingerprint, owner, response)
+
+    async def release(self, claim: Claim) -> None:
+        del self.rows[(claim.client, claim.key)]
+
+    async def check_alive(self) -> None:
+        return None
+
+
+class ScriptedTicketing:
+    def __init__(self, *answers: UpstreamReply | Exception) -> None:
+        self.answers = list(answers)
+        self.placed: list[Mapping[str, Any]] = []
+
+    async def place_order(self, body: Mapping[str, Any]) -> UpstreamReply:
+        self.placed.append(body)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def search_trips(self, params: Mapping[str, str]) -> UpstreamReply:
+        raise NotImplementedError
+
+    async def get_order(self, order_id: str) -> UpstreamReply:
+        raise NotImplementedError
+
+    async def check_alive(self) -> None:
+        return None
+
+
+async def test_an_accepted_order_is_answered_202_and_kept_for_replay() -> None:
+    store, ticketing = InMemoryStore(), ScriptedTicketing(UpstreamReply(201, ACCEPTED))
+    place = PlaceOrder(store, ticketing)
+
+    first = await place(ORDER, "client", "k1")
+    again = await place(ORDER, "client", "k1")
+
+    assert (first.response, first.replayed) == (StoredResponse(202, ACCEPTED), False)
+    assert (again.response, again.replayed) == (StoredResponse(202, ACCEPTED), True)
+    assert ticketing.placed == [ORDER.as_json()]
+
+
+async def test_a_final_refusal_is_replayed_too() -> None:
+    store, ticketing = InMemoryStore(), ScriptedTicketing(UpstreamReply(422, UNKNOWN_TRIP))
+    place = PlaceOrder(store, ticketing)
+
+    assert (await place(ORDER, "client", "k1")).response.status == 422
+    replay = await place(ORDER, "client", "k1")
+
+    assert replay.replayed
+    assert replay.response == StoredResponse(422, UNKNOWN_TRIP)
+    assert len(ticketing.placed) == 1
+
+
+async def test_another_body_with_a_used_key_is_refused_without_calling_ticketing() -> None:
+    store, ticketing = InMemoryStore(), ScriptedTicketing(UpstreamReply(201, ACCEPTED))
+    place = PlaceOrder(store, ticketing)
+    await place(ORDER, "client", "k1")
+
+    with pytest.raises(IdempotencyKeyReused):
+        await place(OrderRequest(ORDER.trip_id, 3, ORDER.phone), "client", "k1")
+    assert len(ticketing.placed) == 1
+
+
+async def test_a_key_in_flight_is_refused() -> None:
+    store = InMemoryStore()
+    await store.claim("client", "k1", ORDER.fingerprint(), None)
+
+    with pytest.raises(IdempotencyKeyInFlight):
+        await PlaceOrder(store, ScriptedTicketing())(ORDER, "client", "k1")
+
+
+async def test_keys_of_different_clients_do_not_meet() -> None:
+    ticketing = ScriptedTicketing(UpstreamReply(201, ACCEPTED), UpstreamReply(201, ACCEPTED))
+    place = PlaceOrder(InMemoryStore(), ticketing)
+
+    await place(ORDER, "client-a", "k1")
+    other = await place(ORDER, "client-b", "k1")
+
+    assert not other.replayed
+    assert len(ticketing.placed) == 2
+
+
+@pytest.mark.parametrize("failure", [UpstreamUnavailable("500"), UpstreamTimeout("slow")])
+async def test_a_failed_upstream_call_frees_the_key_for_a_retry(failure: Exception) -> None:
+    store = InMemoryStore()
+    place = PlaceOrder(store, ScriptedTicketing(failure, UpstreamReply(201, ACCEPTED)))
+
+    with pytest.raises(type(failure)):
+        await place(ORDER, "client", "k1")
+    assert store.rows == {}
+    retry = await place(ORDER, "client", "k1")
+
+    assert (retry.response.status, retry.replayed) == (202, False)
+
+
+async def test_seats_taken_right_now_free_the_key() -> None:
+    conflict = UpstreamReply(409, {"title": "Not enough free seats"})
+    store = InMemoryStore()
+    place = PlaceOrder(store, ScriptedTicketing(conflict, UpstreamReply(201, ACCEPTED)))
+
+    assert (await place(ORDER, "client", "k1")).response.status == 409
+    assert store.rows == {}
+    assert (await place(ORDER, "client", "k1")).response.status == 202
+
+
+async def test_an_acceptance_without_an_order_id_is_an_upstream_failure() -> None:
+    store = InMemoryStore()
+    place = PlaceOrder(store, ScriptedTicketing(UpstreamReply(201, {"status": "?"})))
+
+    with pytest.raises(UpstreamUnavailable):
+        await place(ORDER, "client", "k1")
+    assert store.rows == {}

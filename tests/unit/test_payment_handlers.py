@@ -1,0 +1,157 @@
+"""Payment's use cases with a fake provider: one charge per order, callbacks applied once."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
+from safiri_payment.domain.payments import CallbackRejected, PaymentStatus, ProviderOutcome
+from safiri_payment.metrics import PaymentMetrics
+from safiri_payment.service_layer.handlers import PaymentRequest, Payments
+from safiri_payment.service_layer.provider import (
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StkPush,
+)
+
+from .fakes import FakePaymentDb
+
+pytestmark = pytest.mark.unit
+ORDER = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+
+
+class FakeProvider:
+    name = "mpesa"
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.pushes: list[StkPush] = []
+        self.error = error
+
+    async def stk_push(self, request: StkPush) -> str:
+        self.pushes.append(request)
+        if self.error:
+            raise self.error
+        return f"ws_CO_{len(self.pushes)}"
+
+
+def setup(
+    error: Exception | None = None,
+) -> tuple[Payments, FakePaymentDb, FakeProvider, CollectorRegistry]:
+    db, provider, registry = FakePaymentDb(), FakeProvider(error), CollectorRegistry()
+    payments = Payments(db.uow, provider, PaymentMetrics(registry),
+                        lambda pid, token: f"http://cb/{pid}?token={token}")
+    return payments, db, provider, registry
+
+
+def request(message_id: str = "m-1") -> PaymentRequest:
+    return PaymentRequest(message_id, ORDER, 3000, "KES", "254712345678", "Nairobi-Mombasa x2")
+
+
+def only_payment(db: FakePaymentDb):  # type: ignore[no-untyped-def]
+    (stored,) = db.state["payments"].values()
+    return stored
+
+
+async def test_a_payment_request_sends_one_stk_push_and_awaits_the_callback() -> None:
+    payments, db, provider, _ = setup()
+    await payments.request_payment(request())
+    assert len(provider.pushes) == 1
+    assert provider.pushes[0].amount == 3000
+    stored = only_payment(db)
+    assert stored.payment.status is PaymentStatus.AWAITING_CALLBACK
+    assert stored.payment.checkout_request_id == "ws_CO_1"
+    assert provider.pushes[0].callback_url.startswith(f"http://cb/{stored.payment.payment_id}?")
+
+
+async def test_an_order_is_never_charged_twice() -> None:
+    payments, _, provider, _ = setup()
+    await payments.request_payment(request("m-1"))
+    await payments.request_payment(request("m-1"))  # redelivery
+    await payments.request_payment(request("m-2"))  # a second request for the same order
+    assert len(provider.pushes) == 1
+
+
+async def test_a_success_callback_settles_once_and_counts_revenue_once() -> None:
+    payments, db, _, registry = setup()
+    await payments.request_payment(request())
+    stored = only_payment(db)
+    token = provider_token(db, payments)
+    outcome = ProviderOutcome(0, "The service request is processed successfully.", "RCPT1")
+
+    assert await payments.apply_callback(stored.payment.payment_id, token, "ws_CO_1", outcome)
+    assert not await payments.apply_callback(stored.payment.payment_id, token, "ws_CO_1", outcome)
+
+    assert only_payment(db).payment.status is PaymentStatus.SUCCEEDED
+    assert [key for key, _ in db.outbox] == [PAYMENT_SUCCEEDED]
+    assert db.outbox[0][1]["receipt"] == "RCPT1"
+    assert registry.get_sample_value("payment_revenue_total", {"currency": "KES"}) == 3000
+    assert registry.get_sample_value(
+        "payment_callbacks_total", {"provider": "mpesa", "outcome": "duplicate"}) == 1
+
+
+async def test_a_failure_callback_publishes_the_providers_code_and_reason() -> None:
+    payments, db, _, registry = setup()
+    await payments.request_payment(request())
+    stored = only_payment(db)
+    await payments.apply_callback(
+        stored.payment.payment_id, provider_token(db, payments), "ws_CO_1",
+        ProviderOutcome(1037, "DS timeout user cannot be reached"),
+    )
+    assert db.outbox == [(PAYMENT_FAILED, {
+        "order_id": ORDER, "payment_id": stored.payment.payment_id, "amount": 3000,
+        "currency": "KES", "result_code": 1037,
+        "result_desc": "DS timeout user cannot be reached", "receipt": None,
+    })]
+    assert registry.get_sample_value("payment_revenue_total", {"currency": "KES"}) is None
+
+
+@pytest.mark.parametrize(("token", "checkout"), [("forged", "ws_CO_1"), (None, "ws_CO_other")])
+async def test_a_callback_that_does_not_belong_changes_nothing(
+    token: str | None, checkout: str
+) -> None:
+    payments, db, _, _ = setup()
+    await payments.request_payment(request())
+    stored = only_payment(db)
+    with pytest.raises(CallbackRejected):
+        await payments.apply_callback(
+            stored.payment.payment_id, token or provider_token(db, payments), checkout,
+            ProviderOutcome(0, "ok", "R"),
+        )
+    assert only_payment(db).payment.status is PaymentStatus.AWAITING_CALLBACK
+    assert db.outbox == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "published"),
+    [
+        (ProviderRejected("400.002.02", "Bad Request - Invalid PhoneNumber"),
+         PaymentStatus.FAILED, [PAYMENT_FAILED]),
+        (ProviderUnavailable("refused"), PaymentStatus.FAILED, [PAYMENT_FAILED]),
+        (ProviderTimeout("no answer"), PaymentStatus.UNKNOWN, []),
+    ],
+)
+async def test_a_provider_error_leaves_the_payment_in_a_defined_state(
+    error: Exception, status: PaymentStatus, published: list[str]
+) -> None:
+    payments, db, _, _ = setup(error)
+    await payments.request_payment(request())
+    assert only_payment(db).payment.status is status
+    assert [key for key, _ in db.outbox] == published
+
+
+@pytest.mark.parametrize("payload", [
+    {"amount": 10, "phone": "254712345678"},
+    {"order_id": ORDER, "amount": "10", "phone": "254712345678"},
+    {"order_id": ORDER, "amount": 10, "phone": None},
+    {"order_id": ORDER, "amount": True, "phone": "254712345678"},
+])
+def test_a_malformed_payment_request_is_poison(payload: dict[str, object]) -> None:
+    with pytest.raises(PoisonMessage):
+        PaymentRequest.from_payload("m", payload)
+
+
+def provider_token(db: FakePaymentDb, payments: Payments) -> str:
+    """The callback token, recovered from the URL the provider was given."""
+    url: str = payments._provider.pushes[-1].callback_url  # type: ignore[attr-defined]
+    return url.split("token=")[1]

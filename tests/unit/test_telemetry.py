@@ -1,0 +1,191 @@
+"""libs/telemetry: spans, metrics and log lines proven on a real aiohttp server."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from safiri_telemetry import (
+    ConfigError,
+    Telemetry,
+    TelemetryConfig,
+    business_span,
+    mask_phone,
+    redact_mapping,
+)
+from safiri_web import Problem, problem_middleware
+
+pytestmark = pytest.mark.unit
+
+
+@pytest_asyncio.fixture
+async def served(
+    spans: InMemorySpanExporter,
+) -> AsyncIterator[tuple[str, Telemetry, io.StringIO]]:
+    logs = io.StringIO()
+    telemetry = Telemetry.setup("unit-svc", install_global=False, log_stream=logs)
+    app = web.Application(middlewares=[telemetry.middleware, problem_middleware])
+
+    async def order(request: web.Request) -> web.Response:
+        from loguru import logger
+
+        with business_span("hold_seats", {"safiri.order.id": request.match_info["order_id"],
+                                          "phone": "254712345678"}):
+            logger.bind(order_id=request.match_info["order_id"]).info("working")
+        return web.json_response({"ok": True})
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    async def refuse(request: web.Request) -> web.Response:
+        raise Problem(409, "seats-unavailable", "Not enough free seats")
+
+    app.router.add_get("/orders/{order_id}", order)
+    app.router.add_get("/boom", boom)
+    app.router.add_get("/refuse", refuse)
+    app.router.add_get("/metrics", telemetry.metrics_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", telemetry, logs
+    finally:
+        await runner.cleanup()
+
+
+def log_lines(logs: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in logs.getvalue().splitlines()]
+
+
+async def test_every_log_line_of_a_request_carries_the_trace_id_of_its_response(
+    served: tuple[str, Telemetry, io.StringIO], spans: InMemorySpanExporter
+) -> None:
+    base, _, logs = served
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/orders/o-42") as response:
+        trace_id = response.headers["X-Trace-Id"]
+        assert response.headers["traceparent"].split("-")[1] == trace_id
+
+    lines = [ln for ln in log_lines(logs) if ln["message"] in ("working", "request handled")]
+    assert len(lines) == 2
+    assert all(ln["trace_id"] == trace_id and ln["service"] == "unit-svc" for ln in lines)
+    assert lines[0]["order_id"] == "o-42"
+    server = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER)
+    assert server.name == "GET /orders/{order_id}"
+    assert server.attributes is not None
+    assert server.attributes["http.route"] == "/orders/{order_id}"
+    step = next(s for s in spans.get_finished_spans() if s.name == "hold_seats")
+    assert step.parent is not None and step.parent.span_id == server.context.span_id
+    assert step.attributes is not None
+    assert step.attributes["safiri.order.id"] == "o-42"
+    assert step.attributes["phone"] == "2547*****678"
+
+
+async def test_the_latency_histogram_counts_each_request_once_by_route_template(
+    served: tuple[str, Telemetry, io.StringIO],
+) -> None:
+    base, telemetry, _ = served
+    labels = {"http_request_method": "GET", "http_route": "/orders/{order_id}",
+              "http_response_status_code": "200"}
+    before = telemetry.registry.get_sample_value(
+        "http_server_request_duration_seconds_count", labels) or 0
+    async with aiohttp.ClientSession() as http:
+        for order_id in ("a", "b", "c"):
+            async with http.get(f"{base}/orders/{order_id}"):
+                pass
+    reg = telemetry.registry
+    assert reg.get_sample_value("http_server_request_duration_seconds_count", labels) == before + 3
+    assert reg.get_sample_value(
+        "http_server_request_duration_seconds_bucket", {**labels, "le": "10.0"}) == before + 3
+
+
+async def test_an_unhandled_error_is_a_500_problem_counted_and_logged_with_its_stack(
+    served: tuple[str, Telemetry, io.StringIO], spans: InMemorySpanExporter
+) -> None:
+    base, telemetry, logs = served
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/boom") as response:
+        body = await response.json(content_type=None)
+        assert response.status == 500
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert body["trace_id"] == response.headers["X-Trace-Id"]
+    assert "secret internals" not in json.dumps(body)
+    assert telemetry.registry.get_sample_value(
+        "http_server_request_duration_seconds_count",
+        {"http_request_method": "GET", "http_route": "/boom", "http_response_status_code": "500"},
+    ) == 1
+    error = next(ln for ln in log_lines(logs) if ln["level"] == "ERROR")
+    assert error["trace_id"] == body["trace_id"]
+    assert error["exception"]["type"] == "RuntimeError"  # type: ignore[index]
+    assert "Traceback" in error["exception"]["stacktrace"]  # type: ignore[index]
+    server = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER)
+    assert server.status.status_code is StatusCode.ERROR
+
+
+async def test_a_problem_keeps_its_status_and_type(
+    served: tuple[str, Telemetry, io.StringIO],
+) -> None:
+    base, _, _ = served
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/refuse") as response:
+        body = await response.json(content_type=None)
+    assert response.status == 409
+    assert body["type"].endswith("/seats-unavailable")
+    assert body["status"] == 409
+    assert body["trace_id"] == response.headers["X-Trace-Id"]
+
+
+async def test_an_unknown_path_is_a_404_problem_under_a_bounded_route_label(
+    served: tuple[str, Telemetry, io.StringIO],
+) -> None:
+    base, telemetry, _ = served
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/no/such/254712345678") as r:
+        assert r.status == 404
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+    exposed = telemetry.registry.get_sample_value(
+        "http_server_request_duration_seconds_count",
+        {"http_request_method": "GET", "http_route": "unmatched",
+         "http_response_status_code": "404"},
+    )
+    assert exposed == 1
+
+
+def test_secrets_and_phone_numbers_are_redacted() -> None:
+    redacted = redact_mapping({
+        "authorization": "Bearer abc", "api_key": "k", "callback_token": "t", "pin": "1234",
+        "phone": "254712345678", "note": "call 254700001032 now", "order_id": "o-1",
+    })
+    assert redacted == {
+        "authorization": "[REDACTED]", "api_key": "[REDACTED]", "callback_token": "[REDACTED]",
+        "pin": "[REDACTED]", "phone": "2547*****678", "note": "call 2547*****032 now",
+        "order_id": "o-1",
+    }
+    assert mask_phone("254112345678") == "2541*****678"
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"OTEL_SDK_DISABLED": "maybe"}, "OTEL_SDK_DISABLED"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "OTEL_RESOURCE_ATTRIBUTES"),
+    ({"SAFIRI_LOG_LEVEL": "LOUD"}, "SAFIRI_LOG_LEVEL"),
+])
+def test_a_bad_otel_variable_is_refused_by_name(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        TelemetryConfig.from_env("svc", "1.0", env)
+
+
+def test_standard_variables_set_the_resource_and_endpoint() -> None:
+    config = TelemetryConfig.from_env("svc", "1.0", {
+        "OTEL_SERVICE_NAME": "payment",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=staging,team=rails",
+    })
+    assert config.service_name == "payment"
+    assert config.traces_endpoint == "http://collector:4318/v1/traces"
+    assert config.environment == "staging"
+    assert config.resource_attributes == {"team": "rails"}

@@ -1,0 +1,124 @@
+"""Ticketing's use cases against in-memory fakes: what is emitted, counted and kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+from safiri_messaging import PAYMENT_REQUESTED
+from safiri_ticketing.domain.orders import OrderStatus
+from safiri_ticketing.domain.trips import SeatsUnavailable, Trip, TripNotFound
+from safiri_ticketing.metrics import TicketingMetrics
+from safiri_ticketing.service_layer.handlers import HoldSeats, PaymentResult, Ticketing
+
+from .fakes import FakeTicketingDb
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+TRIP = Trip("trip-1", "Nairobi", "Mombasa", NOW + timedelta(days=1), NOW + timedelta(days=1, hours=8),
+            "KB001", 1500, "KES", 4, 4)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def setup() -> tuple[Ticketing, FakeTicketingDb, CollectorRegistry, Clock]:
+    db = FakeTicketingDb()
+    db.add_trip(TRIP)
+    registry = CollectorRegistry()
+    clock = Clock()
+    return (Ticketing(db.uow, TicketingMetrics(registry), clock, timedelta(minutes=5)),
+            db, registry, clock)
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_holding_seats_asks_for_payment_in_the_same_transaction() -> None:
+    ticketing, db, _, _ = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 2, "254712345678"))
+    assert order.seats == [1, 2]
+    assert order.amount == 3000
+    assert order.expires_at == NOW + timedelta(minutes=5)
+    assert db.outbox == [(PAYMENT_REQUESTED, {
+        "order_id": order.order_id, "trip_id": "trip-1", "amount": 3000, "currency": "KES",
+        "phone": "254712345678", "description": "Nairobi-Mombasa x2",
+    })]
+
+
+async def test_too_few_seats_holds_nothing_and_emits_nothing() -> None:
+    ticketing, db, registry, _ = setup()
+    await ticketing.hold_seats(HoldSeats("trip-1", 3, "254712345678"))
+    with pytest.raises(SeatsUnavailable):
+        await ticketing.hold_seats(HoldSeats("trip-1", 2, "254712345678"))
+    assert len(db.outbox) == 1
+    assert len(db.state["orders"]) == 1
+    assert sample(registry, "seat_holds_total", outcome="unavailable") == 1
+
+
+async def test_an_unknown_trip_is_refused() -> None:
+    ticketing, db, _, _ = setup()
+    with pytest.raises(TripNotFound):
+        await ticketing.hold_seats(HoldSeats("nope", 1, "254712345678"))
+    assert db.outbox == []
+
+
+async def test_a_success_confirms_once_and_counts_tickets_once() -> None:
+    ticketing, db, registry, _ = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 2, "254712345678"))
+    result = PaymentResult("msg-1", order.order_id, True, 0, "ok", "RCPT1")
+
+    await ticketing.record_payment_result(result)
+    await ticketing.record_payment_result(result)  # redelivered
+
+    stored = db.state["orders"][order.order_id]
+    assert stored.status is OrderStatus.CONFIRMED
+    assert len(stored.tickets) == 2
+    assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 2
+    assert sample(registry, "orders_final_total", status="CONFIRMED") == 1
+
+
+async def test_failed_payment_releases_seats() -> None:
+    ticketing, db, registry, _ = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 4, "254700000001"))
+    await ticketing.record_payment_result(
+        PaymentResult("msg-2", order.order_id, False, 1, "The balance is insufficient", None)
+    )
+    stored = db.state["orders"][order.order_id]
+    assert stored.status is OrderStatus.PAYMENT_FAILED
+    assert stored.failure_reason == "The balance is insufficient (ResultCode 1)"
+    assert db.state["allocations"] == {}
+    assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 0
+    again = await ticketing.hold_seats(HoldSeats("trip-1", 4, "254712345678"))
+    assert again.seats == [1, 2, 3, 4]
+
+
+async def test_release_expired_holds_expires_only_what_ran_out() -> None:
+    ticketing, db, registry, clock = setup()
+    old = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678"))
+    clock.now = NOW + timedelta(minutes=3)
+    young = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678"))
+    clock.now = NOW + timedelta(minutes=6)
+
+    assert await ticketing.release_expired_holds() == 1
+
+    assert db.state["orders"][old.order_id].status is OrderStatus.EXPIRED
+    assert db.state["orders"][young.order_id].status is OrderStatus.PENDING_PAYMENT
+    assert sample(registry, "orders_final_total", status="EXPIRED") == 1
+
+
+async def test_a_late_result_for_an_expired_order_changes_nothing() -> None:
+    ticketing, db, registry, clock = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678"))
+    clock.now = NOW + timedelta(minutes=6)
+    await ticketing.release_expired_holds()
+    await ticketing.record_payment_result(PaymentResult("m", order.order_id, True, 0, "ok", "R"))
+    assert db.state["orders"][order.order_id].status is OrderStatus.EXPIRED
+    assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 0
