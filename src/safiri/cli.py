@@ -44,11 +44,14 @@ async def _up(args: argparse.Namespace) -> int:
     print(
         f"safiri: up. Gateway http://127.0.0.1:{config.gateway_port}/api/v1"
         f"  API key: {key}\nsafiri: Ctrl-C stops every process.",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
     exited = asyncio.ensure_future(
-        asyncio.wait([asyncio.ensure_future(p.wait()) for p in suite.processes.values()],
-                     return_when=asyncio.FIRST_COMPLETED)
+        asyncio.wait(
+            [asyncio.ensure_future(p.wait()) for p in suite.processes.values()],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
     )
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -74,8 +77,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="safiri", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the suite in the foreground until Ctrl-C")
-    up.add_argument("--log-dir", type=__import__("pathlib").Path, default=None,
-                    help="write each service's JSON log to DIR/<service>.log instead of stdout")
+    up.add_argument(
+        "--log-dir",
+        type=__import__("pathlib").Path,
+        default=None,
+        help="write each service's JSON log to DIR/<service>.log instead of stdout",
+    )
     demo = sub.add_parser("demo", help="start the suite, buy tickets twice, print, stop")
     demo.add_argument("--log-dir", type=__import__("pathlib").Path, default=None)
     args = parser.parse_args(argv)
@@ -86,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"safiri: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except (OSError, asyncpg.PostgresError) as exc:
-        print(f"safiri: cannot reach a dependency: {exc}\n"
-              "safiri: RabbitMQ must listen on 127.0.0.1:5672 and PostgreSQL on 127.0.0.1:5432"
-              " (see README: make deps)", file=sys.stderr)
+        print(
+            f"safiri: cannot reach a dependency: {exc}\n"
+            "safiri: RabbitMQ must listen on 127.0.0.1:5672 and PostgreSQL on 127.0.0.1:5432"
+            " (see README: make deps)",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None

@@ -91,7 +91,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     key = f"sk_demo_{secrets.token_urlsafe(12)}"
     async with running_receiver() as (store, otlp_url):
         config = SuiteConfig(
-            api_keys=[key], otlp_endpoint=otlp_url, log_dir=log_dir,
+            api_keys=[key],
+            otlp_endpoint=otlp_url,
+            log_dir=log_dir,
             extra_env={"SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0.3"},
         )
         print(f"Starting Safiri (logs in {log_dir}) ...", flush=True)
@@ -99,12 +101,15 @@ async def run_demo(args: argparse.Namespace) -> int:
             base = f"http://127.0.0.1:{config.gateway_port}/api/v1"
             day = (date.today() + timedelta(days=1)).isoformat()
             async with http.get(
-                f"{base}/trips", params={"origin": "Nairobi", "destination": "Mombasa", "date": day},
+                f"{base}/trips",
+                params={"origin": "Nairobi", "destination": "Mombasa", "date": day},
                 headers={"Authorization": f"Bearer {key}"},
             ) as response:
                 trip = (await response.json())["trips"][0]
-            print(f"Trip {trip['origin']} → {trip['destination']} departing {trip['departs_at']},"
-                  f" {trip['seats_available']} seats at KES {trip['fare']['amount']}\n")
+            print(
+                f"Trip {trip['origin']} → {trip['destination']} departing {trip['departs_at']},"
+                f" {trip['seats_available']} seats at KES {trip['fare']['amount']}\n"
+            )
             orders = []
             for name, phone, expect in BUYERS:
                 order_id, trace_id = await _buy(http, base, key, trip["trip_id"], phone)
@@ -115,8 +120,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                 detail = order.get("failure_reason") or ", ".join(
                     f"seat {t['seat_no']}" for t in order.get("tickets", [])
                 )
-                print(f"{name:8} ({expect})\n  order {order_id}: {order['status']} — {detail}"
-                      f"\n  trace {trace_id}\n")
+                print(
+                    f"{name:8} ({expect})\n  order {order_id}: {order['status']} — {detail}"
+                    f"\n  trace {trace_id}\n"
+                )
                 if order["status"] == "PAYMENT_FAILED":
                     failed_trace = trace_id
             if failed_trace:

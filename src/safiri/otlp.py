@@ -117,9 +117,9 @@ class SpanStore:
 
 
 @asynccontextmanager
-async def running_receiver(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[
-    tuple[SpanStore, str]
-]:
+async def running_receiver(
+    host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[tuple[SpanStore, str]]:
     """Serve a fresh store; yields it and its base URL (``http://host:port``)."""
     store = SpanStore()
     runner = web.AppRunner(store.app(), access_log=None)

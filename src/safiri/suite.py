@@ -64,19 +64,21 @@ class SuiteConfig:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "SAFIRI_API_KEYS": ",".join(self.api_keys),
-            "SAFIRI_GATEWAY_PORT": str(self.gateway_port),
-            "SAFIRI_TICKETING_PORT": str(self.ticketing_port),
-            "SAFIRI_PAYMENT_PORT": str(self.payment_port),
-            "SAFIRI_MPESA_SIM_PORT": str(self.mpesa_port),
-            "SAFIRI_TICKETING_URL": f"http://127.0.0.1:{self.ticketing_port}",
-            "SAFIRI_MPESA_URL": f"http://127.0.0.1:{self.mpesa_port}",
-            "SAFIRI_GATEWAY_DATABASE_URL": self.database_url("gateway"),
-            "SAFIRI_TICKETING_DATABASE_URL": self.database_url("ticketing"),
-            "SAFIRI_PAYMENT_DATABASE_URL": self.database_url("payment"),
-            "SAFIRI_AMQP_URL": self.amqp_url,
-        })
+        env.update(
+            {
+                "SAFIRI_API_KEYS": ",".join(self.api_keys),
+                "SAFIRI_GATEWAY_PORT": str(self.gateway_port),
+                "SAFIRI_TICKETING_PORT": str(self.ticketing_port),
+                "SAFIRI_PAYMENT_PORT": str(self.payment_port),
+                "SAFIRI_MPESA_SIM_PORT": str(self.mpesa_port),
+                "SAFIRI_TICKETING_URL": f"http://127.0.0.1:{self.ticketing_port}",
+                "SAFIRI_MPESA_URL": f"http://127.0.0.1:{self.mpesa_port}",
+                "SAFIRI_GATEWAY_DATABASE_URL": self.database_url("gateway"),
+                "SAFIRI_TICKETING_DATABASE_URL": self.database_url("ticketing"),
+                "SAFIRI_PAYMENT_DATABASE_URL": self.database_url("payment"),
+                "SAFIRI_AMQP_URL": self.amqp_url,
+            }
+        )
         if self.otlp_endpoint is not None:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         env.update(self.extra_env)
@@ -142,8 +144,12 @@ class Suite:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._logs[service] = stdout = path.open("ab")
         self.processes[service] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", _MODULES[service],
-            env=env, stdout=stdout, stderr=asyncio.subprocess.STDOUT if stdout else None,
+            sys.executable,
+            "-m",
+            _MODULES[service],
+            env=env,
+            stdout=stdout,
+            stderr=asyncio.subprocess.STDOUT if stdout else None,
             start_new_session=True,
         )
 
@@ -155,8 +161,9 @@ class Suite:
                 for service in sorted(pending):
                     proc = self.processes[service]
                     if proc.returncode is not None:
-                        raise SuiteError(f"{service} exited with {proc.returncode}"
-                                         f"{self._tail(service)}")
+                        raise SuiteError(
+                            f"{service} exited with {proc.returncode}{self._tail(service)}"
+                        )
                     url = f"http://127.0.0.1:{self.config.port(service)}/readyz"
                     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                         async with session.get(url) as response:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from datetime import date, timedelta
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
+
 from safiri.otlp import SpanStore, running_receiver
 from safiri.suite import Suite, SuiteConfig, drop_databases
-
 from tests.conftest import eventually, free_port
 
 FINAL = {"CONFIRMED", "PAYMENT_FAILED", "EXPIRED"}
@@ -45,7 +45,8 @@ class Running:
 
     async def search(self, origin: str, destination: str, day: str) -> list[dict[str, Any]]:
         async with self.http.get(
-            self.url("gateway", "/api/v1/trips"), headers=self.auth,
+            self.url("gateway", "/api/v1/trips"),
+            headers=self.auth,
             params={"origin": origin, "destination": destination, "date": day},
         ) as response:
             assert response.status == 200, await response.text()
@@ -67,7 +68,10 @@ class Running:
         raise AssertionError(f"trip {trip['trip_id']} no longer listed")
 
     async def place_order(
-        self, trip_id: str, phone: str = "254712345678", seat_count: int = 1,
+        self,
+        trip_id: str,
+        phone: str = "254712345678",
+        seat_count: int = 1,
         key: str | None = None,
     ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
         headers = {**self.auth, "Idempotency-Key": key or str(uuid.uuid4())}
@@ -98,7 +102,9 @@ class Running:
         total = 0.0
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
                     total += sample.value
         return total
 
@@ -109,15 +115,19 @@ class Running:
         try:
             async with conn.transaction():
                 await conn.execute(
-                    "INSERT INTO trips (trip_id, origin, destination, departs_at, arrives_at, bus_id,"
-                    " fare, seats_total) VALUES ($1::uuid, 'Nairobi', 'Test-' || $2, now() + interval"
-                    " '3 days', now() + interval '3 days 5 hours', 'KTEST01', 700, $3)",
-                    trip_id, trip_id[:8], seats,
+                    "INSERT INTO trips (trip_id, origin, destination, departs_at, arrives_at,"
+                    " bus_id, fare, seats_total) VALUES ($1::uuid, 'Nairobi', 'Test-' || $2,"
+                    " now() + interval '3 days', now() + interval '3 days 5 hours', 'KTEST01',"
+                    " 700, $3)",
+                    trip_id,
+                    trip_id[:8],
+                    seats,
                 )
                 await conn.execute(
                     "INSERT INTO seats (trip_id, seat_no) SELECT $1::uuid, g"
                     " FROM generate_series(1, $2) g",
-                    trip_id, seats,
+                    trip_id,
+                    seats,
                 )
         finally:
             await conn.close()
@@ -144,7 +154,9 @@ async def running(
     async with running_receiver() as (spans, otlp_url):
         config = SuiteConfig(
             api_keys=[api_key],
-            gateway_port=free_port(), ticketing_port=free_port(), payment_port=free_port(),
+            gateway_port=free_port(),
+            ticketing_port=free_port(),
+            payment_port=free_port(),
             mpesa_port=free_port(),
             database_prefix=f"safiri_test_{run_id}_e2e",
             amqp_url=amqp_url,
@@ -162,4 +174,3 @@ async def running(
                 yield Running(suite, spans, api_key, http)
         finally:
             await drop_databases(config)
-

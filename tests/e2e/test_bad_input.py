@@ -7,8 +7,8 @@ import uuid
 import aio_pika
 import asyncpg
 import pytest
-from safiri_messaging import EVENTS_EXCHANGE
 
+from safiri_messaging import EVENTS_EXCHANGE
 from tests.conftest import eventually
 
 from .conftest import Running
@@ -35,8 +35,11 @@ async def test_a_malformed_message_is_dead_lettered_and_the_consumer_goes_on(
     running: Running, routing_key: str, queue: str, body: bytes, message_id: str | None
 ) -> None:
     marker = uuid.uuid4().hex
-    body = body.replace(b"{", b'{"marker": "' + marker.encode() + b'", ', 1) if (
-        body.startswith(b"{") and b":" in body) else body + marker.encode()
+    body = (
+        body.replace(b"{", b'{"marker": "' + marker.encode() + b'", ', 1)
+        if (body.startswith(b"{") and b":" in body)
+        else body + marker.encode()
+    )
     connection = await aio_pika.connect(running.config.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
@@ -80,10 +83,16 @@ async def test_a_callback_with_a_wrong_token_changes_nothing_and_is_logged(
             await conn.close()
 
     row = await eventually(payment, what="the STK push to be accepted")
-    callback = {"Body": {"stkCallback": {
-        "MerchantRequestID": "x", "CheckoutRequestID": row["checkout_request_id"],
-        "ResultCode": 0, "ResultDesc": "The service request is processed successfully.",
-    }}}
+    callback = {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "x",
+                "CheckoutRequestID": row["checkout_request_id"],
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+            }
+        }
+    }
     async with running.http.post(
         running.url("payment", f"/callbacks/mpesa/{row['payment_id']}?token=forged"),
         json=callback,
@@ -94,7 +103,8 @@ async def test_a_callback_with_a_wrong_token_changes_nothing_and_is_logged(
     assert (await payment())["status"] == "AWAITING_CALLBACK"  # type: ignore[index]
     assert (await running.order(order["order_id"]))["status"] == "PENDING_PAYMENT"
     warnings = [
-        ln for ln in running.log_lines("payment")
+        ln
+        for ln in running.log_lines("payment")
         if ln["message"] == "callback rejected" and ln.get("payment_id") == row["payment_id"]
     ]
     assert len(warnings) == 1 and warnings[0]["level"] == "WARNING"

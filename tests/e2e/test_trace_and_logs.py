@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from safiri.otlp import ReceivedSpan
 
+from safiri.otlp import ReceivedSpan
 from tests.conftest import eventually
 
 from .conftest import Running

@@ -100,8 +100,10 @@ async def test_an_unroutable_event_stays_in_the_outbox(
     relay = OutboxRelay(pool, exchange, MessagingMetrics(CollectorRegistry()))
     with pytest.raises(aio_pika.exceptions.PublishError):
         await relay.publish_pending()
-    assert await pool.fetchval(
-        "SELECT published_at FROM outbox WHERE message_id = $1", message_id) is None
+    assert (
+        await pool.fetchval("SELECT published_at FROM outbox WHERE message_id = $1", message_id)
+        is None
+    )
     await pool.execute("DELETE FROM outbox WHERE message_id = $1", message_id)
 
 

@@ -41,15 +41,23 @@ async def small_trip(pool: asyncpg.Pool[Any], seats: int) -> str:
     trip_id = str(uuid.uuid4())
     await pool.execute(
         "INSERT INTO trips VALUES ($1::uuid, 'Nairobi', 'Nakuru', now() + interval '1 day',"
-        " now() + interval '1 day 3 hours', 'KB1', 600, 'KES', $2)", trip_id, seats)
+        " now() + interval '1 day 3 hours', 'KB1', 600, 'KES', $2)",
+        trip_id,
+        seats,
+    )
     await pool.execute(
-        "INSERT INTO seats SELECT $1::uuid, g FROM generate_series(1, $2) g", trip_id, seats)
+        "INSERT INTO seats SELECT $1::uuid, g FROM generate_series(1, $2) g", trip_id, seats
+    )
     return trip_id
 
 
 def ticketing(pool: asyncpg.Pool[Any]) -> Ticketing:
-    return Ticketing(lambda: PostgresUnitOfWork(pool), TicketingMetrics(CollectorRegistry()),
-                     lambda: datetime.now(UTC), timedelta(minutes=5))
+    return Ticketing(
+        lambda: PostgresUnitOfWork(pool),
+        TicketingMetrics(CollectorRegistry()),
+        lambda: datetime.now(UTC),
+        timedelta(minutes=5),
+    )
 
 
 async def test_the_schema_refuses_a_second_allocation_of_a_seat(pool: asyncpg.Pool[Any]) -> None:
@@ -58,7 +66,11 @@ async def test_the_schema_refuses_a_second_allocation_of_a_seat(pool: asyncpg.Po
     with pytest.raises(asyncpg.UniqueViolationError):
         await pool.execute(
             "INSERT INTO seat_allocations (trip_id, seat_no, order_id)"
-            " VALUES ($1::uuid, $2, $3::uuid)", trip_id, order.seats[0], order.order_id)
+            " VALUES ($1::uuid, $2, $3::uuid)",
+            trip_id,
+            order.seats[0],
+            order.order_id,
+        )
 
 
 async def test_concurrent_holds_never_share_a_seat(pool: asyncpg.Pool[Any]) -> None:
@@ -80,8 +92,9 @@ async def test_a_hold_and_its_payment_request_commit_together_with_the_trace(
     trip_id = await small_trip(pool, 3)
     order = await ticketing(pool).hold_seats(HoldSeats(trip_id, 2, "254712345678"))
     rows = await pool.fetch(
-        "SELECT routing_key, payload, trace_context FROM outbox"
-        " WHERE payload->>'order_id' = $1", order.order_id)
+        "SELECT routing_key, payload, trace_context FROM outbox WHERE payload->>'order_id' = $1",
+        order.order_id,
+    )
     assert len(rows) == 1
     assert rows[0]["routing_key"] == "payment.requested"
     hold = next(s for s in spans.get_finished_spans() if s.name == "hold_seats")
@@ -95,8 +108,7 @@ async def test_a_refused_hold_writes_nothing(pool: asyncpg.Pool[Any]) -> None:
     with pytest.raises(SeatsUnavailable):
         await ticketing(pool).hold_seats(HoldSeats(trip_id, 2, "254712345678"))
     assert await pool.fetchval("SELECT count(*) FROM outbox") == outbox_before
-    assert await pool.fetchval("SELECT count(*) FROM orders WHERE trip_id = $1::uuid",
-                               trip_id) == 0
+    assert await pool.fetchval("SELECT count(*) FROM orders WHERE trip_id = $1::uuid", trip_id) == 0
 
 
 async def test_confirmation_issues_unique_tickets_and_failure_frees_seats(
@@ -107,9 +119,11 @@ async def test_confirmation_issues_unique_tickets_and_failure_frees_seats(
     paid = await service.hold_seats(HoldSeats(trip_id, 2, "254712345678"))
     unpaid = await service.hold_seats(HoldSeats(trip_id, 2, "254700000001"))
     await service.record_payment_result(
-        PaymentResult(str(uuid.uuid4()), paid.order_id, True, 0, "ok", "RCPT"))
+        PaymentResult(str(uuid.uuid4()), paid.order_id, True, 0, "ok", "RCPT")
+    )
     await service.record_payment_result(
-        PaymentResult(str(uuid.uuid4()), unpaid.order_id, False, 1, "insufficient", None))
+        PaymentResult(str(uuid.uuid4()), unpaid.order_id, False, 1, "insufficient", None)
+    )
 
     view = await TripQueries(pool).order(paid.order_id)
     assert view is not None and len(view.tickets) == 2

@@ -28,7 +28,9 @@ class _FakeTransaction:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         return None
@@ -91,7 +93,8 @@ class FakeTicketingUow(_FakeTransaction):
         self, now: datetime, limit: int
     ) -> list[tuple[Order, Mapping[str, str]]]:
         return [
-            (copy.deepcopy(o), {}) for o in self.state["orders"].values()
+            (copy.deepcopy(o), {})
+            for o in self.state["orders"].values()
             if o.status is OrderStatus.PENDING_PAYMENT and o.expires_at <= now
         ][:limit]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from safiri_ticketing.domain.orders import InvalidTransition, Order, OrderStatus
 
 pytestmark = pytest.mark.unit
@@ -13,9 +14,15 @@ NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 def pending(**overrides: object) -> Order:
     fields: dict[str, object] = {
-        "order_id": "o-1", "trip_id": "t-1", "seat_count": 2, "phone": "254712345678",
-        "seats": [3, 4], "amount": 3000, "currency": "KES",
-        "expires_at": NOW + timedelta(minutes=5), "created_at": NOW,
+        "order_id": "o-1",
+        "trip_id": "t-1",
+        "seat_count": 2,
+        "phone": "254712345678",
+        "seats": [3, 4],
+        "amount": 3000,
+        "currency": "KES",
+        "expires_at": NOW + timedelta(minutes=5),
+        "created_at": NOW,
     }
     fields.update(overrides)
     return Order(**fields)  # type: ignore[arg-type]
@@ -40,13 +47,13 @@ def test_a_failed_payment_ends_the_order_with_its_reason() -> None:
 def test_a_final_order_never_changes_again(end: str) -> None:
     order = pending(expires_at=NOW)
     order.fail("first")
+    attempts = {
+        "confirm": lambda: order.confirm(None, ["a", "b"]),
+        "fail": lambda: order.fail("second"),
+        "expire": lambda: order.expire(NOW),
+    }
     with pytest.raises(InvalidTransition):
-        if end == "confirm":
-            order.confirm(None, ["a", "b"])
-        elif end == "fail":
-            order.fail("second")
-        else:
-            order.expire(NOW)
+        attempts[end]()
     assert order.failure_reason == "first"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import CollectorRegistry
+
 from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
 from safiri_payment.domain.payments import CallbackRejected, PaymentStatus, ProviderOutcome
 from safiri_payment.metrics import PaymentMetrics
@@ -39,8 +40,12 @@ def setup(
     error: Exception | None = None,
 ) -> tuple[Payments, FakePaymentDb, FakeProvider, CollectorRegistry]:
     db, provider, registry = FakePaymentDb(), FakeProvider(error), CollectorRegistry()
-    payments = Payments(db.uow, provider, PaymentMetrics(registry),
-                        lambda pid, token: f"http://cb/{pid}?token={token}")
+    payments = Payments(
+        db.uow,
+        provider,
+        PaymentMetrics(registry),
+        lambda pid, token: f"http://cb/{pid}?token={token}",
+    )
     return payments, db, provider, registry
 
 
@@ -86,8 +91,12 @@ async def test_a_success_callback_settles_once_and_counts_revenue_once() -> None
     assert [key for key, _ in db.outbox] == [PAYMENT_SUCCEEDED]
     assert db.outbox[0][1]["receipt"] == "RCPT1"
     assert registry.get_sample_value("payment_revenue_total", {"currency": "KES"}) == 3000
-    assert registry.get_sample_value(
-        "payment_callbacks_total", {"provider": "mpesa", "outcome": "duplicate"}) == 1
+    assert (
+        registry.get_sample_value(
+            "payment_callbacks_total", {"provider": "mpesa", "outcome": "duplicate"}
+        )
+        == 1
+    )
 
 
 async def test_a_failure_callback_publishes_the_providers_code_and_reason() -> None:
@@ -95,14 +104,25 @@ async def test_a_failure_callback_publishes_the_providers_code_and_reason() -> N
     await payments.request_payment(request())
     stored = only_payment(db)
     await payments.apply_callback(
-        stored.payment.payment_id, provider_token(db, payments), "ws_CO_1",
+        stored.payment.payment_id,
+        provider_token(db, payments),
+        "ws_CO_1",
         ProviderOutcome(1037, "DS timeout user cannot be reached"),
     )
-    assert db.outbox == [(PAYMENT_FAILED, {
-        "order_id": ORDER, "payment_id": stored.payment.payment_id, "amount": 3000,
-        "currency": "KES", "result_code": 1037,
-        "result_desc": "DS timeout user cannot be reached", "receipt": None,
-    })]
+    assert db.outbox == [
+        (
+            PAYMENT_FAILED,
+            {
+                "order_id": ORDER,
+                "payment_id": stored.payment.payment_id,
+                "amount": 3000,
+                "currency": "KES",
+                "result_code": 1037,
+                "result_desc": "DS timeout user cannot be reached",
+                "receipt": None,
+            },
+        )
+    ]
     assert registry.get_sample_value("payment_revenue_total", {"currency": "KES"}) is None
 
 
@@ -115,7 +135,9 @@ async def test_a_callback_that_does_not_belong_changes_nothing(
     stored = only_payment(db)
     with pytest.raises(CallbackRejected):
         await payments.apply_callback(
-            stored.payment.payment_id, token or provider_token(db, payments), checkout,
+            stored.payment.payment_id,
+            token or provider_token(db, payments),
+            checkout,
             ProviderOutcome(0, "ok", "R"),
         )
     assert only_payment(db).payment.status is PaymentStatus.AWAITING_CALLBACK
@@ -125,8 +147,11 @@ async def test_a_callback_that_does_not_belong_changes_nothing(
 @pytest.mark.parametrize(
     ("error", "status", "published"),
     [
-        (ProviderRejected("400.002.02", "Bad Request - Invalid PhoneNumber"),
-         PaymentStatus.FAILED, [PAYMENT_FAILED]),
+        (
+            ProviderRejected("400.002.02", "Bad Request - Invalid PhoneNumber"),
+            PaymentStatus.FAILED,
+            [PAYMENT_FAILED],
+        ),
         (ProviderUnavailable("refused"), PaymentStatus.FAILED, [PAYMENT_FAILED]),
         (ProviderTimeout("no answer"), PaymentStatus.UNKNOWN, []),
     ],
@@ -140,12 +165,15 @@ async def test_a_provider_error_leaves_the_payment_in_a_defined_state(
     assert [key for key, _ in db.outbox] == published
 
 
-@pytest.mark.parametrize("payload", [
-    {"amount": 10, "phone": "254712345678"},
-    {"order_id": ORDER, "amount": "10", "phone": "254712345678"},
-    {"order_id": ORDER, "amount": 10, "phone": None},
-    {"order_id": ORDER, "amount": True, "phone": "254712345678"},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"amount": 10, "phone": "254712345678"},
+        {"order_id": ORDER, "amount": "10", "phone": "254712345678"},
+        {"order_id": ORDER, "amount": 10, "phone": None},
+        {"order_id": ORDER, "amount": True, "phone": "254712345678"},
+    ],
+)
 def test_a_malformed_payment_request_is_poison(payload: dict[str, object]) -> None:
     with pytest.raises(PoisonMessage):
         PaymentRequest.from_payload("m", payload)

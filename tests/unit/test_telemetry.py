@@ -12,6 +12,7 @@ import pytest_asyncio
 from aiohttp import web
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+
 from safiri_telemetry import (
     ConfigError,
     Telemetry,
@@ -36,8 +37,10 @@ async def served(
     async def order(request: web.Request) -> web.Response:
         from loguru import logger
 
-        with business_span("hold_seats", {"safiri.order.id": request.match_info["order_id"],
-                                          "phone": "254712345678"}):
+        with business_span(
+            "hold_seats",
+            {"safiri.order.id": request.match_info["order_id"], "phone": "254712345678"},
+        ):
             logger.bind(order_id=request.match_info["order_id"]).info("working")
         return web.json_response({"ok": True})
 
@@ -92,18 +95,27 @@ async def test_the_latency_histogram_counts_each_request_once_by_route_template(
     served: tuple[str, Telemetry, io.StringIO],
 ) -> None:
     base, telemetry, _ = served
-    labels = {"http_request_method": "GET", "http_route": "/orders/{order_id}",
-              "http_response_status_code": "200"}
-    before = telemetry.registry.get_sample_value(
-        "http_server_request_duration_seconds_count", labels) or 0
+    labels = {
+        "http_request_method": "GET",
+        "http_route": "/orders/{order_id}",
+        "http_response_status_code": "200",
+    }
+    before = (
+        telemetry.registry.get_sample_value("http_server_request_duration_seconds_count", labels)
+        or 0
+    )
     async with aiohttp.ClientSession() as http:
         for order_id in ("a", "b", "c"):
             async with http.get(f"{base}/orders/{order_id}"):
                 pass
     reg = telemetry.registry
     assert reg.get_sample_value("http_server_request_duration_seconds_count", labels) == before + 3
-    assert reg.get_sample_value(
-        "http_server_request_duration_seconds_bucket", {**labels, "le": "10.0"}) == before + 3
+    assert (
+        reg.get_sample_value(
+            "http_server_request_duration_seconds_bucket", {**labels, "le": "10.0"}
+        )
+        == before + 3
+    )
 
 
 async def test_an_unhandled_error_is_a_500_problem_counted_and_logged_with_its_stack(
@@ -116,10 +128,17 @@ async def test_an_unhandled_error_is_a_500_problem_counted_and_logged_with_its_s
         assert response.headers["Content-Type"].startswith("application/problem+json")
     assert body["trace_id"] == response.headers["X-Trace-Id"]
     assert "secret internals" not in json.dumps(body)
-    assert telemetry.registry.get_sample_value(
-        "http_server_request_duration_seconds_count",
-        {"http_request_method": "GET", "http_route": "/boom", "http_response_status_code": "500"},
-    ) == 1
+    assert (
+        telemetry.registry.get_sample_value(
+            "http_server_request_duration_seconds_count",
+            {
+                "http_request_method": "GET",
+                "http_route": "/boom",
+                "http_response_status_code": "500",
+            },
+        )
+        == 1
+    )
     error = next(ln for ln in log_lines(logs) if ln["level"] == "ERROR")
     assert error["trace_id"] == body["trace_id"]
     assert error["exception"]["type"] == "RuntimeError"  # type: ignore[index]
@@ -149,42 +168,63 @@ async def test_an_unknown_path_is_a_404_problem_under_a_bounded_route_label(
         assert r.headers["Content-Type"].startswith("application/problem+json")
     exposed = telemetry.registry.get_sample_value(
         "http_server_request_duration_seconds_count",
-        {"http_request_method": "GET", "http_route": "unmatched",
-         "http_response_status_code": "404"},
+        {
+            "http_request_method": "GET",
+            "http_route": "unmatched",
+            "http_response_status_code": "404",
+        },
     )
     assert exposed == 1
 
 
 def test_secrets_and_phone_numbers_are_redacted() -> None:
-    redacted = redact_mapping({
-        "authorization": "Bearer abc", "api_key": "k", "callback_token": "t", "pin": "1234",
-        "phone": "254712345678", "note": "call 254700001032 now", "order_id": "o-1",
-    })
+    redacted = redact_mapping(
+        {
+            "authorization": "Bearer abc",
+            "api_key": "k",
+            "callback_token": "t",
+            "pin": "1234",
+            "phone": "254712345678",
+            "note": "call 254700001032 now",
+            "order_id": "o-1",
+        }
+    )
     assert redacted == {
-        "authorization": "[REDACTED]", "api_key": "[REDACTED]", "callback_token": "[REDACTED]",
-        "pin": "[REDACTED]", "phone": "2547*****678", "note": "call 2547*****032 now",
+        "authorization": "[REDACTED]",
+        "api_key": "[REDACTED]",
+        "callback_token": "[REDACTED]",
+        "pin": "[REDACTED]",
+        "phone": "2547*****678",
+        "note": "call 2547*****032 now",
         "order_id": "o-1",
     }
     assert mask_phone("254112345678") == "2541*****678"
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"OTEL_SDK_DISABLED": "maybe"}, "OTEL_SDK_DISABLED"),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-    ({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "OTEL_RESOURCE_ATTRIBUTES"),
-    ({"SAFIRI_LOG_LEVEL": "LOUD"}, "SAFIRI_LOG_LEVEL"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OTEL_SDK_DISABLED": "maybe"}, "OTEL_SDK_DISABLED"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "OTEL_RESOURCE_ATTRIBUTES"),
+        ({"SAFIRI_LOG_LEVEL": "LOUD"}, "SAFIRI_LOG_LEVEL"),
+    ],
+)
 def test_a_bad_otel_variable_is_refused_by_name(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         TelemetryConfig.from_env("svc", "1.0", env)
 
 
 def test_standard_variables_set_the_resource_and_endpoint() -> None:
-    config = TelemetryConfig.from_env("svc", "1.0", {
-        "OTEL_SERVICE_NAME": "payment",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
-        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=staging,team=rails",
-    })
+    config = TelemetryConfig.from_env(
+        "svc",
+        "1.0",
+        {
+            "OTEL_SERVICE_NAME": "payment",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=staging,team=rails",
+        },
+    )
     assert config.service_name == "payment"
     assert config.traces_endpoint == "http://collector:4318/v1/traces"
     assert config.environment == "staging"

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
+
 from safiri_messaging import PAYMENT_REQUESTED
 from safiri_ticketing.domain.orders import OrderStatus
 from safiri_ticketing.domain.trips import SeatsUnavailable, Trip, TripNotFound
@@ -16,8 +17,18 @@ from .fakes import FakeTicketingDb
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
-TRIP = Trip("trip-1", "Nairobi", "Mombasa", NOW + timedelta(days=1), NOW + timedelta(days=1, hours=8),
-            "KB001", 1500, "KES", 4, 4)
+TRIP = Trip(
+    "trip-1",
+    "Nairobi",
+    "Mombasa",
+    NOW + timedelta(days=1),
+    NOW + timedelta(days=1, hours=8),
+    "KB001",
+    1500,
+    "KES",
+    4,
+    4,
+)
 
 
 class Clock:
@@ -33,8 +44,12 @@ def setup() -> tuple[Ticketing, FakeTicketingDb, CollectorRegistry, Clock]:
     db.add_trip(TRIP)
     registry = CollectorRegistry()
     clock = Clock()
-    return (Ticketing(db.uow, TicketingMetrics(registry), clock, timedelta(minutes=5)),
-            db, registry, clock)
+    return (
+        Ticketing(db.uow, TicketingMetrics(registry), clock, timedelta(minutes=5)),
+        db,
+        registry,
+        clock,
+    )
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -47,10 +62,19 @@ async def test_holding_seats_asks_for_payment_in_the_same_transaction() -> None:
     assert order.seats == [1, 2]
     assert order.amount == 3000
     assert order.expires_at == NOW + timedelta(minutes=5)
-    assert db.outbox == [(PAYMENT_REQUESTED, {
-        "order_id": order.order_id, "trip_id": "trip-1", "amount": 3000, "currency": "KES",
-        "phone": "254712345678", "description": "Nairobi-Mombasa x2",
-    })]
+    assert db.outbox == [
+        (
+            PAYMENT_REQUESTED,
+            {
+                "order_id": order.order_id,
+                "trip_id": "trip-1",
+                "amount": 3000,
+                "currency": "KES",
+                "phone": "254712345678",
+                "description": "Nairobi-Mombasa x2",
+            },
+        )
+    ]
 
 
 async def test_too_few_seats_holds_nothing_and_emits_nothing() -> None:

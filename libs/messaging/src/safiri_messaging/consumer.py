@@ -16,6 +16,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from loguru import logger
+
 from safiri_telemetry import consume_span
 
 from .metrics import MessagingMetrics
@@ -54,7 +55,7 @@ class Envelope:
     def field(self, name: str, kind: type | tuple[type, ...] = str) -> Any:
         """A required payload field of the given type, or ``PoisonMessage``."""
         value = self.payload.get(name)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise PoisonMessage(f"field {name!r} is missing or not {kind}")
         return value
 
@@ -70,7 +71,10 @@ async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetr
         started = perf_counter()
         headers = dict(message.headers or {})
         with consume_span(
-            name, message.routing_key or "", message.message_id, headers,
+            name,
+            message.routing_key or "",
+            message.message_id,
+            headers,
             redelivered=bool(message.redelivered),
         ) as span:
             outcome = "ok"

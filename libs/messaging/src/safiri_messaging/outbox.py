@@ -7,6 +7,7 @@ the purchase's trace even though it runs in its own task, seconds or a restart l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -15,7 +16,9 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractExchange
+from asyncpg.pool import PoolConnectionProxy
 from loguru import logger
+
 from safiri_telemetry import context_from_carrier, inject_carrier, publish_span
 
 from .metrics import MessagingMetrics
@@ -44,14 +47,19 @@ CREATE TABLE IF NOT EXISTS inbox (
 
 
 async def add_to_outbox(
-    conn: asyncpg.Connection[Any], routing_key: str, payload: Mapping[str, Any]
+    conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any],
+    routing_key: str,
+    payload: Mapping[str, Any],
 ) -> uuid.UUID:
     """Queue an event in the caller's transaction; it is published only if that commits."""
     message_id = uuid.uuid4()
     await conn.execute(
         "INSERT INTO outbox (message_id, routing_key, payload, trace_context)"
         " VALUES ($1, $2, $3::jsonb, $4::jsonb)",
-        message_id, routing_key, json.dumps(payload), json.dumps(inject_carrier()),
+        message_id,
+        routing_key,
+        json.dumps(payload),
+        json.dumps(inject_carrier()),
     )
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return message_id
@@ -97,10 +105,8 @@ class OutboxRelay:
                     logger.bind(error=repr(exc)).warning("outbox relay failed; will retry")
                 except TimeoutError:
                     logger.warning("outbox publish not confirmed in time; will retry")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
         finally:
             await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)

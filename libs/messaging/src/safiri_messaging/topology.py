@@ -68,6 +68,7 @@ async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQu
         await queue.bind(events, routing_key=key)
     return queue
 
+
 # Routing keys of the events that cross services.
 PAYMENT_REQUESTED = "payment.requested"
 PAYMENT_SUCCEEDED = "payment.succeeded"

@@ -1,10 +1,10 @@
 """Safiri's observability library: one call wires traces, metrics and JSON logs.
 
-    telemetry = Telemetry.setup("ticketing", service_version="0.1.0")
-    app = web.Application(middlewares=[telemetry.middleware])
-    app.router.add_get("/metrics", telemetry.metrics_handler)
-    ...
-    await telemetry.shutdown()
+telemetry = Telemetry.setup("ticketing", service_version="0.1.0")
+app = web.Application(middlewares=[telemetry.middleware])
+app.router.add_get("/metrics", telemetry.metrics_handler)
+...
+await telemetry.shutdown()
 """
 
 from __future__ import annotations
@@ -106,4 +106,3 @@ class Telemetry:
             provider = self._provider
             await asyncio.to_thread(provider.force_flush, 5000)
             await asyncio.to_thread(provider.shutdown)
-

@@ -76,7 +76,9 @@ def server_middleware(metrics: HttpMetrics) -> Callable[..., Awaitable[web.Strea
                 metrics.server_duration.labels(*labels).observe(elapsed, exemplar=_exemplar())
                 if route != "/metrics":
                     logger.bind(
-                        http_method=method, http_route=route, http_status=status,
+                        http_method=method,
+                        http_route=route,
+                        http_status=status,
                         duration_ms=round(elapsed * 1000, 2),
                     ).info("request handled")
             _stamp(response, span)
@@ -98,7 +100,8 @@ def _stamp(response: web.StreamResponse, span: trace.Span) -> None:
 def metrics_handler(registry: Any) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         if "application/openmetrics-text" in request.headers.get("Accept", ""):
-            body, ctype = openmetrics.generate_latest(registry), openmetrics.CONTENT_TYPE_LATEST
+            body = openmetrics.generate_latest(registry)  # type: ignore[no-untyped-call]
+            ctype = openmetrics.CONTENT_TYPE_LATEST
         else:
             body, ctype = generate_latest(registry), CONTENT_TYPE_LATEST
         response = web.Response(body=body)
@@ -135,9 +138,7 @@ def _observe_client(
 ) -> None:
     started = getattr(ctx, "safiri_started", None)
     if started is not None:
-        metrics.client_duration.labels(method, host or "", status).observe(
-            perf_counter() - started
-        )
+        metrics.client_duration.labels(method, host or "", status).observe(perf_counter() - started)
 
 
 def client_session(metrics: HttpMetrics, **kwargs: Any) -> ClientSession:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram
 
-__all__ = ["HttpMetrics", "LATENCY_BUCKETS"]
+__all__ = ["LATENCY_BUCKETS", "HttpMetrics"]
 
 # Seconds; fine enough around the 50 ms target of POST /orders, wide enough for timeouts.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)

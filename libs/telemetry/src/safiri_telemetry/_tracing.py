@@ -18,8 +18,8 @@ from ._config import TelemetryConfig
 from ._redaction import redact_value
 
 __all__ = [
-    "business_span",
     "build_tracer_provider",
+    "business_span",
     "context_from_carrier",
     "current_trace_id",
     "inject_carrier",
@@ -93,7 +93,11 @@ def business_span(
     """
     tracer = trace.get_tracer(_TRACER_NAME)
     with tracer.start_as_current_span(
-        name, context=parent, kind=kind, links=links, record_exception=False,
+        name,
+        context=parent,
+        kind=kind,
+        links=links,
+        record_exception=False,
         set_status_on_exception=False,
     ) as span:
         set_attributes(span, attributes or {})

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from loguru import logger
+
 from safiri_telemetry import current_trace_id
 
 __all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "problem_middleware", "problem_response"]
@@ -71,7 +72,11 @@ async def problem_middleware(
     except Exception:
         logger.exception("unhandled error")
         return problem_response(
-            Problem(500, "internal-error", "Internal Server Error",
-                    "The error was logged with this trace id."),
+            Problem(
+                500,
+                "internal-error",
+                "Internal Server Error",
+                "The error was logged with this trace id.",
+            ),
             request.path,
         )

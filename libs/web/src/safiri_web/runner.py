@@ -12,12 +12,17 @@ from .settings import SettingsError
 __all__ = ["run_service"]
 
 
-def run_service(
-    build: Callable[[], Awaitable[web.Application]], host: str, port: int
-) -> None:
+def run_service(build: Callable[[], Awaitable[web.Application]], host: str, port: int) -> None:
     """Serve the app built by ``build``; aiohttp's own handling shuts it down cleanly."""
-    web.run_app(build(), host=host, port=port, print=None, access_log=None,
-                shutdown_timeout=10, handle_signals=True)
+    web.run_app(
+        build(),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
+        handle_signals=True,
+    )
 
 
 def exit_on_bad_settings(error: SettingsError | ValueError) -> None:

@@ -33,10 +33,10 @@ class EnvReader:
         self.env = os.environ if env is None else env
         self.errors: list[str] = []
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         return self.env.get(name, "").strip() or default
 
-    def int(self, name: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
+    def integer(self, name: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -49,7 +49,7 @@ class EnvReader:
             self.errors.append(f"{name}={value} is outside {low}..{high}")
         return value
 
-    def float(self, name: str, default: float, *, low: float = 0.0, high: float = 1e9) -> float:
+    def number(self, name: str, default: float, *, low: float = 0.0, high: float = 1e9) -> float:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -70,7 +70,7 @@ class EnvReader:
         return raw
 
     def port(self, name: str, default: int) -> int:
-        return self.int(name, default, low=0, high=65535)
+        return self.integer(name, default, low=0, high=65535)
 
     def check(self) -> None:
         if self.errors:

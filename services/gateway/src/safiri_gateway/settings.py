@@ -27,7 +27,7 @@ class Settings:
         r = EnvReader(env)
         ticketing_port = r.port("SAFIRI_TICKETING_PORT", 8081)
         settings = cls(
-            host=r.str("SAFIRI_GATEWAY_HOST", "127.0.0.1"),
+            host=r.text("SAFIRI_GATEWAY_HOST", "127.0.0.1"),
             port=r.port("SAFIRI_GATEWAY_PORT", 8080),
             ticketing_url=r.url(
                 "SAFIRI_TICKETING_URL", f"http://127.0.0.1:{ticketing_port}", ("http", "https")
@@ -40,7 +40,7 @@ class Settings:
             api_keys=_api_keys(r),
             # Kept well under the idempotency lock, so a key is never taken over while the
             # request holding it is still waiting for ticketing.
-            upstream_timeout=r.float(
+            upstream_timeout=r.number(
                 "SAFIRI_GATEWAY_UPSTREAM_TIMEOUT",
                 3.0,
                 low=0.05,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+
 from safiri_messaging import (
     MessagingMetrics,
     OutboxRelay,
@@ -54,14 +55,16 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         await apply_schema(pool)
         session = telemetry.client_session()
         provider = DarajaClient(
-            session, settings.mpesa_url, settings.mpesa_consumer_key.value,
-            settings.mpesa_consumer_secret.value, settings.mpesa_shortcode,
-            settings.mpesa_passkey.value, settings.provider_timeout_seconds,
+            session,
+            settings.mpesa_url,
+            settings.mpesa_consumer_key.value,
+            settings.mpesa_consumer_secret.value,
+            settings.mpesa_shortcode,
+            settings.mpesa_passkey.value,
+            settings.provider_timeout_seconds,
         )
         app[POOL] = pool
-        app[PAYMENTS] = Payments(
-            lambda: PostgresUnitOfWork(pool), provider, metrics, callback_url
-        )
+        app[PAYMENTS] = Payments(lambda: PostgresUnitOfWork(pool), provider, metrics, callback_url)
         yield
         await session.close()
         await pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from safiri_telemetry import LATENCY_BUCKETS
 
 __all__ = ["PaymentMetrics"]

@@ -32,7 +32,7 @@ class Settings:
         port = r.port("SAFIRI_PAYMENT_PORT", 8082)
         sim_port = r.port("SAFIRI_MPESA_SIM_PORT", 8090)
         settings = cls(
-            host=r.str("SAFIRI_PAYMENT_HOST", "127.0.0.1"),
+            host=r.text("SAFIRI_PAYMENT_HOST", "127.0.0.1"),
             port=port,
             database_url=r.url(
                 "SAFIRI_PAYMENT_DATABASE_URL",
@@ -45,18 +45,18 @@ class Settings:
             ).rstrip("/"),
             mpesa_url=r.url("SAFIRI_MPESA_URL", f"http://127.0.0.1:{sim_port}", ("http", "https")),
             mpesa_consumer_key=Secret(
-                r.str("SAFIRI_MPESA_CONSUMER_KEY", "safiri-sim-consumer-key")
+                r.text("SAFIRI_MPESA_CONSUMER_KEY", "safiri-sim-consumer-key")
             ),
             mpesa_consumer_secret=Secret(
-                r.str("SAFIRI_MPESA_CONSUMER_SECRET", "safiri-sim-consumer-secret")
+                r.text("SAFIRI_MPESA_CONSUMER_SECRET", "safiri-sim-consumer-secret")
             ),
-            mpesa_shortcode=r.str("SAFIRI_MPESA_SHORTCODE", "174379"),
-            mpesa_passkey=Secret(r.str("SAFIRI_MPESA_PASSKEY", "safiri-sim-passkey")),
-            provider_timeout_seconds=r.float(
+            mpesa_shortcode=r.text("SAFIRI_MPESA_SHORTCODE", "174379"),
+            mpesa_passkey=Secret(r.text("SAFIRI_MPESA_PASSKEY", "safiri-sim-passkey")),
+            provider_timeout_seconds=r.number(
                 "SAFIRI_PROVIDER_TIMEOUT_SECONDS", 5.0, low=0.1, high=120.0
             ),
-            prefetch=r.int("SAFIRI_PAYMENT_PREFETCH", 32, low=1, high=1000),
-            db_pool_max=r.int("SAFIRI_PAYMENT_DB_POOL_MAX", 10, low=2, high=200),
+            prefetch=r.integer("SAFIRI_PAYMENT_PREFETCH", 32, low=1, high=1000),
+            db_pool_max=r.integer("SAFIRI_PAYMENT_DB_POOL_MAX", 10, low=2, high=200),
         )
         r.check()
         return settings

@@ -12,6 +12,7 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from loguru import logger
+
 from safiri_messaging import (
     MessagingMetrics,
     OutboxRelay,
@@ -72,7 +73,9 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         logger.bind(trips_added=added).info("timetable seeded")
         app[POOL] = pool
         app[TICKETING] = Ticketing(
-            lambda: PostgresUnitOfWork(pool), metrics, _now,
+            lambda: PostgresUnitOfWork(pool),
+            metrics,
+            _now,
             timedelta(seconds=settings.hold_ttl_seconds),
         )
         app[QUERIES] = TripQueries(pool)
@@ -87,10 +90,13 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         queue = await declare_queue(consume_ch, PAYMENT_RESULTS)
         relay = asyncio.create_task(OutboxRelay(app[POOL], exchange, messaging).run())
         tag = await consume(queue, payment_results_handler(app[TICKETING]), messaging)
-        sweeper = asyncio.create_task(_forever(
-            "release_expired_holds", app[TICKETING].release_expired_holds,
-            settings.sweep_interval_seconds,
-        ))
+        sweeper = asyncio.create_task(
+            _forever(
+                "release_expired_holds",
+                app[TICKETING].release_expired_holds,
+                settings.sweep_interval_seconds,
+            )
+        )
         app[CONNECTION] = connection
         yield
         await queue.cancel(tag)

@@ -26,7 +26,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         r = EnvReader(env)
         settings = cls(
-            host=r.str("SAFIRI_TICKETING_HOST", "127.0.0.1"),
+            host=r.text("SAFIRI_TICKETING_HOST", "127.0.0.1"),
             port=r.port("SAFIRI_TICKETING_PORT", 8081),
             database_url=r.url(
                 "SAFIRI_TICKETING_DATABASE_URL",
@@ -34,13 +34,13 @@ class Settings:
                 ("postgresql", "postgres"),
             ),
             amqp_url=r.url("SAFIRI_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", ("amqp",)),
-            hold_ttl_seconds=r.float("SAFIRI_HOLD_TTL_SECONDS", 300.0, low=1.0, high=86400.0),
-            sweep_interval_seconds=r.float(
+            hold_ttl_seconds=r.number("SAFIRI_HOLD_TTL_SECONDS", 300.0, low=1.0, high=86400.0),
+            sweep_interval_seconds=r.number(
                 "SAFIRI_SWEEP_INTERVAL_SECONDS", 5.0, low=0.1, high=3600.0
             ),
-            seed_days=r.int("SAFIRI_SEED_DAYS", 14, low=0, high=366),
-            prefetch=r.int("SAFIRI_TICKETING_PREFETCH", 32, low=1, high=1000),
-            db_pool_max=r.int("SAFIRI_TICKETING_DB_POOL_MAX", 10, low=2, high=200),
+            seed_days=r.integer("SAFIRI_SEED_DAYS", 14, low=0, high=366),
+            prefetch=r.integer("SAFIRI_TICKETING_PREFETCH", 32, low=1, high=1000),
+            db_pool_max=r.integer("SAFIRI_TICKETING_DB_POOL_MAX", 10, low=2, high=200),
         )
         r.check()
         return settings

@@ -28,22 +28,22 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         r = EnvReader(env)
-        shortcode = r.str("SAFIRI_MPESA_SHORTCODE", cls.shortcode)
+        shortcode = r.text("SAFIRI_MPESA_SHORTCODE", cls.shortcode)
         if not shortcode.isdigit():
             r.errors.append(f"SAFIRI_MPESA_SHORTCODE={shortcode!r} is not a numeric shortcode")
         settings = cls(
-            host=r.str("SAFIRI_MPESA_SIM_HOST", cls.host),
+            host=r.text("SAFIRI_MPESA_SIM_HOST", cls.host),
             port=r.port("SAFIRI_MPESA_SIM_PORT", cls.port),
-            consumer_key=r.str("SAFIRI_MPESA_CONSUMER_KEY", cls.consumer_key),
+            consumer_key=r.text("SAFIRI_MPESA_CONSUMER_KEY", cls.consumer_key),
             consumer_secret=Secret(
-                r.str("SAFIRI_MPESA_CONSUMER_SECRET", cls.consumer_secret.value)
+                r.text("SAFIRI_MPESA_CONSUMER_SECRET", cls.consumer_secret.value)
             ),
             shortcode=shortcode,
-            passkey=Secret(r.str("SAFIRI_MPESA_PASSKEY", cls.passkey.value)),
-            callback_delay=r.float(
+            passkey=Secret(r.text("SAFIRI_MPESA_PASSKEY", cls.passkey.value)),
+            callback_delay=r.number(
                 "SAFIRI_MPESA_SIM_CALLBACK_DELAY", cls.callback_delay, low=0.0, high=3600.0
             ),
-            admin_key=Secret(r.str("SAFIRI_MPESA_SIM_ADMIN_KEY", cls.admin_key.value)),
+            admin_key=Secret(r.text("SAFIRI_MPESA_SIM_ADMIN_KEY", cls.admin_key.value)),
         )
         r.check()
         return settings

@@ -52,7 +52,7 @@ class DarajaClient:
                 )
                 self._token = str(data["access_token"])
                 # Renew a minute early so a request never carries a token about to lapse.
-                self._token_expires = time.monotonic() + float(data["expires_in"]) - 60
+                self._token_expires = time.monotonic() + float(str(data["expires_in"])) - 60
             return self._token
 
     async def stk_push(self, request: StkPush) -> str:
@@ -75,17 +75,24 @@ class DarajaClient:
             "TransactionDesc": request.description,
         }
         data = await self._call(
-            "POST", "/mpesa/stkpush/v1/processrequest", json=body,
+            "POST",
+            "/mpesa/stkpush/v1/processrequest",
+            json=body,
             headers={"Authorization": f"Bearer {token}"},
         )
         if str(data.get("ResponseCode")) != "0":
-            raise ProviderRejected(str(data.get("ResponseCode")), str(data.get("ResponseDescription")))
+            raise ProviderRejected(
+                str(data.get("ResponseCode")), str(data.get("ResponseDescription"))
+            )
         return str(data["CheckoutRequestID"])
 
     async def _call(self, method: str, path: str, **kwargs: object) -> dict[str, object]:
         try:
             async with self._session.request(
-                method, self._base + path, timeout=self._timeout, **kwargs  # type: ignore[arg-type]
+                method,
+                self._base + path,
+                timeout=self._timeout,
+                **kwargs,  # type: ignore[arg-type]
             ) as response:
                 try:
                     data = await response.json(content_type=None)
@@ -102,7 +109,9 @@ class DarajaClient:
                     raise ProviderUnavailable("provider answered with a non-object body")
                 return data
         except TimeoutError as exc:
-            raise ProviderTimeout(f"no answer from the provider in {self._timeout.total} s") from exc
+            raise ProviderTimeout(
+                f"no answer from the provider in {self._timeout.total} s"
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise ProviderUnavailable(f"cannot reach the provider: {exc}") from exc
         except aiohttp.ClientError as exc:

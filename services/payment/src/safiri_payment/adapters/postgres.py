@@ -8,6 +8,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
 from safiri_messaging import OUTBOX_SCHEMA, add_to_outbox, first_delivery
 from safiri_telemetry import inject_carrier
 
@@ -53,7 +55,7 @@ class PostgresUnitOfWork:
         self._events: list[tuple[str, Mapping[str, Any]]] = []
 
     async def __aenter__(self) -> Self:
-        self._conn: asyncpg.Connection[Any] = await self._pool.acquire()
+        self._conn: PoolConnectionProxy[Any] = await self._pool.acquire()
         self._tx = self._conn.transaction()
         await self._tx.start()
         self._committed = False
@@ -90,8 +92,13 @@ class PostgresUnitOfWork:
             " callback_token_hash, trace_context)"
             " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8::jsonb)"
             " ON CONFLICT (order_id) DO NOTHING RETURNING 1",
-            payment.payment_id, payment.order_id, payment.amount, payment.currency,
-            payment.phone, payment.status.value, callback_token_hash,
+            payment.payment_id,
+            payment.order_id,
+            payment.amount,
+            payment.currency,
+            payment.phone,
+            payment.status.value,
+            callback_token_hash,
             json.dumps(inject_carrier()),
         )
         return inserted is not None
@@ -106,10 +113,15 @@ class PostgresUnitOfWork:
         if row is None:
             return None
         payment = Payment(
-            payment_id=row["payment_id"], order_id=row["order_id"], amount=row["amount"],
-            currency=row["currency"].strip(), phone=row["phone"],
-            status=PaymentStatus(row["status"]), checkout_request_id=row["checkout_request_id"],
-            result_code=row["result_code"], result_desc=row["result_desc"],
+            payment_id=row["payment_id"],
+            order_id=row["order_id"],
+            amount=row["amount"],
+            currency=row["currency"].strip(),
+            phone=row["phone"],
+            status=PaymentStatus(row["status"]),
+            checkout_request_id=row["checkout_request_id"],
+            result_code=row["result_code"],
+            result_desc=row["result_desc"],
             receipt=row["receipt"],
         )
         return StoredPayment(payment, row["callback_token_hash"], json.loads(row["trace_context"]))
@@ -118,6 +130,10 @@ class PostgresUnitOfWork:
         await self._conn.execute(
             "UPDATE payments SET status = $2, checkout_request_id = $3, result_code = $4,"
             " result_desc = $5, receipt = $6, updated_at = now() WHERE payment_id = $1::uuid",
-            payment.payment_id, payment.status.value, payment.checkout_request_id,
-            payment.result_code, payment.result_desc, payment.receipt,
+            payment.payment_id,
+            payment.status.value,
+            payment.checkout_request_id,
+            payment.result_code,
+            payment.result_desc,
+            payment.receipt,
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 from loguru import logger
+
 from safiri_web import Problem
 
 from ..domain.payments import CallbackRejected, ProviderOutcome

@@ -12,6 +12,7 @@ from time import perf_counter
 
 from loguru import logger
 from opentelemetry.trace import Link, get_current_span
+
 from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
 from safiri_telemetry import business_span, context_from_carrier, mask_phone
 
@@ -58,8 +59,11 @@ class PaymentRequest:
         currency = payload.get("currency")
         description = payload.get("description")
         return cls(
-            message_id=message_id, order_id=order_id, amount=amount,
-            currency=currency if isinstance(currency, str) else "KES", phone=phone,
+            message_id=message_id,
+            order_id=order_id,
+            amount=amount,
+            currency=currency if isinstance(currency, str) else "KES",
+            phone=phone,
             description=description if isinstance(description, str) else "Safiri tickets",
         )
 
@@ -79,10 +83,15 @@ class Payments:
 
     async def request_payment(self, req: PaymentRequest) -> None:
         """Charge the order once: record it, then send the STK push."""
-        attrs = {"safiri.order.id": req.order_id, "safiri.amount": req.amount,
-                 "safiri.payment.provider": self._provider.name}
-        with business_span("request_payment", attrs) as span, \
-                logger.contextualize(order_id=req.order_id):
+        attrs = {
+            "safiri.order.id": req.order_id,
+            "safiri.amount": req.amount,
+            "safiri.payment.provider": self._provider.name,
+        }
+        with (
+            business_span("request_payment", attrs) as span,
+            logger.contextualize(order_id=req.order_id),
+        ):
             payment = Payment(str(uuid.uuid4()), req.order_id, req.amount, req.currency, req.phone)
             token = secrets.token_urlsafe(24)
             async with self._uow() as uow:
@@ -96,7 +105,9 @@ class Payments:
                 await uow.commit()
             span.set_attribute("safiri.payment.id", payment.payment_id)
             push = StkPush(
-                amount=req.amount, phone=req.phone, account_reference=req.order_id[:12],
+                amount=req.amount,
+                phone=req.phone,
+                account_reference=req.order_id[:12],
                 description=req.description[:13],
                 callback_url=self._callback_url(payment.payment_id, token),
             )
@@ -104,8 +115,11 @@ class Payments:
 
     async def _send_stk_push(self, payment: Payment, push: StkPush) -> None:
         provider = self._provider.name
-        attrs = {"safiri.payment.id": payment.payment_id, "safiri.payment.provider": provider,
-                 "safiri.phone": mask_phone(payment.phone)}
+        attrs = {
+            "safiri.payment.id": payment.payment_id,
+            "safiri.payment.provider": provider,
+            "safiri.phone": mask_phone(payment.phone),
+        }
         started = perf_counter()
         outcome = "accepted"
         checkout_id: str | None = None
@@ -163,16 +177,22 @@ class Payments:
             payment.check_callback(checkout_request_id)
             incoming = get_current_span().get_span_context()
             attrs = {
-                "safiri.order.id": payment.order_id, "safiri.payment.id": payment_id,
+                "safiri.order.id": payment.order_id,
+                "safiri.payment.id": payment_id,
                 "safiri.payment.result_code": outcome.result_code,
                 "safiri.payment.result_desc": outcome.result_desc,
             }
             # The callback is a new request from the provider; its handling belongs to the
             # purchase's trace, with a link back to the request that carried it.
-            with business_span(
-                "handle_callback", attrs, parent=context_from_carrier(stored.trace_context),
-                links=[Link(incoming)] if incoming.is_valid else None,
-            ), logger.contextualize(order_id=payment.order_id):
+            with (
+                business_span(
+                    "handle_callback",
+                    attrs,
+                    parent=context_from_carrier(stored.trace_context),
+                    links=[Link(incoming)] if incoming.is_valid else None,
+                ),
+                logger.contextualize(order_id=payment.order_id),
+            ):
                 if payment.status.is_final:
                     self._metrics.callbacks.labels(provider, "duplicate").inc()
                     logger.info("duplicate callback ignored")

@@ -9,6 +9,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
 from safiri_messaging import add_to_outbox, first_delivery
 from safiri_telemetry import inject_carrier
 
@@ -26,20 +28,34 @@ _ORDER_COLUMNS = """
 
 def _order(row: asyncpg.Record, tickets: list[Ticket] | None = None) -> Order:
     return Order(
-        order_id=row["order_id"], trip_id=row["trip_id"], seat_count=row["seat_count"],
-        phone=row["phone"], seats=list(row["seats"]), amount=row["amount"],
-        currency=row["currency"], expires_at=row["expires_at"], created_at=row["created_at"],
-        route=row["route"], status=OrderStatus(row["status"]),
-        failure_reason=row["failure_reason"], payment_receipt=row["payment_receipt"],
+        order_id=row["order_id"],
+        trip_id=row["trip_id"],
+        seat_count=row["seat_count"],
+        phone=row["phone"],
+        seats=list(row["seats"]),
+        amount=row["amount"],
+        currency=row["currency"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        route=row["route"],
+        status=OrderStatus(row["status"]),
+        failure_reason=row["failure_reason"],
+        payment_receipt=row["payment_receipt"],
         tickets=tickets or [],
     )
 
 
 def _trip(row: asyncpg.Record) -> Trip:
     return Trip(
-        trip_id=row["trip_id"], origin=row["origin"], destination=row["destination"],
-        departs_at=row["departs_at"], arrives_at=row["arrives_at"], bus_id=row["bus_id"],
-        fare=row["fare"], currency=row["currency"].strip(), seats_total=row["seats_total"],
+        trip_id=row["trip_id"],
+        origin=row["origin"],
+        destination=row["destination"],
+        departs_at=row["departs_at"],
+        arrives_at=row["arrives_at"],
+        bus_id=row["bus_id"],
+        fare=row["fare"],
+        currency=row["currency"].strip(),
+        seats_total=row["seats_total"],
         seats_available=row["seats_available"],
     )
 
@@ -59,7 +75,7 @@ class PostgresUnitOfWork:
         self._events: list[tuple[str, Mapping[str, Any]]] = []
 
     async def __aenter__(self) -> Self:
-        self._conn: asyncpg.Connection[Any] = await self._pool.acquire()
+        self._conn: PoolConnectionProxy[Any] = await self._pool.acquire()
         self._tx = self._conn.transaction()
         await self._tx.start()
         self._committed = False
@@ -93,7 +109,8 @@ class PostgresUnitOfWork:
     async def lock_trip(self, trip_id: str) -> Trip | None:
         # Locking the trip row serialises holds on one trip; other trips are unaffected.
         locked = await self._conn.fetchval(
-            "SELECT 1 FROM trips WHERE trip_id = $1::uuid AND departs_at > now() FOR UPDATE", trip_id
+            "SELECT 1 FROM trips WHERE trip_id = $1::uuid AND departs_at > now() FOR UPDATE",
+            trip_id,
         )
         if locked is None:
             return None
@@ -105,7 +122,8 @@ class PostgresUnitOfWork:
             "SELECT s.seat_no FROM seats s WHERE s.trip_id = $1::uuid AND NOT EXISTS"
             " (SELECT 1 FROM seat_allocations a WHERE a.trip_id = s.trip_id"
             "  AND a.seat_no = s.seat_no) ORDER BY s.seat_no LIMIT $2",
-            trip_id, count,
+            trip_id,
+            count,
         )
         return [r["seat_no"] for r in rows]
 
@@ -114,12 +132,21 @@ class PostgresUnitOfWork:
             "INSERT INTO orders (order_id, trip_id, seat_count, phone, amount, currency, status,"
             " seats, expires_at, created_at, trace_context)"
             " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)",
-            order.order_id, order.trip_id, order.seat_count, order.phone, order.amount,
-            order.currency, order.status.value, order.seats, order.expires_at, order.created_at,
+            order.order_id,
+            order.trip_id,
+            order.seat_count,
+            order.phone,
+            order.amount,
+            order.currency,
+            order.status.value,
+            order.seats,
+            order.expires_at,
+            order.created_at,
             json.dumps(inject_carrier()),
         )
         await self._conn.executemany(
-            "INSERT INTO seat_allocations (trip_id, seat_no, order_id) VALUES ($1::uuid, $2, $3::uuid)",
+            "INSERT INTO seat_allocations (trip_id, seat_no, order_id)"
+            " VALUES ($1::uuid, $2, $3::uuid)",
             [(order.trip_id, seat, order.order_id) for seat in order.seats],
         )
 
@@ -135,7 +162,10 @@ class PostgresUnitOfWork:
         await self._conn.execute(
             "UPDATE orders SET status = $2, failure_reason = $3, payment_receipt = $4,"
             " updated_at = now() WHERE order_id = $1::uuid",
-            order.order_id, order.status.value, order.failure_reason, order.payment_receipt,
+            order.order_id,
+            order.status.value,
+            order.failure_reason,
+            order.payment_receipt,
         )
         if order.status is OrderStatus.CONFIRMED:
             await self._conn.execute(
@@ -160,7 +190,8 @@ class PostgresUnitOfWork:
             f"SELECT {_ORDER_COLUMNS}, o.trace_context FROM orders o JOIN trips t USING (trip_id)"
             " WHERE o.status = 'PENDING_PAYMENT' AND o.expires_at <= $1"
             " ORDER BY o.expires_at LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
-            now, limit,
+            now,
+            limit,
         )
         return [(_order(r), json.loads(r["trace_context"])) for r in rows]
 
@@ -173,13 +204,14 @@ class TripQueries:
 
     async def search(self, origin: str | None, destination: str | None, day: date) -> list[Trip]:
         rows = await self._pool.fetch(
-            _TRIP_SELECT
-            + " WHERE (t.departs_at AT TIME ZONE 'Africa/Nairobi')::date = $1"
+            _TRIP_SELECT + " WHERE (t.departs_at AT TIME ZONE 'Africa/Nairobi')::date = $1"
             " AND t.departs_at > now()"
             " AND ($2::text IS NULL OR lower(t.origin) = lower($2))"
             " AND ($3::text IS NULL OR lower(t.destination) = lower($3))"
             " ORDER BY t.departs_at, t.origin, t.destination",
-            day, origin, destination,
+            day,
+            origin,
+            destination,
         )
         return [_trip(r) for r in rows]
 

@@ -23,15 +23,25 @@ async def apply_schema(pool: asyncpg.Pool[Any]) -> None:
 
 
 def trip_uuid(origin: str, destination: str, departs_at: datetime) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"safiri:{origin}:{destination}:{departs_at:%Y%m%dT%H%M}"))
+    return str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"safiri:{origin}:{destination}:{departs_at:%Y%m%dT%H%M}")
+    )
 
 
 async def seed_timetable(pool: asyncpg.Pool[Any], days: int, today: datetime | None = None) -> int:
     """Add the departures of the next ``days`` days that are not there yet; returns how many."""
     first = (today or datetime.now(UTC)).date() - timedelta(days=1)
     rows = [
-        (trip_uuid(r.origin, r.destination, dep), r.origin, r.destination, dep,
-         dep + timedelta(hours=r.hours), bus, r.fare, SEATS_PER_BUS)
+        (
+            trip_uuid(r.origin, r.destination, dep),
+            r.origin,
+            r.destination,
+            dep,
+            dep + timedelta(hours=r.hours),
+            bus,
+            r.fare,
+            SEATS_PER_BUS,
+        )
         for r, dep, bus in timetable(first, days + 1)
     ]
     async with pool.acquire() as conn, conn.transaction():
@@ -48,6 +58,7 @@ async def seed_timetable(pool: asyncpg.Pool[Any], days: int, today: datetime | N
             "INSERT INTO seats (trip_id, seat_no)"
             " SELECT t.trip_id, g FROM unnest($1::uuid[], $2::int[]) AS t(trip_id, n),"
             " generate_series(1, t.n) AS g ON CONFLICT DO NOTHING",
-            [r["trip_id"] for r in inserted], [r["seats_total"] for r in inserted],
+            [r["trip_id"] for r in inserted],
+            [r["seats_total"] for r in inserted],
         )
     return len(inserted)

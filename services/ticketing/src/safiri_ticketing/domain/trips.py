@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-__all__ = ["ROUTES", "Route", "Trip", "TripNotFound", "SeatsUnavailable", "timetable"]
+__all__ = ["ROUTES", "Route", "SeatsUnavailable", "Trip", "TripNotFound", "timetable"]
 
 
 class TripNotFound(Exception):

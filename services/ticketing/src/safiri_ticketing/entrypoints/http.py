@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from aiohttp import web
+
 from safiri_web import Problem
 
 from ..domain.orders import MAX_SEATS_PER_ORDER, Order, OrderStatus
@@ -56,8 +57,9 @@ def _uuid(value: Any, field: str) -> str:
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
-        raise Problem(422, "validation-error", "Invalid request",
-                      f"{field} is not a UUID") from None
+        raise Problem(
+            422, "validation-error", "Invalid request", f"{field} is not a UUID"
+        ) from None
 
 
 @routes.get("/trips")
@@ -66,8 +68,7 @@ async def search_trips(request: web.Request) -> web.Response:
     try:
         day = date.fromisoformat(raw_date)
     except ValueError:
-        raise Problem(400, "invalid-query", "Invalid query",
-                      "date must be YYYY-MM-DD") from None
+        raise Problem(400, "invalid-query", "Invalid query", "date must be YYYY-MM-DD") from None
     trips = await request.app[QUERIES].search(
         request.query.get("origin") or None, request.query.get("destination") or None, day
     )
@@ -85,16 +86,21 @@ async def place_order(request: web.Request) -> web.Response:
     seat_count = body.get("seat_count")
     phone = body.get("phone")
     if not isinstance(seat_count, int) or not 1 <= seat_count <= MAX_SEATS_PER_ORDER:
-        raise Problem(422, "validation-error", "Invalid request",
-                      f"seat_count must be 1..{MAX_SEATS_PER_ORDER}")
+        raise Problem(
+            422,
+            "validation-error",
+            "Invalid request",
+            f"seat_count must be 1..{MAX_SEATS_PER_ORDER}",
+        )
     if not isinstance(phone, str) or not phone.isdigit() or len(phone) != 12:
         raise Problem(422, "validation-error", "Invalid request", "phone must be an MSISDN")
     cmd = HoldSeats(_uuid(body.get("trip_id"), "trip_id"), seat_count, phone)
     try:
         order = await request.app[TICKETING].hold_seats(cmd)
     except TripNotFound:
-        raise Problem(422, "unknown-trip", "Unknown trip",
-                      f"No trip {cmd.trip_id} is on sale") from None
+        raise Problem(
+            422, "unknown-trip", "Unknown trip", f"No trip {cmd.trip_id} is on sale"
+        ) from None
     except SeatsUnavailable as exc:
         raise Problem(409, "seats-unavailable", "Not enough free seats", str(exc)) from None
     return web.json_response(order_json(order), status=201)
@@ -108,6 +114,5 @@ async def get_order(request: web.Request) -> web.Response:
         raise Problem(404, "order-not-found", "Order not found") from None
     order = await request.app[QUERIES].order(order_id)
     if order is None:
-        raise Problem(404, "order-not-found", "Order not found",
-                      f"No order {order_id}")
+        raise Problem(404, "order-not-found", "Order not found", f"No order {order_id}")
     return web.json_response(order_json(order))

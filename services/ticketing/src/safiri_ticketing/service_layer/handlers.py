@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loguru import logger
+
 from safiri_messaging import PAYMENT_REQUESTED, PoisonMessage
 from safiri_telemetry import business_span, context_from_carrier
 
@@ -70,23 +71,32 @@ class Ticketing:
                     )
                 now = self._clock()
                 order = Order(
-                    order_id=str(uuid.uuid4()), trip_id=trip.trip_id, seat_count=cmd.seat_count,
-                    phone=cmd.phone, seats=seats, amount=trip.fare * cmd.seat_count,
-                    currency=trip.currency, expires_at=now + self._hold_ttl, created_at=now,
+                    order_id=str(uuid.uuid4()),
+                    trip_id=trip.trip_id,
+                    seat_count=cmd.seat_count,
+                    phone=cmd.phone,
+                    seats=seats,
+                    amount=trip.fare * cmd.seat_count,
+                    currency=trip.currency,
+                    expires_at=now + self._hold_ttl,
+                    created_at=now,
                     route=f"{trip.origin}-{trip.destination}",
                 )
                 span.set_attribute("safiri.order.id", order.order_id)
                 span.set_attribute("safiri.amount", order.amount)
                 with logger.contextualize(order_id=order.order_id, trip_id=trip.trip_id):
                     await uow.add_order(order)
-                    uow.emit(PAYMENT_REQUESTED, {
-                        "order_id": order.order_id,
-                        "trip_id": order.trip_id,
-                        "amount": order.amount,
-                        "currency": order.currency,
-                        "phone": order.phone,
-                        "description": f"{order.route} x{order.seat_count}",
-                    })
+                    uow.emit(
+                        PAYMENT_REQUESTED,
+                        {
+                            "order_id": order.order_id,
+                            "trip_id": order.trip_id,
+                            "amount": order.amount,
+                            "currency": order.currency,
+                            "phone": order.phone,
+                            "description": f"{order.route} x{order.seat_count}",
+                        },
+                    )
                     await uow.commit()
                     logger.bind(seats=seats, amount=order.amount).info("seats held")
         self._metrics.seat_holds.labels("held").inc()
@@ -132,11 +142,14 @@ class Ticketing:
         async with self._uow() as uow:
             expired = await uow.expired_orders(now, limit)
             for order, trace_context in expired:
-                with business_span(
-                    "expire_hold",
-                    {"safiri.order.id": order.order_id, "safiri.trip.id": order.trip_id},
-                    parent=context_from_carrier(trace_context),
-                ), logger.contextualize(order_id=order.order_id, trip_id=order.trip_id):
+                with (
+                    business_span(
+                        "expire_hold",
+                        {"safiri.order.id": order.order_id, "safiri.trip.id": order.trip_id},
+                        parent=context_from_carrier(trace_context),
+                    ),
+                    logger.contextualize(order_id=order.order_id, trip_id=order.trip_id),
+                ):
                     order.expire(now)
                     await uow.save_order(order)
                     logger.info("seat hold expired; seats released")
