@@ -11,6 +11,7 @@ import sys
 
 import asyncpg
 
+from .otlp import running_receiver
 from .suite import Suite, SuiteConfig, SuiteError
 
 __all__ = ["main"]
@@ -35,6 +36,16 @@ def _config(args: argparse.Namespace) -> tuple[SuiteConfig, str]:
 
 async def _up(args: argparse.Namespace) -> int:
     config, key = _config(args)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return await _run_until_stopped(config, key)
+    # No collector configured: receive the services' spans ourselves on the standard port.
+    port = int(os.environ.get("SAFIRI_TRACE_STORE_PORT", 4318))
+    async with running_receiver(port=port) as (_, url):
+        config.otlp_endpoint = url
+        return await _run_until_stopped(config, key)
+
+
+async def _run_until_stopped(config: SuiteConfig, key: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -105,7 +105,8 @@ async def run_demo(args: argparse.Namespace) -> int:
                 params={"origin": "Nairobi", "destination": "Mombasa", "date": day},
                 headers={"Authorization": f"Bearer {key}"},
             ) as response:
-                trip = (await response.json())["trips"][0]
+                trips = (await response.json())["trips"]
+            trip = max(trips, key=lambda t: t["seats_available"])
             print(
                 f"Trip {trip['origin']} → {trip['destination']} departing {trip['departs_at']},"
                 f" {trip['seats_available']} seats at KES {trip['fare']['amount']}\n"

@@ -54,9 +54,19 @@ class ReceivedSpan:
 
 
 class SpanStore:
-    def __init__(self) -> None:
+    """Spans by trace, in memory, bounded: past ``max_spans`` the oldest traces are dropped."""
+
+    def __init__(self, max_spans: int = 200_000) -> None:
         self.spans: list[ReceivedSpan] = []
         self._by_trace: dict[str, list[ReceivedSpan]] = defaultdict(list)
+        self._max_spans = max_spans
+
+    def _evict(self) -> None:
+        keep = self.spans[len(self.spans) // 5 :]
+        dropped = {s.trace_id for s in self.spans[: len(self.spans) // 5]}
+        self.spans = [s for s in keep if s.trace_id not in dropped]
+        for trace_id in dropped:
+            self._by_trace.pop(trace_id, None)
 
     def add(self, request: ExportTraceServiceRequest) -> int:
         count = 0
@@ -86,6 +96,8 @@ class SpanStore:
                     self.spans.append(span)
                     self._by_trace[span.trace_id].append(span)
                     count += 1
+        if len(self.spans) > self._max_spans:
+            self._evict()
         return count
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:

@@ -80,6 +80,8 @@ async def test_a_failed_payments_trace_marks_the_failure(running: Running) -> No
 
     callback = _by_name(spans, "payment", "handle_callback")
     assert callback.attributes["safiri.payment.result_code"] == 1037
+    assert callback.is_error
+    assert callback.status_message == "ResultCode 1037: DS timeout user cannot be reached"
     release = _by_name(spans, "ticketing", "release_seats")
     assert release.attributes["safiri.order.id"] == body["order_id"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from time import perf_counter
 
 from loguru import logger
-from opentelemetry.trace import Link, get_current_span
+from opentelemetry.trace import Link, Status, StatusCode, get_current_span
 
 from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
 from safiri_telemetry import business_span, context_from_carrier, mask_phone
@@ -190,9 +190,17 @@ class Payments:
                     attrs,
                     parent=context_from_carrier(stored.trace_context),
                     links=[Link(incoming)] if incoming.is_valid else None,
-                ),
+                ) as span,
                 logger.contextualize(order_id=payment.order_id),
             ):
+                if not outcome.succeeded:
+                    # The provider's refusal is the error a person tracing this order looks for.
+                    span.set_status(
+                        Status(
+                            StatusCode.ERROR,
+                            f"ResultCode {outcome.result_code}: {outcome.result_desc}",
+                        )
+                    )
                 if payment.status.is_final:
                     self._metrics.callbacks.labels(provider, "duplicate").inc()
                     logger.info("duplicate callback ignored")
