@@ -119,3 +119,25 @@ async def _all_present(
     lines: dict[str, list[dict[str, Any]]],
 ) -> dict[str, list[dict[str, Any]]] | None:
     return lines if all(lines.values()) else None
+
+
+async def test_no_exported_span_carries_a_secret_or_a_phone_number(running: Running) -> None:
+    trip = await running.next_trip("Mombasa", "Nairobi")
+    status, body, headers = await running.place_order(trip["trip_id"], phone="254712345678")
+    assert status == 202
+    await running.final_order(body["order_id"])
+    await _complete_trace(running, headers["X-Trace-Id"])
+
+    leaks = [
+        (span.service, span.name, key, value)
+        for span in running.spans.spans
+        for key, value in span.attributes.items()
+        if isinstance(value, str)
+        and (
+            "token=" in value
+            or running.api_key in value
+            or "254712345678" in value
+            or "Bearer" in value
+        )
+    ]
+    assert leaks == []

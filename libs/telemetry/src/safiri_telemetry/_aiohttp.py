@@ -144,7 +144,11 @@ def _observe_client(
 def client_session(metrics: HttpMetrics, **kwargs: Any) -> ClientSession:
     """A ``ClientSession`` whose requests are client spans (trace context injected)."""
     configs = [
-        create_trace_config(sem_conv_opt_in_mode=_StabilityMode.HTTP),
+        # Query strings carry callback tokens and the like: never into span attributes.
+        create_trace_config(
+            url_filter=lambda url: str(url.with_query(None)),
+            sem_conv_opt_in_mode=_StabilityMode.HTTP,
+        ),
         _client_metrics_config(metrics),
     ]
     return ClientSession(trace_configs=configs, **kwargs)
