@@ -31,7 +31,9 @@ demo: venv deps
 up: venv deps
 	.venv/bin/safiri up
 
-test: venv deps
+# The tests install what they need on a fresh machine (Debian packages, as root).
+test: venv
+	@bash scripts/deps.sh --install --test
 	$(PYTEST) tests
 
 test-unit: venv
@@ -40,7 +42,8 @@ test-unit: venv
 test-integration: venv deps
 	$(PYTEST) tests/integration
 
-test-e2e: venv deps
+test-e2e: venv
+	@bash scripts/deps.sh --install --test
 	$(PYTEST) tests/e2e
 
 lint: venv

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) answer.
 # Starts them when they are installed but stopped; with --install, installs them when missing.
+# With --test, also makes sure promtool and amtool (Debian's prometheus packages) are there.
 set -euo pipefail
 
 install=0
-[ "${1:-}" = "--install" ] && install=1
+tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --install) install=1 ;;
+    --test) tools=1 ;;
+    *) echo "usage: $0 [--install] [--test]" >&2; exit 2 ;;
+  esac
+done
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -44,3 +52,7 @@ if ! port_open 5672; then
   wait_port 5672 RabbitMQ
 fi
 rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+
+if [ "$tools" = 1 ] && ! command -v promtool >/dev/null; then
+  need_apt prometheus prometheus-alertmanager
+fi

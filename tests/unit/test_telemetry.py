@@ -229,3 +229,31 @@ def test_standard_variables_set_the_resource_and_endpoint() -> None:
     assert config.traces_endpoint == "http://collector:4318/v1/traces"
     assert config.environment == "staging"
     assert config.resource_attributes == {"team": "rails"}
+
+
+async def test_latency_histograms_carry_the_trace_id_as_an_openmetrics_exemplar(
+    served: tuple[str, Telemetry, io.StringIO],
+) -> None:
+    base, _, _ = served
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/orders/ex-1") as response:
+            trace_id = response.headers["X-Trace-Id"]
+        async with http.get(
+            f"{base}/metrics", headers={"Accept": "application/openmetrics-text"}
+        ) as response:
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = await response.text()
+    bucket_lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("http_server_request_duration_seconds_bucket")
+        and 'http_route="/orders/{order_id}"' in line
+        and "#" in line
+    ]
+    assert any(f'trace_id="{trace_id}"' in line for line in bucket_lines), bucket_lines
+
+
+async def test_without_a_recording_span_there_is_no_exemplar() -> None:
+    from safiri_telemetry._aiohttp import _exemplar
+
+    assert _exemplar() is None
