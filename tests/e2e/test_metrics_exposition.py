@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
+from asyncio.subprocess import PIPE, STDOUT
 
 import pytest
 
@@ -21,9 +22,10 @@ async def test_metrics_pass_promtool_check_metrics(running: Running, service: st
         assert response.status == 200
         text = await response.text()
 
-    checked = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    promtool = await asyncio.create_subprocess_exec(
+        "promtool", "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT
     )
+    output, _ = await asyncio.wait_for(promtool.communicate(text.encode()), 30)
 
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert promtool.returncode == 0, output.decode()
     assert "http_server_request_duration_seconds_bucket" in text
