@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: help demo up test test-unit test-integration test-e2e lint format typecheck deps venv clean
+.PHONY: help demo up test test-unit test-integration test-e2e bench-telemetry lint format deps venv clean
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
@@ -14,6 +14,7 @@ help:
 	@echo "make test              every test tier (unit, integration, e2e)"
 	@echo "make test-unit | test-integration | test-e2e"
 	@echo "make lint              ruff check, ruff format --check, mypy"
+	@echo "make bench-telemetry   purchases/s with telemetry on vs off (bench/results/)"
 
 venv: .venv/.synced
 
@@ -45,6 +46,10 @@ test-integration: venv deps
 test-e2e: venv
 	@bash scripts/deps.sh --install --test
 	$(PYTEST) tests/e2e
+
+# Purchases/s with telemetry on vs OTEL_SDK_DISABLED=true, alternating; writes bench/results/.
+bench-telemetry: venv deps
+	$(PY) bench/purchase_throughput.py --orders 400 --concurrency 16 --rounds 3
 
 lint: venv
 	.venv/bin/ruff check .

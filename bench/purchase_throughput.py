@@ -1,0 +1,213 @@
+"""Purchases per second through the real suite, with telemetry on and off, alternating.
+
+    .venv/bin/python bench/purchase_throughput.py --orders 300 --concurrency 16 --rounds 3
+
+Each round starts the four processes twice — once with telemetry (spans exported over OTLP to a
+receiver in this process) and once with ``OTEL_SDK_DISABLED=true`` — and drives the same load
+through the gateway: ``--orders`` purchases, ``--concurrency`` at a time, each counted when its
+order reaches CONFIRMED. The figures and the machine go to bench/results/<name>.json; compare the
+variants as the ratio within one run (these machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from safiri.otlp import running_receiver
+from safiri.suite import Suite, SuiteConfig, drop_databases
+
+ROOT = Path(__file__).resolve().parent
+ROUTES = [
+    ("Nairobi", "Mombasa"),
+    ("Mombasa", "Nairobi"),
+    ("Nairobi", "Kisumu"),
+    ("Kisumu", "Nairobi"),
+    ("Nairobi", "Nakuru"),
+    ("Nakuru", "Nairobi"),
+    ("Nairobi", "Eldoret"),
+    ("Eldoret", "Nairobi"),
+    ("Mombasa", "Malindi"),
+    ("Malindi", "Mombasa"),
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _vhost(action: str, name: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", action, name], check=True, capture_output=True)
+    if action == "add_vhost":
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
+
+
+async def _trips(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    for days in range(1, 4):
+        day = (date.today() + timedelta(days=days)).isoformat()
+        for origin, destination in ROUTES:
+            async with http.get(
+                f"{base}/trips",
+                headers=auth,
+                params={"origin": origin, "destination": destination, "date": day},
+            ) as r:
+                out += [t["trip_id"] for t in (await r.json())["trips"]]
+    return out
+
+
+async def _drive(config: SuiteConfig, key: str, orders: int, concurrency: int) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{config.gateway_port}/api/v1"
+    auth = {"Authorization": f"Bearer {key}"}
+    latencies: list[float] = []
+    confirmed_at: list[float] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        trips = await _trips(http, base, auth)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(orders):
+            queue.put_nowait(i)
+        started = time.perf_counter()
+
+        async def buyer() -> None:
+            nonlocal failures
+            while not queue.empty():
+                i = queue.get_nowait()
+                body = {
+                    "trip_id": trips[i % len(trips)],
+                    "seat_count": 1,
+                    "phone": f"2547{20_000_000 + i:08d}",
+                }
+                t0 = time.perf_counter()
+                async with http.post(
+                    f"{base}/orders",
+                    json=body,
+                    headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+                ) as r:
+                    data = await r.json(content_type=None)
+                latencies.append(time.perf_counter() - t0)
+                if r.status != 202:
+                    failures += 1
+                    continue
+                while True:
+                    async with http.get(f"{base}/orders/{data['order_id']}", headers=auth) as r:
+                        status = (await r.json())["status"]
+                    if status != "PENDING_PAYMENT":
+                        break
+                    await asyncio.sleep(0.02)
+                if status == "CONFIRMED":
+                    confirmed_at.append(time.perf_counter())
+                else:
+                    failures += 1
+
+        await asyncio.gather(*(buyer() for _ in range(concurrency)))
+    elapsed = (max(confirmed_at) if confirmed_at else time.perf_counter()) - started
+    latencies.sort()
+    return {
+        "confirmed": len(confirmed_at),
+        "failed": failures,
+        "seconds": round(elapsed, 3),
+        "purchases_per_second": round(len(confirmed_at) / elapsed, 2),
+        "post_orders_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "post_orders_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+    }
+
+
+async def _one(variant: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    vhost = f"safiri-bench-{tag}-{variant}"
+    _vhost("add_vhost", vhost)
+    key = secrets.token_urlsafe(12)
+    try:
+        async with running_receiver() as (store, otlp_url):
+            config = SuiteConfig(
+                api_keys=[key],
+                gateway_port=_free_port(),
+                ticketing_port=_free_port(),
+                payment_port=_free_port(),
+                mpesa_port=_free_port(),
+                database_prefix=f"safiri_bench_{tag}_{variant}",
+                amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+                otlp_endpoint=otlp_url,
+                log_dir=Path(args.log_dir) / f"{tag}-{variant}",
+                extra_env={
+                    "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0",
+                    "SAFIRI_SEED_DAYS": "4",
+                    "OTEL_SDK_DISABLED": "true" if variant == "off" else "false",
+                    "SAFIRI_LOG_LEVEL": "WARNING" if args.quiet_logs else "INFO",
+                },
+            )
+            try:
+                async with Suite(config):
+                    result = await _drive(config, key, args.orders, args.concurrency)
+            finally:
+                await drop_databases(config)
+            result["spans_received"] = len(store.spans)
+            return result
+    finally:
+        _vhost("delete_vhost", vhost)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--log-dir", default="/tmp/safiri-bench-logs")
+    parser.add_argument("--quiet-logs", action="store_true")
+    parser.add_argument("--name", default="telemetry_overhead")
+    args = parser.parse_args()
+    tag = uuid.uuid4().hex[:6]
+    runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+    for round_no in range(args.rounds):
+        order = ("on", "off") if round_no % 2 == 0 else ("off", "on")
+        for variant in order:
+            result = await _one(variant, args, f"{tag}{round_no}")
+            runs[variant].append(result)
+            print(f"round {round_no} telemetry {variant}: {result}", file=sys.stderr)
+    on = statistics.median(r["purchases_per_second"] for r in runs["on"])
+    off = statistics.median(r["purchases_per_second"] for r in runs["off"])
+    report = {
+        "benchmark": "purchase throughput, telemetry on vs OTEL_SDK_DISABLED=true",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+        "parameters": vars(args),
+        "runs": runs,
+        "median_purchases_per_second": {"on": on, "off": off},
+        "ratio_on_over_off": round(on / off, 3) if off else None,
+    }
+    out = ROOT / "results" / f"{args.name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["median_purchases_per_second"]), "ratio", report["ratio_on_over_off"])
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
