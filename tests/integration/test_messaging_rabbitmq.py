@@ -187,3 +187,44 @@ async def _dead_lettered(
         return taken if len(taken) >= n else None
 
     return await eventually(take, what=f"{n} message(s) in {queue}")
+
+
+async def test_messaging_spans_follow_the_messaging_conventions(
+    pool: asyncpg.Pool[Any], connection: AbstractRobustConnection, spans: InMemorySpanExporter
+) -> None:
+    key = f"it.conv.{uuid.uuid4().hex[:6]}"
+    spec = QueueSpec(f"it-conv-{uuid.uuid4().hex[:6]}", (key,))
+    channel = await consumer_channel(connection, 5)
+    queue = await declare_queue(channel, spec)
+    handled: list[str] = []
+
+    async def handler(envelope: Envelope) -> None:
+        handled.append(envelope.message_id)
+
+    await consume(queue, handler, MessagingMetrics(CollectorRegistry()))
+    exchange = await declare_events_exchange(await publisher_channel(connection))
+    async with pool.acquire() as conn, conn.transaction():
+        message_id = str(await add_to_outbox(conn, key, {"order_id": "o-9"}))
+    await OutboxRelay(pool, exchange, MessagingMetrics(CollectorRegistry())).publish_pending()
+    await eventually(lambda: _done(handled, [message_id]), what="the message to be processed")
+
+    finished = spans.get_finished_spans()
+    publish = next(s for s in finished if s.kind is SpanKind.PRODUCER)
+    process = next(s for s in finished if s.kind is SpanKind.CONSUMER)
+    assert publish.name == "publish safiri.events"
+    assert dict(publish.attributes or {}) == {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "publish",
+        "messaging.destination.name": "safiri.events",
+        "messaging.rabbitmq.destination.routing_key": key,
+        "messaging.message.id": message_id,
+    }
+    assert process.name == f"process {spec.name}"
+    attrs = dict(process.attributes or {})
+    assert attrs["messaging.operation.type"] == "process"
+    assert attrs["messaging.destination.name"] == spec.name
+    assert attrs["messaging.message.id"] == message_id
+    assert process.parent is not None
+    assert process.parent.span_id == publish.context.span_id
+    assert [link.context.span_id for link in process.links] == [publish.context.span_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -50,7 +51,12 @@ async def served(
     async def refuse(request: web.Request) -> web.Response:
         raise Problem(409, "seats-unavailable", "Not enough free seats")
 
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.06)  # a server that takes 60 ms, to land in a known bucket
+        return web.json_response({})
+
     app.router.add_get("/orders/{order_id}", order)
+    app.router.add_get("/slow", slow)
     app.router.add_get("/boom", boom)
     app.router.add_get("/refuse", refuse)
     app.router.add_get("/metrics", telemetry.metrics_handler)
@@ -257,3 +263,49 @@ async def test_without_a_recording_span_there_is_no_exemplar() -> None:
     from safiri_telemetry._aiohttp import _exemplar
 
     assert _exemplar() is None
+
+
+def test_a_failing_business_step_is_an_error_span_with_the_exception_recorded(
+    spans: InMemorySpanExporter,
+) -> None:
+    with (
+        pytest.raises(ValueError, match="no seats"),
+        business_span("hold_seats", {"safiri.trip.id": "t-1"}),
+    ):
+        raise ValueError("no seats")
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "hold_seats"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ValueError: no seats"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "ValueError"
+
+
+async def test_standard_library_logging_goes_through_the_json_sink(
+    served: tuple[str, Telemetry, io.StringIO],
+) -> None:
+    import logging
+
+    _, _, logs = served
+    logging.getLogger("aio_pika.robust_connection").warning("connection lost: %s", "reset")
+    (line,) = [ln for ln in log_lines(logs) if ln["message"] == "connection lost: reset"]
+    assert line["level"] == "WARNING"
+    assert line["logger"] == "aio_pika.robust_connection"
+
+
+async def test_a_request_lands_in_the_bucket_of_its_duration(
+    served: tuple[str, Telemetry, io.StringIO],
+) -> None:
+    base, telemetry, _ = served
+    labels = {
+        "http_request_method": "GET",
+        "http_route": "/slow",
+        "http_response_status_code": "200",
+    }
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/slow") as response:
+        assert response.status == 200
+    bucket = telemetry.registry.get_sample_value
+    name = "http_server_request_duration_seconds_bucket"
+    assert bucket(name, {**labels, "le": "0.05"}) == 0
+    assert bucket(name, {**labels, "le": "0.1"}) == 1
