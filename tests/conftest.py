@@ -111,3 +111,19 @@ def spans(_span_exporter_installed: InMemorySpanExporter) -> Iterator[InMemorySp
     _span_exporter_installed.clear()
     yield _span_exporter_installed
     _span_exporter_installed.clear()
+
+
+# PRODUCT.md fixes the name `active_buses_count` (a gauge); promtool's lint reserves the
+# `_count` suffix for histograms and summaries. The public contract wins; nothing else may.
+CONTRACT_LINT_EXCEPTIONS = (
+    'active_buses_count non-histogram and non-summary metrics should not have "_count" suffix',
+)
+
+
+def promtool_check_metrics(text: str) -> list[str]:
+    """What ``promtool check metrics`` finds wrong with ``text``, less the contract's exception."""
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    found = [ln.strip() for ln in (checked.stdout + checked.stderr).splitlines() if ln.strip()]
+    return [ln for ln in found if ln not in CONTRACT_LINT_EXCEPTIONS]

@@ -1,7 +1,8 @@
-"""Reliable messaging for Safiri's services: topology, outbox relay, idempotent consumers."""
+"""Reliable messaging for Safiri's services: topology, outbox, idempotent consumers, backlogs."""
 
 from __future__ import annotations
 
+from .backlog import BacklogMonitor
 from .connection import connect, consumer_channel, publisher_channel
 from .consumer import Envelope, PoisonMessage, consume
 from .inbox import first_delivery
@@ -25,6 +26,7 @@ __all__ = [
     "PAYMENT_FAILED",
     "PAYMENT_REQUESTED",
     "PAYMENT_SUCCEEDED",
+    "BacklogMonitor",
     "Envelope",
     "MessagingMetrics",
     "OutboxRelay",

@@ -69,6 +69,8 @@ async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetr
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         started = perf_counter()
+        if message.redelivered:
+            metrics.redelivered.labels(name).inc()
         headers = dict(message.headers or {})
         with consume_span(
             name,

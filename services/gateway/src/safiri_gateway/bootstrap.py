@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from safiri_telemetry import Telemetry
+from safiri_telemetry._pool import ConnectionPoolCollector
 from safiri_web import add_health_routes, problem_middleware
 
 from .adapters.idempotency_store import PostgresIdempotencyStore
@@ -53,7 +54,10 @@ def create_app(
         async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=10) as pool:
             await apply_schema(pool)
             app[IDEMPOTENCY] = PostgresIdempotencyStore(pool, IDEMPOTENCY_LOCK_SECONDS)
+            pool_gauges = ConnectionPoolCollector(pool, pool_name="gateway")
+            telemetry.registry.register(pool_gauges)
             yield
+            telemetry.registry.unregister(pool_gauges)
 
     async def use_cases(app: web.Application) -> AsyncIterator[None]:
         app[PLACE_ORDER] = PlaceOrder(app[IDEMPOTENCY], app[TICKETING])

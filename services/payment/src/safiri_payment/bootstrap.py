@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from safiri_messaging import (
+    BacklogMonitor,
     MessagingMetrics,
     OutboxRelay,
     connect,
@@ -21,6 +22,7 @@ from safiri_messaging import (
     publisher_channel,
 )
 from safiri_telemetry import Telemetry
+from safiri_telemetry._pool import ConnectionPoolCollector
 from safiri_web import add_health_routes, problem_middleware
 
 from .adapters.mpesa import DarajaClient
@@ -65,7 +67,10 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         )
         app[POOL] = pool
         app[PAYMENTS] = Payments(lambda: PostgresUnitOfWork(pool), provider, metrics, callback_url)
+        pool_gauges = ConnectionPoolCollector(pool, pool_name="payment")
+        telemetry.registry.register(pool_gauges)
         yield
+        telemetry.registry.unregister(pool_gauges)
         await session.close()
         await pool.close()
 
@@ -77,12 +82,21 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         queue = await declare_queue(consume_ch, PAYMENT_REQUESTS)
         relay = asyncio.create_task(OutboxRelay(app[POOL], exchange, messaging).run())
         tag = await consume(queue, payment_requests_handler(app[PAYMENTS]), messaging)
+        backlog = BacklogMonitor(
+            messaging,
+            connection,
+            app[POOL],
+            [PAYMENT_REQUESTS],
+            interval=settings.queue_poll_seconds,
+        )
+        monitor = asyncio.create_task(backlog.run())
         app[CONNECTION] = connection
         yield
         await queue.cancel(tag)
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
+        for task in (monitor, relay):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await connection.close()
 
     async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:

@@ -25,6 +25,7 @@ class Settings:
     provider_timeout_seconds: float
     prefetch: int
     db_pool_max: int
+    queue_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             ),
             prefetch=r.integer("SAFIRI_PAYMENT_PREFETCH", 32, low=1, high=1000),
             db_pool_max=r.integer("SAFIRI_PAYMENT_DB_POOL_MAX", 10, low=2, high=200),
+            queue_poll_seconds=r.number("SAFIRI_QUEUE_POLL_SECONDS", 5.0, low=0.05, high=3600.0),
         )
         r.check()
         return settings

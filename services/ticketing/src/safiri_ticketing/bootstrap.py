@@ -14,6 +14,7 @@ from aiohttp import web
 from loguru import logger
 
 from safiri_messaging import (
+    BacklogMonitor,
     MessagingMetrics,
     OutboxRelay,
     connect,
@@ -24,8 +25,10 @@ from safiri_messaging import (
     publisher_channel,
 )
 from safiri_telemetry import Telemetry
+from safiri_telemetry._pool import ConnectionPoolCollector
 from safiri_web import add_health_routes, problem_middleware
 
+from .adapters.fleet import ActiveBuses
 from .adapters.postgres import PostgresUnitOfWork, TripQueries
 from .adapters.seed import apply_schema, seed_timetable
 from .entrypoints.amqp import PAYMENT_RESULTS, payment_results_handler
@@ -79,7 +82,18 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             timedelta(seconds=settings.hold_ttl_seconds),
         )
         app[QUERIES] = TripQueries(pool)
+        pool_gauges = ConnectionPoolCollector(pool, pool_name="ticketing")
+        telemetry.registry.register(pool_gauges)
+        fleet = asyncio.create_task(
+            _forever(
+                "active_buses",
+                ActiveBuses(pool, metrics.active_buses).refresh,
+                settings.queue_poll_seconds,
+            )
+        )
         yield
+        await _stop(fleet)
+        telemetry.registry.unregister(pool_gauges)
         await pool.close()
 
     async def broker(app: web.Application) -> AsyncIterator[None]:
@@ -97,9 +111,18 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
                 settings.sweep_interval_seconds,
             )
         )
+        backlog = BacklogMonitor(
+            messaging,
+            connection,
+            app[POOL],
+            [PAYMENT_RESULTS],
+            interval=settings.queue_poll_seconds,
+        )
+        monitor = asyncio.create_task(backlog.run())
         app[CONNECTION] = connection
         yield
         await queue.cancel(tag)
+        await _stop(monitor)
         await _stop(sweeper)
         await _stop(relay)
         await connection.close()

@@ -21,6 +21,7 @@ class Settings:
     seed_days: int
     prefetch: int
     db_pool_max: int
+    queue_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +42,7 @@ class Settings:
             seed_days=r.integer("SAFIRI_SEED_DAYS", 14, low=0, high=366),
             prefetch=r.integer("SAFIRI_TICKETING_PREFETCH", 32, low=1, high=1000),
             db_pool_max=r.integer("SAFIRI_TICKETING_DB_POOL_MAX", 10, low=2, high=200),
+            queue_poll_seconds=r.number("SAFIRI_QUEUE_POLL_SECONDS", 5.0, low=0.05, high=3600.0),
         )
         r.check()
         return settings

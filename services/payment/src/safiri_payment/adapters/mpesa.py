@@ -36,7 +36,7 @@ class DarajaClient:
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
-        self._auth = aiohttp.BasicAuth(consumer_key, consumer_secret)
+        self._basic = {"Authorization": aiohttp.encode_basic_auth(consumer_key, consumer_secret)}
         self._shortcode = shortcode
         self._passkey = passkey
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -48,7 +48,7 @@ class DarajaClient:
         async with self._token_lock:
             if self._token is None or time.monotonic() >= self._token_expires:
                 data = await self._call(
-                    "GET", "/oauth/v1/generate?grant_type=client_credentials", auth=self._auth
+                    "GET", "/oauth/v1/generate?grant_type=client_credentials", headers=self._basic
                 )
                 self._token = str(data["access_token"])
                 # Renew a minute early so a request never carries a token about to lapse.
