@@ -136,3 +136,29 @@ async def test_the_timetable_seeds_once(pool: asyncpg.Pool[Any]) -> None:
     again = await seed_timetable(pool, 2)
     assert first > 0
     assert again == 0
+
+
+async def test_pending_orders_gauges_show_how_many_and_the_oldest_age(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    from safiri_ticketing.adapters.order_book import PendingOrders
+
+    registry = CollectorRegistry()
+    metrics = TicketingMetrics(registry)
+    trip_id = await small_trip(pool, 3)
+    service = ticketing(pool)
+    old = await service.hold_seats(HoldSeats(trip_id, 1, "254712345678"))
+    await service.hold_seats(HoldSeats(trip_id, 1, "254712345678"))
+    await pool.execute(
+        "UPDATE orders SET created_at = now() - interval '20 minutes' WHERE order_id = $1::uuid",
+        old.order_id,
+    )
+    pending_before = await pool.fetchval(
+        "SELECT count(*) FROM orders WHERE status = 'PENDING_PAYMENT'"
+    )
+
+    await PendingOrders(pool, metrics.orders_pending, metrics.orders_pending_oldest_age).refresh()
+
+    assert registry.get_sample_value("orders_pending") == pending_before
+    age = registry.get_sample_value("orders_pending_oldest_age_seconds")
+    assert age is not None and 1200 <= age < 1300

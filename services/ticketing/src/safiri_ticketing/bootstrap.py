@@ -29,6 +29,7 @@ from safiri_telemetry._pool import ConnectionPoolCollector
 from safiri_web import add_health_routes, problem_middleware
 
 from .adapters.fleet import ActiveBuses
+from .adapters.order_book import PendingOrders
 from .adapters.postgres import PostgresUnitOfWork, TripQueries
 from .adapters.seed import apply_schema, seed_timetable
 from .entrypoints.amqp import PAYMENT_RESULTS, payment_results_handler
@@ -91,7 +92,12 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
                 settings.queue_poll_seconds,
             )
         )
+        pending = PendingOrders(pool, metrics.orders_pending, metrics.orders_pending_oldest_age)
+        order_book = asyncio.create_task(
+            _forever("orders_pending", pending.refresh, settings.queue_poll_seconds)
+        )
         yield
+        await _stop(order_book)
         await _stop(fleet)
         telemetry.registry.unregister(pool_gauges)
         await pool.close()

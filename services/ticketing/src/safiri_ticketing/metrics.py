@@ -34,3 +34,13 @@ class TicketingMetrics:
             "Buses on a trip under way now (departed, not yet arrived), each counted once.",
             registry=registry,
         )
+        self.orders_pending = Gauge(
+            "orders_pending",
+            "Orders in PENDING_PAYMENT now.",
+            registry=registry,
+        )
+        self.orders_pending_oldest_age = Gauge(
+            "orders_pending_oldest_age_seconds",
+            "How long the oldest PENDING_PAYMENT order has waited, in seconds (0 when none).",
+            registry=registry,
+        )
