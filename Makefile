@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: help demo up test test-unit test-integration test-e2e bench-telemetry lint format deps venv clean
+.PHONY: help demo up test test-unit test-integration test-e2e bench-telemetry lint format docs deps venv clean
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
@@ -55,6 +55,10 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy libs/telemetry/src libs/messaging/src libs/web/src services/*/src simulators/*/src src
+
+# Regenerate docs/metrics.md from the metric definitions (a test fails when it is stale).
+docs: venv
+	$(PY) -m safiri.metrics_reference > docs/metrics.md
 
 format: venv
 	.venv/bin/ruff check --fix .
