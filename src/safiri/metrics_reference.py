@@ -16,8 +16,7 @@ from prometheus_client import CollectorRegistry
 from safiri_messaging import MessagingMetrics
 from safiri_mpesa_sim.metrics import SimulatorMetrics
 from safiri_payment.metrics import PaymentMetrics
-from safiri_telemetry._metrics import HttpMetrics
-from safiri_telemetry._pool import ConnectionPoolCollector
+from safiri_telemetry import ConnectionPoolCollector, DroppedSpans, HttpMetrics
 from safiri_ticketing.metrics import TicketingMetrics
 
 __all__ = ["render"]
@@ -45,7 +44,7 @@ SERVICES: dict[str, list[Callable[[CollectorRegistry], object]]] = {
     "payment": [MessagingMetrics, PaymentMetrics, _pool],
     "mpesa-simulator": [SimulatorMetrics],
 }
-COMMON: list[Callable[[CollectorRegistry], object]] = [HttpMetrics]
+COMMON: list[Callable[[CollectorRegistry], object]] = [HttpMetrics, DroppedSpans]
 
 
 @dataclass

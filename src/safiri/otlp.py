@@ -14,13 +14,17 @@ from typing import Any
 
 from aiohttp import web
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-__all__ = ["ReceivedSpan", "SpanStore", "running_receiver"]
+__all__ = ["ReceivedLog", "ReceivedSpan", "SpanStore", "running_receiver"]
 
 MAX_BODY = 8 * 1024 * 1024
 
@@ -53,6 +57,17 @@ class ReceivedSpan:
         return self.status_code == 2
 
 
+@dataclass(frozen=True)
+class ReceivedLog:
+    time_ns: int
+    trace_id: str | None
+    span_id: str | None
+    service: str
+    severity: str
+    body: str
+    attributes: dict[str, Any]
+
+
 class SpanStore:
     """Spans by trace, in memory, bounded: past ``max_spans`` the oldest traces are dropped."""
 
@@ -60,6 +75,7 @@ class SpanStore:
         self.spans: list[ReceivedSpan] = []
         self._by_trace: dict[str, list[ReceivedSpan]] = defaultdict(list)
         self._max_spans = max_spans
+        self.logs: list[ReceivedLog] = []
 
     def _evict(self) -> None:
         keep = self.spans[len(self.spans) // 5 :]
@@ -100,6 +116,32 @@ class SpanStore:
             self._evict()
         return count
 
+    def add_logs(self, request: ExportLogsServiceRequest) -> int:
+        count = 0
+        for rl in request.resource_logs:
+            resource = {a.key: _value(a.value) for a in rl.resource.attributes}
+            service = str(resource.get("service.name", "unknown"))
+            for sl in rl.scope_logs:
+                for r in sl.log_records:
+                    self.logs.append(
+                        ReceivedLog(
+                            time_ns=r.time_unix_nano,
+                            trace_id=r.trace_id.hex() or None,
+                            span_id=r.span_id.hex() or None,
+                            service=service,
+                            severity=r.severity_text,
+                            body=str(_value(r.body)),
+                            attributes={a.key: _value(a.value) for a in r.attributes},
+                        )
+                    )
+                    count += 1
+        if len(self.logs) > self._max_spans:
+            del self.logs[: len(self.logs) // 5]
+        return count
+
+    def logs_of(self, trace_id: str) -> list[ReceivedLog]:
+        return sorted((x for x in self.logs if x.trace_id == trace_id), key=lambda x: x.time_ns)
+
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         return sorted(self._by_trace.get(trace_id, []), key=lambda s: s.start_ns)
 
@@ -123,8 +165,21 @@ class SpanStore:
                 content_type="application/x-protobuf",
             )
 
+        async def export_logs(request: web.Request) -> web.Response:
+            message = ExportLogsServiceRequest()
+            try:
+                message.ParseFromString(await request.read())
+            except DecodeError:
+                return web.json_response({"error": "not an ExportLogsServiceRequest"}, status=400)
+            self.add_logs(message)
+            return web.Response(
+                body=ExportLogsServiceResponse().SerializeToString(),
+                content_type="application/x-protobuf",
+            )
+
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/v1/traces", export)
+        app.router.add_post("/v1/logs", export_logs)
         return app
 
 

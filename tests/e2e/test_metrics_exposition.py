@@ -25,3 +25,5 @@ async def test_metrics_pass_promtool_check_metrics(running: Running, service: st
 
     assert await asyncio.to_thread(promtool_check_metrics, text) == []
     assert "http_server_request_duration_seconds_bucket" in text
+    assert "process_resident_memory_bytes" in text
+    assert "process_cpu_seconds_total" in text

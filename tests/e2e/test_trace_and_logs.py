@@ -141,3 +141,26 @@ async def test_no_exported_span_carries_a_secret_or_a_phone_number(running: Runn
         )
     ]
     assert leaks == []
+
+
+async def test_each_services_log_lines_reach_the_otlp_endpoint_in_the_trace(
+    running: Running,
+) -> None:
+    trip = await running.next_trip("Nairobi", "Kisumu")
+    status, body, headers = await running.place_order(trip["trip_id"])
+    assert status == 202
+    await running.final_order(body["order_id"])
+    trace_id = headers["X-Trace-Id"]
+
+    async def from_every_service() -> set[str] | None:
+        services = {line.service for line in running.spans.logs_of(trace_id)}
+        return services if services >= {"gateway", "ticketing", "payment"} else None
+
+    await eventually(from_every_service, what="OTLP log records from every service")
+    records = running.spans.logs_of(trace_id)
+    assert all(r.span_id for r in records)
+    held = [r for r in records if r.body == "seats held"]
+    assert held
+    assert held[0].attributes["order_id"] == body["order_id"]
+    assert held[0].severity == "INFO"
+    assert all("254712345678" not in str(r.attributes) for r in records)

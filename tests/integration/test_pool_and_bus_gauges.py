@@ -18,8 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from safiri_payment.bootstrap import create_app as create_payment_app
 from safiri_payment.settings import Settings as PaymentSettings
-from safiri_telemetry import Telemetry, TelemetryConfig
-from safiri_telemetry._pool import ConnectionPoolCollector
+from safiri_telemetry import ConnectionPoolCollector, Telemetry, TelemetryConfig
 from safiri_ticketing.adapters.fleet import ActiveBuses
 from safiri_ticketing.adapters.seed import apply_schema
 from safiri_ticketing.bootstrap import create_app as create_ticketing_app

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from safiri_messaging import MessagingMetrics
 from safiri_payment.metrics import PaymentMetrics
+from safiri_telemetry import ConnectionPoolCollector
 from safiri_telemetry._metrics import HttpMetrics
-from safiri_telemetry._pool import ConnectionPoolCollector
 from safiri_ticketing.metrics import TicketingMetrics
 from tests.conftest import promtool_check_metrics
 

@@ -16,16 +16,20 @@ from typing import TextIO
 from aiohttp import ClientSession
 from loguru import logger
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from ._aiohttp import client_session as _client_session
 from ._aiohttp import metrics_handler as _metrics_handler
 from ._aiohttp import route_template, server_middleware
-from ._config import ConfigError, TelemetryConfig
+from ._config import BatchSettings, ConfigError, TelemetryConfig
+from ._export import DroppedSpans
 from ._logging import configure_logging
 from ._messaging import consume_span, publish_span
 from ._metrics import LATENCY_BUCKETS, HttpMetrics
+from ._otlp_logs import OtlpLogSink, build_logger_provider
+from ._pool import ConnectionPool, ConnectionPoolCollector
 from ._redaction import mask_phone, redact_mapping
 from ._tracing import (
     build_tracer_provider,
@@ -37,7 +41,12 @@ from ._tracing import (
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "BatchSettings",
     "ConfigError",
+    "ConnectionPool",
+    "ConnectionPoolCollector",
+    "DroppedSpans",
+    "HttpMetrics",
     "Telemetry",
     "TelemetryConfig",
     "business_span",
@@ -60,10 +69,20 @@ class Telemetry:
         config: TelemetryConfig,
         registry: CollectorRegistry,
         provider: TracerProvider | None,
+        *,
+        dropped_spans: DroppedSpans | None = None,
+        logger_provider: LoggerProvider | None = None,
     ) -> None:
         self.config = config
+        self._logger_provider = logger_provider
         self.registry = registry
         self.http = HttpMetrics(registry)
+        # CPU, memory and file descriptors of the process, as on the default registry.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        self.dropped_spans = dropped_spans or DroppedSpans(
+            registry, destination=config.traces_endpoint
+        )
         self._provider = provider
         self.middleware = server_middleware(self.http)
         self.metrics_handler = _metrics_handler(registry)
@@ -78,31 +97,62 @@ class Telemetry:
         span_processor: SpanProcessor | None = None,
         log_stream: TextIO | None = None,
         install_global: bool = True,
+        export_logs: bool | None = None,
     ) -> Telemetry:
         """Configure tracing, metrics and logging from the ``OTEL_*`` variables.
 
         Raises ``ConfigError`` naming the variable when a value is unusable.
         ``install_global=False`` leaves the process-wide tracer provider alone (tests).
+        Log records are exported over OTLP too unless ``OTEL_LOGS_EXPORTER=none``;
+        ``export_logs`` overrides that (by default, only when spans are exported for real).
         """
         config = TelemetryConfig.from_env(service_name, service_version, env)
         configure_logging(config.service_name, config.log_level, log_stream)
+        registry = CollectorRegistry()
+        dropped = DroppedSpans(registry, destination=config.traces_endpoint)
         provider: TracerProvider | None = None
         if not config.sdk_disabled:
-            provider = build_tracer_provider(config, span_processor)
+            provider = build_tracer_provider(config, span_processor, dropped=dropped)
             if install_global:
                 trace.set_tracer_provider(provider)
+        logger_provider: LoggerProvider | None = None
+        if export_logs is None:
+            export_logs = span_processor is None
+        if export_logs and provider is not None and config.logs_endpoint is not None:
+            logger_provider = build_logger_provider(
+                provider.resource,
+                config.logs_endpoint,
+                config.batch.export_timeout_millis / 1000,
+            )
+            logger.add(OtlpLogSink(logger_provider), level=config.log_level, enqueue=False)
         logger.bind(
-            otel_sdk_disabled=config.sdk_disabled, traces_endpoint=config.traces_endpoint
+            otel_sdk_disabled=config.sdk_disabled,
+            traces_endpoint=config.traces_endpoint,
+            span_queue=config.batch.max_queue_size,
         ).info("telemetry configured")
-        return cls(config, CollectorRegistry(), provider)
+        return cls(
+            config, registry, provider, dropped_spans=dropped, logger_provider=logger_provider
+        )
+
+    @property
+    def tracer_provider(self) -> TracerProvider | None:
+        """This service's provider (``None`` when ``OTEL_SDK_DISABLED=true``).
+
+        With ``install_global=False`` take tracers from it, not from ``opentelemetry.trace``.
+        """
+        return self._provider
 
     def client_session(self, **kwargs: object) -> ClientSession:
         """An aiohttp ``ClientSession`` whose calls are traced and measured."""
         return _client_session(self.http, **kwargs)
 
     async def shutdown(self) -> None:
-        """Flush pending spans (bounded) and stop the exporter."""
+        """Export the spans still queued and stop the exporter.
+
+        Returns within a few seconds even when the collector is down or slow: spans that
+        could not be exported by then are dropped, counted and reported.
+        """
         if self._provider is not None:
-            provider = self._provider
-            await asyncio.to_thread(provider.force_flush, 5000)
-            await asyncio.to_thread(provider.shutdown)
+            await asyncio.to_thread(self._provider.shutdown)
+        if self._logger_provider is not None:
+            await asyncio.to_thread(self._logger_provider.shutdown)

@@ -11,10 +11,11 @@ from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from prometheus_client import CollectorRegistry
 
 from ._config import TelemetryConfig
+from ._export import BoundedBatchSpanProcessor, DroppedSpans
 from ._redaction import redact_value
 
 __all__ = [
@@ -40,14 +41,24 @@ def build_resource(config: TelemetryConfig) -> Resource:
 
 
 def build_tracer_provider(
-    config: TelemetryConfig, processor: SpanProcessor | None = None
+    config: TelemetryConfig,
+    processor: SpanProcessor | None = None,
+    *,
+    dropped: DroppedSpans | None = None,
 ) -> TracerProvider:
+    """A provider exporting by OTLP/HTTP through a bounded queue (or through ``processor``).
+
+    Spans that cannot be exported are counted in ``dropped``. The exporter's ``timeout``
+    bounds one export including its retries (``OTEL_BSP_EXPORT_TIMEOUT``).
+    """
     provider = TracerProvider(resource=build_resource(config))
     if processor is None:
-        processor = BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=config.traces_endpoint, timeout=5),
-            schedule_delay_millis=200,
+        exporter = OTLPSpanExporter(
+            endpoint=config.traces_endpoint, timeout=config.batch.export_timeout_millis / 1000
         )
+        if dropped is None:
+            dropped = DroppedSpans(CollectorRegistry(), destination=config.traces_endpoint)
+        processor = BoundedBatchSpanProcessor(exporter, config.batch, dropped)
     provider.add_span_processor(processor)
     return provider
 

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from safiri_telemetry import Telemetry
-from safiri_telemetry._pool import ConnectionPoolCollector
+from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_health_routes, problem_middleware
 
 from .adapters.idempotency_store import PostgresIdempotencyStore

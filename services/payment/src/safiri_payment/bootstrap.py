@@ -21,8 +21,7 @@ from safiri_messaging import (
     declare_queue,
     publisher_channel,
 )
-from safiri_telemetry import Telemetry
-from safiri_telemetry._pool import ConnectionPoolCollector
+from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_health_routes, problem_middleware
 
 from .adapters.mpesa import DarajaClient

@@ -1,0 +1,81 @@
+"""Log records exported over OTLP as well as printed, so each trace carries its log lines.
+
+A loguru sink turns each record into an OpenTelemetry log record in the active span's context
+(so it has the trace and span ids), with the bound fields, redacted, as attributes. Records go
+through a bounded batch queue; the exporter's own complaints are not fed back into it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+from ._redaction import redact_mapping
+
+if TYPE_CHECKING:
+    from loguru import Message
+
+__all__ = ["OtlpLogSink", "build_logger_provider"]
+
+_SEVERITY = {
+    "TRACE": SeverityNumber.TRACE,
+    "DEBUG": SeverityNumber.DEBUG,
+    "INFO": SeverityNumber.INFO,
+    "SUCCESS": SeverityNumber.INFO2,
+    "WARNING": SeverityNumber.WARN,
+    "ERROR": SeverityNumber.ERROR,
+    "CRITICAL": SeverityNumber.FATAL,
+}
+_OWN_LOGGERS = ("opentelemetry",)
+_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http._log_exporter"
+
+
+def build_logger_provider(resource: Resource, endpoint: str, timeout: float) -> LoggerProvider:
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=endpoint, timeout=timeout),
+            max_queue_size=4096,
+            schedule_delay_millis=200,
+        )
+    )
+    # When the endpoint is down the span exporter already reports it (rate-limited); the log
+    # exporter would repeat it for every batch.
+    logging.getLogger(_EXPORTER_LOGGER).setLevel(logging.CRITICAL)
+    return provider
+
+
+def _attribute(value: Any) -> Any:
+    if isinstance(value, str | bool | int | float):
+        return value
+    return json.dumps(value, default=str)
+
+
+class OtlpLogSink:
+    def __init__(self, provider: LoggerProvider) -> None:
+        self._logger = provider.get_logger("safiri")
+
+    def __call__(self, message: Message) -> None:
+        record = message.record
+        origin = str(record["extra"].get("logger") or record["name"] or "")
+        if origin.startswith(_OWN_LOGGERS):
+            return
+        extra = {k: v for k, v in record["extra"].items() if k not in ("trace_id", "span_id")}
+        attributes = {k: _attribute(v) for k, v in redact_mapping(extra).items()}
+        attributes["logger"] = origin
+        exception = record["exception"]
+        self._logger.emit(
+            timestamp=int(record["time"].timestamp() * 1e9),
+            severity_number=_SEVERITY.get(record["level"].name, SeverityNumber.INFO),
+            severity_text=record["level"].name,
+            body=record["message"],
+            attributes=attributes,
+            exception=exception.value if exception is not None else None,
+        )

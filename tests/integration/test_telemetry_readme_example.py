@@ -1,0 +1,112 @@
+"""libs/telemetry/README.md: its example service runs as written, in one trace end to end.
+
+The code block is taken from the README itself, so the README cannot drift from what works.
+It needs RabbitMQ (the run's own vhost, from the ``amqp_url`` fixture).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from safiri_telemetry import Telemetry
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+README = Path(__file__).resolve().parents[2] / "libs" / "telemetry" / "README.md"
+AppFactory = Callable[[Telemetry, str, str], Awaitable[web.Application]]
+
+
+def readme_example() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    found = [block for block in blocks if "def create_app" in block]
+    assert len(found) == 1, "the README should hold exactly one example service"
+    return cast(str, found[0])
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def fares_service() -> web.Application:
+    async def fare(request: web.Request) -> web.Response:
+        return web.json_response({"fare": 1450, "currency": "KES"})
+
+    app = web.Application()
+    app.router.add_get("/fare", fare)
+    return app
+
+
+async def test_the_readme_service_books_a_seat_in_one_trace_from_request_to_consumer(
+    amqp_url: str, spans: InMemorySpanExporter
+) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_example"}  # not __main__: no run_app
+    exec(compile(readme_example(), str(README), "exec"), namespace)
+    create_app = cast(AppFactory, namespace["create_app"])
+    logs = io.StringIO()
+    # The process-wide provider (the ``spans`` fixture's) records the spans; this service's
+    # own provider must not export anywhere.
+    telemetry = Telemetry.setup(
+        "booking",
+        install_global=False,
+        log_stream=logs,
+        span_processor=SimpleSpanProcessor(InMemorySpanExporter()),
+    )
+
+    async with serving(fares_service()) as fares:
+        app = await create_app(telemetry, amqp_url, f"{fares}/fare")
+        async with (
+            serving(app) as booking,
+            aiohttp.ClientSession() as http,
+            http.post(f"{booking}/trips/t-42/bookings") as response,
+        ):
+            assert response.status == 201
+            assert await response.json() == {"trip_id": "t-42", "fare": 1450, "currency": "KES"}
+            trace_id = response.headers["X-Trace-Id"]
+
+            async def confirmed() -> dict[str, Any] | None:
+                lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+                return next((ln for ln in lines if ln["message"] == "booking confirmed"), None)
+
+            consumed = await eventually(confirmed, timeout=10, what="the booking to be consumed")
+            async with http.get(f"{booking}/metrics") as metrics:
+                exposition = await metrics.text()
+
+    assert consumed["trace_id"] == trace_id
+    assert consumed["trip_id"] == "t-42"
+    booked = next(json.loads(ln) for ln in logs.getvalue().splitlines() if "seat booked" in ln)
+    assert booked["trace_id"] == trace_id
+    in_trace = {
+        (s.name, s.kind)
+        for s in spans.get_finished_spans()
+        if format(s.context.trace_id, "032x") == trace_id
+    }
+    assert {
+        ("POST /trips/{trip_id}/bookings", SpanKind.SERVER),
+        ("GET", SpanKind.CLIENT),
+        ("book_seat", SpanKind.INTERNAL),
+        ("publish amq.default", SpanKind.PRODUCER),
+        ("process bookings", SpanKind.CONSUMER),
+    } <= in_trace
+    assert 'http_route="/trips/{trip_id}/bookings"' in exposition
+    assert 'telemetry_export_failures_total{signal="traces"} 0.0' in exposition
