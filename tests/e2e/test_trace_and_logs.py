@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,18 +128,33 @@ async def test_no_exported_span_carries_a_secret_or_a_phone_number(running: Runn
     assert status == 202
     await running.final_order(body["order_id"])
     await _complete_trace(running, headers["X-Trace-Id"])
+    pin = "pin-4711-secret"
+    async with running.http.post(
+        running.url("gateway", "/api/v1/orders"),
+        json={"trip_id": trip["trip_id"], "seat_count": 1, "phone": "254712345678", "pin": pin},
+        headers={**running.auth, "Idempotency-Key": "pin-test", "X-Mpesa-Pin": pin},
+    ) as response:
+        assert response.status == 422
+        assert pin not in await response.text()
+
+    def leaked(value: object) -> bool:
+        text = str(value)
+        return any(s in text for s in ("token=", running.api_key, "254712345678", "Bearer", pin))
+
+    log_leaks = [
+        (record.service, record.body, record.attributes)
+        for record in running.spans.logs
+        if leaked(record.body) or leaked(record.attributes)
+    ]
+    assert log_leaks == []
+    for service in ("gateway", "ticketing", "payment", "mpesa-simulator"):
+        assert not leaked((running.suite.log_path(service) or Path()).read_text())
 
     leaks = [
         (span.service, span.name, key, value)
         for span in running.spans.spans
         for key, value in span.attributes.items()
-        if isinstance(value, str)
-        and (
-            "token=" in value
-            or running.api_key in value
-            or "254712345678" in value
-            or "Bearer" in value
-        )
+        if leaked(value)
     ]
     assert leaks == []
 
