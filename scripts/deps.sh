@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) answer.
 # Starts them when they are installed but stopped; with --install, installs them when missing.
-# With --test, also makes sure promtool and amtool (Debian's prometheus packages) are there.
+# With --test, also makes sure promtool, amtool and prometheus-alertmanager (Debian's
+# prometheus packages) and headless Chromium are there.
 set -euo pipefail
 
 install=0
@@ -55,4 +56,7 @@ rabbitmqctl -q await_startup >/dev/null 2>&1 || true
 
 if [ "$tools" = 1 ] && ! command -v promtool >/dev/null; then
   need_apt prometheus prometheus-alertmanager
+fi
+if [ "$tools" = 1 ] && ! command -v chromium >/dev/null; then
+  need_apt chromium
 fi

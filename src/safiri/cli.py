@@ -1,18 +1,21 @@
-"""``safiri``: the operator's command line (``up``, ``demo``)."""
+"""``safiri``: the operator's command line (``up``, ``demo``, ``trace``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
 import sys
+from pathlib import Path
 
 import asyncpg
 
-from .otlp import running_receiver
 from .suite import Suite, SuiteConfig, SuiteError
+from .trace_cli import add_trace_command
+from .tracestore import StoreSettings, running_store
 
 __all__ = ["main"]
 
@@ -38,10 +41,31 @@ async def _up(args: argparse.Namespace) -> int:
     config, key = _config(args)
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return await _run_until_stopped(config, key)
-    # No collector configured: receive the services' spans ourselves on the standard port.
-    port = int(os.environ.get("SAFIRI_TRACE_STORE_PORT", 4318))
-    async with running_receiver(port=port) as (_, url):
+    # No collector configured: the embedded trace store takes the services' spans and logs
+    # on the standard OTLP port, and `safiri trace` reads them back.
+    store = StoreSettings.from_env()
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            url = await stack.enter_async_context(
+                running_store(
+                    store.host,
+                    store.port,
+                    store.path,
+                    retention_hours=store.retention_hours,
+                    max_spans=store.max_spans,
+                )
+            )
+        except OSError as exc:
+            raise SuiteError(
+                f"the trace store cannot listen on {store.host}:{store.port}: {exc}"
+                " (set SAFIRI_TRACE_STORE_PORT)"
+            ) from None
         config.otlp_endpoint = url
+        print(
+            f"safiri: traces and logs → {url} (open it in a browser; `safiri trace ORDER_ID`)",
+            file=sys.stderr,
+            flush=True,
+        )
         return await _run_until_stopped(config, key)
 
 
@@ -90,13 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     up = sub.add_parser("up", help="run the suite in the foreground until Ctrl-C")
     up.add_argument(
         "--log-dir",
-        type=__import__("pathlib").Path,
+        type=Path,
         default=None,
         help="write each service's JSON log to DIR/<service>.log instead of stdout",
     )
     demo = sub.add_parser("demo", help="start the suite, buy tickets twice, print, stop")
-    demo.add_argument("--log-dir", type=__import__("pathlib").Path, default=None)
+    demo.add_argument("--log-dir", type=Path, default=None)
+    add_trace_command(sub)
     args = parser.parse_args(argv)
+    if args.command == "trace":
+        raise SystemExit(args.func(args))
     runner = {"up": _up, "demo": _demo}[args.command]
     try:
         raise SystemExit(asyncio.run(runner(args)))

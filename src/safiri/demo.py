@@ -14,41 +14,19 @@ from typing import Any
 
 import aiohttp
 
-from .otlp import ReceivedSpan, SpanStore, running_receiver
 from .suite import Suite, SuiteConfig
+from .tracestore import running_store
+from .tracestore.client import StoreClient
+from .tracestore.model import TraceView
+from .tracestore.source import TraceNotFound
+from .tracestore.terminal import render_trace
 
-__all__ = ["print_waterfall", "run_demo"]
+__all__ = ["run_demo"]
 
 BUYERS = (
     ("Wanjiru", "254712345678", "succeeds"),
     ("Otieno", "254700000001", "fails: insufficient funds (test number)"),
 )
-
-
-def print_waterfall(spans: list[ReceivedSpan], out: Any = sys.stdout) -> None:
-    """An indented tree: service, span, start offset and duration; errors marked."""
-    if not spans:
-        print("  (no spans received)", file=out)
-        return
-    ids = {s.span_id for s in spans}
-    children: dict[str | None, list[ReceivedSpan]] = {}
-    for span in spans:
-        parent = span.parent_span_id if span.parent_span_id in ids else None
-        children.setdefault(parent, []).append(span)
-    t0 = min(s.start_ns for s in spans)
-
-    def walk(parent: str | None, depth: int) -> None:
-        for span in sorted(children.get(parent, []), key=lambda s: s.start_ns):
-            offset = (span.start_ns - t0) / 1e6
-            duration = (span.end_ns - span.start_ns) / 1e6
-            mark = "  ✗ " + span.status_message if span.is_error else ""
-            code = span.attributes.get("safiri.payment.result_code")
-            note = f"  [ResultCode {code}]" if code not in (None, 0) else ""
-            label = f"{'  ' * depth}{span.service}: {span.name}"
-            print(f"  {label:<64} +{offset:8.1f} ms {duration:8.1f} ms{note}{mark}", file=out)
-            walk(span.span_id, depth + 1)
-
-    walk(None, 0)
 
 
 async def _buy(
@@ -75,21 +53,27 @@ async def _final(http: aiohttp.ClientSession, base: str, key: str, order_id: str
         await asyncio.sleep(0.2)
 
 
-async def _settled_trace(store: SpanStore, trace_id: str) -> list[ReceivedSpan]:
-    deadline = asyncio.get_running_loop().time() + 10
-    while asyncio.get_running_loop().time() < deadline:
-        spans = store.trace(trace_id)
-        if any(s.name in ("confirm_order", "release_seats") for s in spans):
-            await asyncio.sleep(0.5)  # let the last batches of every exporter arrive
-            return store.trace(trace_id)
+async def _settled_view(store: StoreClient, order_id: str) -> TraceView:
+    """The order's trace once the payment result reached ticketing and logs have arrived."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        try:
+            view = await store.order(order_id)
+        except TraceNotFound:
+            view = None
+        settled = view is not None and any(
+            s.name in ("confirm_order", "release_seats") for s in view.spans
+        )
+        if view is not None and (settled or asyncio.get_running_loop().time() > deadline):
+            await asyncio.sleep(0.5)  # the last batches of every exporter
+            return await store.order(order_id)
         await asyncio.sleep(0.2)
-    return store.trace(trace_id)
 
 
 async def run_demo(args: argparse.Namespace) -> int:
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="safiri-demo-"))
     key = f"sk_demo_{secrets.token_urlsafe(12)}"
-    async with running_receiver() as (store, otlp_url):
+    async with running_store(port=0, path=log_dir / "traces.sqlite3") as otlp_url:
         config = SuiteConfig(
             api_keys=[key],
             otlp_endpoint=otlp_url,
@@ -115,7 +99,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             for name, phone, expect in BUYERS:
                 order_id, trace_id = await _buy(http, base, key, trip["trip_id"], phone)
                 orders.append((name, expect, order_id, trace_id))
-            failed_trace = None
+            failed_order = None
             for name, expect, order_id, trace_id in orders:
                 order = await _final(http, base, key, order_id)
                 detail = order.get("failure_reason") or ", ".join(
@@ -126,9 +110,10 @@ async def run_demo(args: argparse.Namespace) -> int:
                     f"\n  trace {trace_id}\n"
                 )
                 if order["status"] == "PAYMENT_FAILED":
-                    failed_trace = trace_id
-            if failed_trace:
-                print(f"The failed payment's trace ({failed_trace}):")
-                print_waterfall(await _settled_trace(store, failed_trace))
+                    failed_order = order_id
+            if failed_order:
+                print(f"The failed payment, as `safiri trace {failed_order}` shows it:\n")
+                view = await _settled_view(StoreClient(http, otlp_url), failed_order)
+                print(render_trace(view, colour=sys.stdout.isatty()))
     print("\nStopped every process the demo started.")
     return 0

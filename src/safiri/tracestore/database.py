@@ -1,0 +1,136 @@
+"""The store's queries, synchronous on one ``sqlite3`` connection (run them off the loop)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from .model import LogRow, SpanRow
+
+__all__ = ["Database"]
+
+_SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, service, name, kind, start_ns, end_ns,"
+    " status_code, status_message, attributes, events, links, resource"
+)
+_LOG_COLUMNS = "time_ns, trace_id, span_id, service, severity, body, attributes"
+
+
+def _span(row: Sequence[Any]) -> SpanRow:
+    *columns, attributes, events, links, resource = row
+    return SpanRow(*columns, *(json.loads(v) for v in (attributes, events, links, resource)))
+
+
+def _log(row: Sequence[Any]) -> LogRow:
+    time_ns, trace_id, span_id, service, severity, body, attributes = row
+    return LogRow(time_ns, trace_id, span_id, service, severity, body, json.loads(attributes))
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+class Database:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def add(self, spans: Sequence[SpanRow], logs: Sequence[LogRow]) -> None:
+        """Store both in one transaction; a span sent twice (exporter retry) is replaced."""
+        with self.conn:
+            self.conn.executemany(
+                f"INSERT OR REPLACE INTO spans ({_SPAN_COLUMNS}, order_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        s.trace_id, s.span_id, s.parent_span_id, s.service, s.name, s.kind,
+                        s.start_ns, s.end_ns, s.status_code, s.status_message,
+                        json.dumps(s.attributes), json.dumps(s.events), json.dumps(s.links),
+                        json.dumps(s.resource), s.order_id,
+                    )
+                    for s in spans
+                ],
+            )  # fmt: skip
+            self.conn.executemany(
+                f"INSERT INTO logs ({_LOG_COLUMNS}, order_id) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        r.time_ns, r.trace_id, r.span_id, r.service, r.severity, r.body,
+                        json.dumps(r.attributes), r.order_id,
+                    )
+                    for r in logs
+                ],
+            )  # fmt: skip
+
+    def spans(self, trace_ids: Sequence[str]) -> list[SpanRow]:
+        rows = self.conn.execute(
+            f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id IN ({_marks(trace_ids)})"
+            " ORDER BY start_ns, span_id",
+            list(trace_ids),
+        )
+        return [_span(r) for r in rows]
+
+    def logs(self, trace_ids: Sequence[str], order_id: str | None = None) -> list[LogRow]:
+        """The trace's log lines, and the order's lines that carry no trace id, in time order."""
+        rows = self.conn.execute(
+            f"SELECT {_LOG_COLUMNS} FROM logs WHERE trace_id IN ({_marks(trace_ids)})"
+            f" UNION ALL SELECT {_LOG_COLUMNS} FROM logs"
+            " WHERE order_id = ? AND order_id IS NOT NULL AND trace_id IS NULL"
+            " ORDER BY time_ns",
+            [*trace_ids, order_id],
+        )
+        return [_log(r) for r in rows]
+
+    def trace_ids_of_order(self, order_id: str) -> list[str]:
+        """The order's traces, the one that started first first."""
+        rows = self.conn.execute(
+            "SELECT trace_id, MIN(t) FROM ("
+            " SELECT trace_id, start_ns AS t FROM spans WHERE order_id = ?"
+            " UNION ALL SELECT trace_id, time_ns FROM logs"
+            "  WHERE order_id = ? AND trace_id IS NOT NULL"
+            ") GROUP BY trace_id ORDER BY MIN(t)",
+            (order_id, order_id),
+        )
+        return [r[0] for r in rows]
+
+    def recent_trace_ids(self, since_ns: int, limit: int, *, failed: bool) -> list[str]:
+        """Traces with spans since ``since_ns``: failing ones first, then the newest first."""
+        if failed:
+            sql = (
+                # Without INDEXED BY the planner walks the whole table in trace_id order.
+                "SELECT trace_id FROM spans INDEXED BY spans_failing"
+                " WHERE (status_code = 2 OR name = 'expire_hold') AND start_ns >= ?"
+                " GROUP BY trace_id ORDER BY MAX(start_ns) DESC LIMIT ?"
+            )
+        else:
+            sql = (
+                "SELECT trace_id FROM spans INDEXED BY spans_by_time"
+                " WHERE start_ns >= ? GROUP BY trace_id"
+                " ORDER BY MAX(status_code = 2) DESC, MIN(start_ns) DESC LIMIT ?"
+            )
+        return [r[0] for r in self.conn.execute(sql, (since_ns, limit))]
+
+    def prune(self, older_than_ns: int, max_rows: int) -> int:
+        """Delete spans and log lines older than the cutoff, then the oldest past ``max_rows``."""
+        with self.conn:
+            deleted = self.conn.execute("DELETE FROM spans WHERE start_ns < ?", (older_than_ns,))
+            removed = deleted.rowcount
+            removed += self.conn.execute(
+                "DELETE FROM logs WHERE time_ns < ?", (older_than_ns,)
+            ).rowcount
+            for table, time in (("spans", "start_ns"), ("logs", "time_ns")):
+                (count,) = self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+                if count > max_rows:
+                    removed += self.conn.execute(
+                        f"DELETE FROM {table} WHERE rowid IN"
+                        f" (SELECT rowid FROM {table} ORDER BY {time} LIMIT ?)",
+                        (count - max_rows,),
+                    ).rowcount
+        return int(removed)
+
+    def ping(self) -> None:
+        self.conn.execute("SELECT 1").fetchone()

@@ -1,0 +1,75 @@
+"""The HTML shell (inline CSS, no scripts, no external assets) and the recent-traces list.
+
+Everything that came from a client (names, attributes, messages) goes through ``escape``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from html import escape
+
+from .model import TraceSummary
+from .params import RecentQuery
+
+__all__ = ["clock", "escape", "index_html", "page", "service_colour"]
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d1d1f}
+h1{font-size:1.3rem}code{font-size:.92em}a{color:#0b57d0}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eee;vertical-align:top}
+th{background:#fafafa;font-weight:600}td.num{text-align:right;white-space:nowrap}
+tr.error td,.error-text,.cause.failing{color:#b71c1c}
+tr.error td.name{font-weight:600}
+.track{position:relative;height:16px;background:#f4f4f6;min-width:280px}
+.bar{position:absolute;top:3px;height:10px;min-width:2px;border-radius:2px}
+tr.error .bar{background:#d32f2f!important}
+.svc{white-space:nowrap}.svc i{display:inline-block;width:9px;height:9px;margin-right:5px}
+.status{font-size:.9em}ul.links{margin:2px 0;padding-left:1.1rem;font-size:.9em}
+details{font-size:.85em;color:#555}dl{margin:2px 0}dt{font-weight:600}dd{margin:0 0 2px 1rem}
+.cause{font-size:1.05rem;padding:.4rem .6rem;background:#fff4f4;border-left:4px solid #d32f2f}
+.cause.none{background:#f4fff4;border-color:#2e7d32}
+"""
+
+
+def page(title: str, body: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+
+
+def service_colour(service: str) -> str:
+    return f"hsl({zlib.crc32(service.encode()) % 360} 55% 52%)"
+
+
+def clock(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _row(s: TraceSummary) -> str:
+    cause = escape(s.root_cause.line()) if s.root_cause else ""
+    order = f"<code>{escape(s.order_id)}</code>" if s.order_id else ""
+    return (
+        f'<tr class="{"error" if s.root_cause else ""}"><td>{clock(s.start_ns)}</td>'
+        f'<td><a href="/traces/{escape(s.trace_id)}"><code>{escape(s.trace_id)}</code></a></td>'
+        f"<td>{order}</td><td>{escape(s.root_service)}: {escape(s.root_name)}</td>"
+        f'<td class="num">{s.duration_ns / 1e6:.1f} ms</td><td class="num">{s.span_count}</td>'
+        f'<td class="num">{s.error_count}</td><td>{cause}</td></tr>'
+    )
+
+
+def index_html(summaries: Sequence[TraceSummary], query: RecentQuery) -> str:
+    rows = "".join(_row(s) for s in summaries) or '<tr><td colspan="8">no traces</td></tr>'
+    which = "Failed traces" if query.failed else "Recent traces"
+    body = (
+        f"<h1>{which} (last {query.since_s:g} s, errors first)</h1>"
+        '<p><a href="/">all</a> · <a href="/?failed=true">failed only</a></p>'
+        "<table><thead><tr><th>started (UTC)</th><th>trace</th><th>order</th><th>root span</th>"
+        "<th>duration</th><th>spans</th><th>errors</th><th>root cause</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+    return page(f"Safiri — {which.lower()}", body)
