@@ -7,6 +7,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import asyncpg
@@ -57,16 +58,22 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
+@contextmanager
+def own_vhost(name: str) -> Iterator[str]:
+    """A RabbitMQ vhost created for the caller and deleted afterwards; yields its AMQP URL."""
+    _rabbitmqctl("add_vhost", name)
+    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        _rabbitmqctl("delete_vhost", name)
+
+
 @pytest.fixture(scope="session")
 def amqp_url(run_id: str) -> Iterator[str]:
     """A RabbitMQ vhost of this test run's own, deleted afterwards."""
-    vhost = f"safiri-test-{run_id}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    with own_vhost(f"safiri-test-{run_id}") as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session")

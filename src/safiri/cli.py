@@ -138,3 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -145,32 +146,49 @@ class Running:
         return lines
 
 
+@asynccontextmanager
+async def suite_running(
+    name: str, amqp_url: str, log_dir: Path, otlp_endpoint: str, **extra_env: str
+) -> AsyncIterator[Running]:
+    """The four processes on free ports with databases named ``name``, dropped afterwards."""
+    api_key = secrets.token_urlsafe(16)
+    config = SuiteConfig(
+        api_keys=[api_key],
+        gateway_port=free_port(),
+        ticketing_port=free_port(),
+        payment_port=free_port(),
+        mpesa_port=free_port(),
+        database_prefix=name,
+        amqp_url=amqp_url,
+        otlp_endpoint=otlp_endpoint,
+        log_dir=log_dir,
+        extra_env={
+            "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0.1",
+            "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
+            "SAFIRI_SWEEP_INTERVAL_SECONDS": "0.5",
+            "SAFIRI_SEED_DAYS": "3",
+            **extra_env,
+        },
+    )
+    try:
+        async with Suite(config) as suite, aiohttp.ClientSession() as http:
+            yield Running(suite, SpanStore(), api_key, http)
+    finally:
+        await drop_databases(config)
+
+
 @pytest_asyncio.fixture(scope="session")
 async def running(
     run_id: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Running]:
-    log_dir: Path = tmp_path_factory.mktemp("suite-logs")
-    api_key = secrets.token_urlsafe(16)
-    async with running_receiver() as (spans, otlp_url):
-        config = SuiteConfig(
-            api_keys=[api_key],
-            gateway_port=free_port(),
-            ticketing_port=free_port(),
-            payment_port=free_port(),
-            mpesa_port=free_port(),
-            database_prefix=f"safiri_test_{run_id}_e2e",
-            amqp_url=amqp_url,
-            otlp_endpoint=otlp_url,
-            log_dir=log_dir,
-            extra_env={
-                "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0.1",
-                "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
-                "SAFIRI_SWEEP_INTERVAL_SECONDS": "0.5",
-                "SAFIRI_SEED_DAYS": "3",
-            },
-        )
-        try:
-            async with Suite(config) as suite, aiohttp.ClientSession() as http:
-                yield Running(suite, spans, api_key, http)
-        finally:
-            await drop_databases(config)
+    async with (
+        running_receiver() as (spans, otlp_url),
+        suite_running(
+            f"safiri_test_{run_id}_e2e",
+            amqp_url,
+            tmp_path_factory.mktemp("suite-logs"),
+            otlp_url,
+        ) as suite,
+    ):
+        suite.spans = spans
+        yield suite

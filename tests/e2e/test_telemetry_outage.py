@@ -4,21 +4,17 @@ says so in a few log lines, and stops promptly."""
 from __future__ import annotations
 
 import asyncio
-import secrets
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
-from safiri.otlp import SpanStore
-from safiri.suite import SERVICES, Suite, SuiteConfig, drop_databases
-from tests.conftest import eventually, free_port
+from safiri.suite import SERVICES
+from tests.conftest import eventually, free_port, own_vhost
 
-from .conftest import Running
+from .conftest import Running, suite_running
 
 pytestmark = pytest.mark.e2e
 
@@ -26,45 +22,18 @@ MAX_EXPORT_WARNINGS = 3
 FAILURES = "telemetry_export_failures_total"
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def outage_amqp_url(run_id: str) -> Iterator[str]:
-    """A vhost of this module's own: the suite's queue names would collide in the shared one."""
-    vhost = f"safiri-test-{run_id}-outage"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
-
-
 @pytest_asyncio.fixture(scope="module")
-async def outage(
-    run_id: str, outage_amqp_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Running]:
-    """The four processes exporting to a port where nothing listens."""
-    api_key = secrets.token_urlsafe(16)
-    config = SuiteConfig(
-        api_keys=[api_key],
-        gateway_port=free_port(),
-        ticketing_port=free_port(),
-        payment_port=free_port(),
-        mpesa_port=free_port(),
-        database_prefix=f"safiri_test_{run_id}_outage",
-        amqp_url=outage_amqp_url,
-        otlp_endpoint=f"http://127.0.0.1:{free_port()}",  # bound, then closed: refused
-        log_dir=tmp_path_factory.mktemp("outage-logs"),
-        extra_env={"SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0.1", "SAFIRI_SEED_DAYS": "3"},
-    )
-    try:
-        async with Suite(config) as suite, aiohttp.ClientSession() as http:
-            yield Running(suite, SpanStore(), api_key, http)
-    finally:
-        await drop_databases(config)
+async def outage(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """The four processes exporting to a port where nothing listens (bound, then closed)."""
+    # A vhost of this module's own: the suite's queue names would collide in the shared one.
+    with own_vhost(f"safiri-test-{run_id}-outage") as amqp_url:
+        async with suite_running(
+            f"safiri_test_{run_id}_outage",
+            amqp_url,
+            tmp_path_factory.mktemp("outage-logs"),
+            f"http://127.0.0.1:{free_port()}",
+        ) as running:
+            yield running
 
 
 def export_warnings(running: Running, service: str) -> list[dict[str, Any]]:
