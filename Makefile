@@ -6,13 +6,13 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: help demo up test test-unit test-integration test-e2e bench-telemetry lint format docs deps venv clean
+.PHONY: help demo up test test-unit test-integration test-deploy test-e2e bench-telemetry lint format docs deps venv clean
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
 	@echo "make up                run the suite in the foreground until Ctrl-C (gateway :8080)"
 	@echo "make test              every test tier (unit, integration, e2e)"
-	@echo "make test-unit | test-integration | test-e2e"
+	@echo "make test-unit | test-integration | test-deploy | test-e2e"
 	@echo "make lint              ruff check, ruff format --check, mypy"
 	@echo "make bench-telemetry   purchases/s with telemetry on vs off (bench/results/)"
 
@@ -42,6 +42,10 @@ test-unit: venv
 
 test-integration: venv deps
 	$(PYTEST) tests/integration
+
+test-deploy: venv
+	@bash scripts/deps.sh --install --test
+	$(PYTEST) tests/deploy
 
 test-e2e: venv
 	@bash scripts/deps.sh --install --test
