@@ -40,7 +40,8 @@ test: venv
 test-unit: venv
 	$(PYTEST) tests/unit
 
-test-integration: venv deps
+test-integration: venv
+	@bash scripts/deps.sh --install --test
 	$(PYTEST) tests/integration
 
 test-deploy: venv
