@@ -1,4 +1,4 @@
-"""The app factory: wires the ledger, tokens, routes and the background callback tasks."""
+"""The app factory: wires the ledger, tokens, faults, routes and the background callback tasks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from aiohttp import web
 from safiri_telemetry import Telemetry
 from safiri_web import add_health_routes, problem_middleware
 
-from .appkeys import LEDGER, METRICS, NOTIFIER, SETTINGS, TOKENS
+from .appkeys import FAULTS, LEDGER, METRICS, NOTIFIER, SETTINGS, TOKENS
 from .callbacks import RetryPolicy
 from .entrypoints import admin, oauth, stk
+from .entrypoints.daraja_faults import daraja_faults
+from .faults import FaultState
 from .ledger import Ledger
 from .metrics import simulator_metrics
 from .notifier import ResultNotifier
@@ -23,14 +25,24 @@ __all__ = ["create_app"]
 
 
 def create_app(
-    settings: Settings, telemetry: Telemetry, *, retry: RetryPolicy | None = None
+    settings: Settings,
+    telemetry: Telemetry,
+    *,
+    retry: RetryPolicy | None = None,
+    faults: FaultState | None = None,
 ) -> web.Application:
-    """The simulator as an aiohttp application; the caller owns (and shuts down) ``telemetry``."""
-    app = web.Application(middlewares=[telemetry.middleware, problem_middleware])
+    """The simulator as an aiohttp application; the caller owns (and shuts down) ``telemetry``.
+
+    ``faults`` starts healthy; tests pass their own to control the clock a flap is timed by.
+    """
+    # Faults go innermost so a faulted Daraja answer is still traced, measured and logged.
+    app = web.Application(middlewares=[telemetry.middleware, problem_middleware, daraja_faults])
     app[SETTINGS] = settings
     app[LEDGER] = Ledger()
     app[TOKENS] = AccessTokens()
     app[METRICS] = simulator_metrics(telemetry.registry)
+    app[FAULTS] = faults if faults is not None else FaultState()
+    app[METRICS].show_faults(app[FAULTS].current)
     app.cleanup_ctx.append(partial(_callback_tasks, telemetry, retry or RetryPolicy()))
     app.router.add_routes(oauth.routes)
     app.router.add_routes(stk.routes)

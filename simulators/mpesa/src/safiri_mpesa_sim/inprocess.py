@@ -11,8 +11,9 @@ from aiohttp import web
 from safiri_telemetry import Telemetry
 
 from .app import create_app
-from .appkeys import LEDGER, NOTIFIER
+from .appkeys import FAULTS, LEDGER, NOTIFIER
 from .callbacks import RetryPolicy
+from .faults import FaultState
 from .ledger import Ledger
 from .notifier import ResultNotifier
 from .settings import Settings
@@ -33,17 +34,25 @@ class RunningSimulator:
     def notifier(self) -> ResultNotifier:
         return self.app[NOTIFIER]
 
+    @property
+    def faults(self) -> FaultState:
+        return self.app[FAULTS]
+
 
 @asynccontextmanager
 async def run_in_process(
-    settings: Settings, telemetry: Telemetry, *, retry: RetryPolicy | None = None
+    settings: Settings,
+    telemetry: Telemetry,
+    *,
+    retry: RetryPolicy | None = None,
+    faults: FaultState | None = None,
 ) -> AsyncIterator[RunningSimulator]:
     """Serve ``create_app(settings, telemetry)`` on 127.0.0.1 (port 0: the OS picks one).
 
     ``settings.host`` and ``settings.port`` are ignored so parallel test runs never collide.
     On exit the app's cleanup runs, so no callback task outlives the block.
     """
-    app = create_app(settings, telemetry, retry=retry)
+    app = create_app(settings, telemetry, retry=retry, faults=faults)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from weakref import WeakKeyDictionary
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .faults import Faults
 
 __all__ = ["NO_RESULT", "SimulatorMetrics", "simulator_metrics"]
 
@@ -26,6 +28,16 @@ class SimulatorMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.faults_active = Gauge(
+            "mpesa_sim_faults_active",
+            "1 while the named simulator fault is switched on, else 0.",
+            ["fault"],
+            registry=registry,
+        )
+
+    def show_faults(self, faults: Faults) -> None:
+        for fault, on in faults.active().items():
+            self.faults_active.labels(fault).set(1 if on else 0)
 
 
 # A registry accepts each metric name once; sharing the instruments lets a test run two

@@ -6,11 +6,14 @@ import hmac
 from typing import Any
 
 from aiohttp import web
+from loguru import logger
+from opentelemetry import trace
 
 from safiri_telemetry import mask_phone
 from safiri_web import Problem
 
-from ..appkeys import LEDGER, SETTINGS
+from ..appkeys import FAULTS, LEDGER, METRICS, NOTIFIER, SETTINGS
+from ..faults import CallbackFault, Faults, InvalidFaults
 from ..ledger import Transaction
 
 __all__ = ["ADMIN_KEY_HEADER", "routes"]
@@ -25,6 +28,67 @@ async def ledger(request: web.Request) -> web.Response:
     _require_admin(request)
     transactions = [_row(t) for t in request.app[LEDGER].transactions()]
     return web.json_response({"transactions": transactions})
+
+
+@routes.get("/simulator/faults")
+async def current_faults(request: web.Request) -> web.Response:
+    _require_admin(request)
+    return web.json_response(request.app[FAULTS].current.to_dict())
+
+
+@routes.put("/simulator/faults")
+async def replace_faults(request: web.Request) -> web.Response:
+    """Replace every fault at once: a key left out is healthy again."""
+    _require_admin(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _invalid([("body", "is not JSON")]) from None
+    if not isinstance(body, dict):
+        raise _invalid([("body", "must be a JSON object")])
+    try:
+        wanted = Faults.from_mapping(body)
+    except InvalidFaults as invalid:
+        raise _invalid([(e.field, e.message) for e in invalid.errors]) from None
+    return _put_in_force(request, wanted)
+
+
+@routes.delete("/simulator/faults")
+async def heal(request: web.Request) -> web.Response:
+    _require_admin(request)
+    return _put_in_force(request, Faults())
+
+
+def _put_in_force(request: web.Request, wanted: Faults) -> web.Response:
+    app = request.app
+    previous = app[FAULTS].set(wanted)
+    app[METRICS].show_faults(wanted)
+    if wanted.callbacks is not CallbackFault.OUT_OF_ORDER:
+        app[NOTIFIER].release_held()
+    settings = wanted.to_dict()
+    changed = wanted.changed_since(previous)
+    active = [name for name, on in wanted.active().items() if on]
+    span = trace.get_current_span()
+    for name, value in settings.items():
+        if value is not None:  # a span attribute cannot be null; a missing one reads as unset
+            span.set_attribute(f"safiri.mpesa_sim.faults.{name}", value)
+    span.set_attribute("safiri.mpesa_sim.faults.changed", changed)
+    logger.bind(
+        **{f"fault_{name}": value for name, value in settings.items()},
+        faults_changed=changed,
+        faults_active=active,
+    ).info("mpesa simulator faults changed")
+    return web.json_response(settings)
+
+
+def _invalid(errors: list[tuple[str, str]]) -> Problem:
+    return Problem(
+        422,
+        "validation-error",
+        "Invalid fault settings",
+        "; ".join(f"{field}: {message}" for field, message in errors),
+        errors=[{"field": field, "message": message} for field, message in errors],
+    )
 
 
 def _require_admin(request: web.Request) -> None:

@@ -12,15 +12,18 @@ from aiohttp import web
 __all__ = [
     "BAD_REQUEST",
     "INVALID_TOKEN",
+    "SERVICE_UNAVAILABLE",
     "bad_request",
     "bearer_token",
     "daraja_error",
     "invalid_token",
     "json_object",
+    "service_unavailable",
 ]
 
 BAD_REQUEST = "400.002.02"
 INVALID_TOKEN = "404.001.03"
+SERVICE_UNAVAILABLE = "503.001.01"
 
 
 def daraja_error(status: int, code: str, message: str) -> web.Response:
@@ -35,6 +38,10 @@ def bad_request(field: str) -> web.Response:
 
 def invalid_token() -> web.Response:
     return daraja_error(401, INVALID_TOKEN, "Invalid Access Token")
+
+
+def service_unavailable() -> web.Response:
+    return daraja_error(503, SERVICE_UNAVAILABLE, "Service Unavailable")
 
 
 def bearer_token(request: web.Request) -> str:

@@ -9,7 +9,8 @@ from opentelemetry import context as otel_context
 
 from safiri_telemetry import business_span
 
-from ..appkeys import LEDGER, METRICS, NOTIFIER, SETTINGS, TOKENS
+from ..appkeys import FAULTS, LEDGER, METRICS, NOTIFIER, SETTINGS, TOKENS
+from ..faults import CallbackFault, StkQueryFault
 from ..ledger import UnknownCheckout
 from ..metrics import NO_RESULT
 from ..outcomes import outcome_for
@@ -24,14 +25,17 @@ from .daraja_protocol import (
     json_object,
 )
 
-__all__ = ["routes"]
+__all__ = ["STK_PUSH_PATH", "STK_QUERY_PATH", "routes"]
+
+STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
+STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
 
 routes = web.RouteTableDef()
 
 _ACCEPTED = "Success. Request accepted for processing"
 
 
-@routes.post("/mpesa/stkpush/v1/processrequest")
+@routes.post(STK_PUSH_PATH)
 async def stk_push(request: web.Request) -> web.Response:
     app = request.app
     requests_total = app[METRICS].stk_requests
@@ -48,7 +52,9 @@ async def stk_push(request: web.Request) -> web.Response:
     except InvalidField as invalid:
         requests_total.labels(BAD_REQUEST).inc()
         return bad_request(invalid.field)
-    planned = outcome_for(push.phone)
+    callbacks = app[FAULTS].current.callbacks
+    # With callbacks switched off every phone behaves like the no-callback test number.
+    planned = None if callbacks is CallbackFault.NEVER else outcome_for(push.phone)
     transaction = app[LEDGER].open(push, planned, datetime.now(UTC))
     result_code = str(planned.result_code) if planned else NO_RESULT
     attributes = {
@@ -57,9 +63,10 @@ async def stk_push(request: web.Request) -> web.Response:
         "safiri.mpesa.amount": push.amount,
         "safiri.mpesa.phone": push.phone,
         "safiri.mpesa.planned_result_code": result_code,
+        "safiri.mpesa_sim.callbacks": callbacks.value,
     }
     with business_span("mpesa.accept_stk_push", attributes):
-        app[NOTIFIER].schedule(transaction, otel_context.get_current())
+        app[NOTIFIER].schedule(transaction, otel_context.get_current(), callbacks)
     requests_total.labels(result_code).inc()
     return web.json_response(
         {
@@ -72,7 +79,7 @@ async def stk_push(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/mpesa/stkpushquery/v1/query")
+@routes.post(STK_QUERY_PATH)
 async def stk_query(request: web.Request) -> web.Response:
     app = request.app
     if not app[TOKENS].is_valid(bearer_token(request)):
@@ -88,7 +95,7 @@ async def stk_query(request: web.Request) -> web.Response:
         return bad_request(invalid.field)
     except UnknownCheckout:
         return bad_request("CheckoutRequestID")
-    if transaction.result is None:
+    if transaction.result is None or app[FAULTS].current.stk_query is StkQueryFault.PENDING:
         return daraja_error(500, "500.001.1001", "The transaction is being processed")
     return web.json_response(
         {
