@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from safiri_messaging import MessagingMetrics
 from safiri_mpesa_sim.metrics import SimulatorMetrics
@@ -44,7 +44,11 @@ SERVICES: dict[str, list[Callable[[CollectorRegistry], object]]] = {
     "payment": [MessagingMetrics, PaymentMetrics, _pool],
     "mpesa-simulator": [SimulatorMetrics],
 }
-COMMON: list[Callable[[CollectorRegistry], object]] = [HttpMetrics, DroppedSpans]
+COMMON: list[Callable[[CollectorRegistry], object]] = [
+    HttpMetrics,
+    DroppedSpans,
+    lambda registry: ProcessCollector(registry=registry),
+]
 
 
 @dataclass
