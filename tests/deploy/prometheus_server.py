@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -51,12 +52,7 @@ async def running_prometheus(
             "prometheus is not installed (Debian: apt-get install -y prometheus;"
             " scripts/deps.sh --install --test does it)"
         )
-    config: dict[str, Any] = yaml.safe_load(config_yaml) or {}
-    if rule_files is not None:
-        config["rule_files"] = [str(Path(p).resolve()) for p in rule_files]
-    workdir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=tmp_path))
-    config_file = workdir / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    workdir, config_file = _prepare(config_yaml, rule_files, tmp_path)
     log_path = workdir / "prometheus.log"
 
     port = free_port()
@@ -79,6 +75,18 @@ async def running_prometheus(
         yield url
     finally:
         await _stop(process)
+
+
+def _prepare(
+    config_yaml: str, rule_files: Sequence[Path] | None, tmp_path: Path
+) -> tuple[Path, Path]:
+    config: dict[str, Any] = yaml.safe_load(config_yaml) or {}
+    if rule_files is not None:
+        config["rule_files"] = [os.path.abspath(p) for p in rule_files]
+    workdir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=tmp_path))
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return workdir, config_file
 
 
 async def _wait_ready(
