@@ -183,3 +183,10 @@ def provider_token(db: FakePaymentDb, payments: Payments) -> str:
     """The callback token, recovered from the URL the provider was given."""
     url: str = payments._provider.pushes[-1].callback_url  # type: ignore[attr-defined]
     return url.split("token=")[1]
+
+
+def test_callback_outcome_series_exist_at_zero_before_any_callback() -> None:
+    _, _, _, registry = setup()
+    for outcome in ("applied", "duplicate", "rejected"):
+        labels = {"provider": "mpesa", "outcome": outcome}
+        assert registry.get_sample_value("payment_callbacks_total", labels) == 0

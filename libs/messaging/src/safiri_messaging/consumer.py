@@ -66,6 +66,11 @@ Handler = Callable[[Envelope], Awaitable[None]]
 async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetrics) -> str:
     """Start consuming ``queue``; returns the consumer tag."""
     name = queue.name
+    # Every series this consumer can produce exists from the start, at 0: a rate() over it
+    # reads 0, not "no data", until the first redelivery or dead letter.
+    metrics.redelivered.labels(name)
+    for outcome in ("ok", "retried", "dead_lettered"):
+        metrics.consumed.labels(name, outcome)
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         started = perf_counter()

@@ -80,6 +80,9 @@ class Payments:
         self._provider = provider
         self._metrics = metrics
         self._callback_url = callback_url
+        # Known series at 0 from the start, so "no rejected callbacks" reads 0, not no data.
+        for outcome in ("applied", "duplicate", "rejected"):
+            metrics.callbacks.labels(provider.name, outcome)
 
     async def request_payment(self, req: PaymentRequest) -> None:
         """Charge the order once: record it, then send the STK push."""
