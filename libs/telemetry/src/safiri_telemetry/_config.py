@@ -64,14 +64,14 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, unit: str) ->
 class BatchSettings:
     """The bounds of the span export queue, from the standard ``OTEL_BSP_*`` variables.
 
-    Two defaults differ from the specification's: spans leave every 200 ms (not 5 s) so a
+    Two defaults differ from the specification's: spans leave every second (not 5 s) so a
     trace is complete moments after the request, and one export, retries included, gives up
     after 5 s (not 30 s) so an unreachable collector never holds the export thread for long.
     """
 
     max_queue_size: int = 2048
     max_export_batch_size: int = 512
-    schedule_delay_millis: int = 200
+    schedule_delay_millis: int = 1000
     export_timeout_millis: int = 5000
 
     @classmethod

@@ -43,7 +43,7 @@ def build_logger_provider(resource: Resource, endpoint: str, timeout: float) -> 
         BatchLogRecordProcessor(
             OTLPLogExporter(endpoint=endpoint, timeout=timeout),
             max_queue_size=4096,
-            schedule_delay_millis=200,
+            schedule_delay_millis=1000,
         )
     )
     # When the endpoint is down the span exporter already reports it (rate-limited); the log
