@@ -18,6 +18,7 @@ from .topology import (
     declare_events_exchange,
     declare_queue,
 )
+from .unit_of_work import OutboxUnitOfWork
 
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
@@ -30,6 +31,7 @@ __all__ = [
     "Envelope",
     "MessagingMetrics",
     "OutboxRelay",
+    "OutboxUnitOfWork",
     "PoisonMessage",
     "QueueSpec",
     "add_to_outbox",

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
-from safiri_messaging import OUTBOX_SCHEMA, add_to_outbox, first_delivery
+from safiri_messaging import OUTBOX_SCHEMA, OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
 
 from ..domain.payments import Payment, PaymentStatus
@@ -49,45 +46,11 @@ async def apply_schema(pool: asyncpg.Pool[Any]) -> None:
         await conn.execute(SCHEMA)
 
 
-class PostgresUnitOfWork:
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
-        self._pool = pool
-        self._events: list[tuple[str, Mapping[str, Any]]] = []
-
-    async def __aenter__(self) -> Self:
-        self._conn: PoolConnectionProxy[Any] = await self._pool.acquire()
-        self._tx = self._conn.transaction()
-        await self._tx.start()
-        self._committed = False
-        self._events = []
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if not self._committed:
-                await self._tx.rollback()
-        finally:
-            await self._pool.release(self._conn)
-
-    async def commit(self) -> None:
-        for routing_key, payload in self._events:
-            await add_to_outbox(self._conn, routing_key, payload)
-        await self._tx.commit()
-        self._committed = True
-
-    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None:
-        self._events.append((routing_key, payload))
-
-    async def first_delivery(self, message_id: str) -> bool:
-        return await first_delivery(self._conn, message_id)
+class PostgresUnitOfWork(OutboxUnitOfWork):
+    """Payment's queries inside one transaction (the base holds it and the outbox)."""
 
     async def add(self, payment: Payment, callback_token_hash: str) -> bool:
-        inserted = await self._conn.fetchval(
+        inserted = await self.conn.fetchval(
             "INSERT INTO payments (payment_id, order_id, amount, currency, phone, status,"
             " callback_token_hash, trace_context)"
             " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8::jsonb)"
@@ -104,7 +67,7 @@ class PostgresUnitOfWork:
         return inserted is not None
 
     async def get(self, payment_id: str) -> StoredPayment | None:
-        row = await self._conn.fetchrow(
+        row = await self.conn.fetchrow(
             "SELECT payment_id::text, order_id::text, amount, currency, phone, status,"
             " checkout_request_id, result_code, result_desc, receipt, callback_token_hash,"
             " trace_context FROM payments WHERE payment_id = $1::uuid FOR UPDATE",
@@ -127,7 +90,7 @@ class PostgresUnitOfWork:
         return StoredPayment(payment, row["callback_token_hash"], json.loads(row["trace_context"]))
 
     async def save(self, payment: Payment) -> None:
-        await self._conn.execute(
+        await self.conn.execute(
             "UPDATE payments SET status = $2, checkout_request_id = $3, result_code = $4,"
             " result_desc = $5, receipt = $6, updated_at = now() WHERE payment_id = $1::uuid",
             payment.payment_id,

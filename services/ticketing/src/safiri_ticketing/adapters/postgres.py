@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import date, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
-from safiri_messaging import add_to_outbox, first_delivery
+from safiri_messaging import OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
 
 from ..domain.orders import Order, OrderStatus, Ticket
@@ -69,56 +67,22 @@ FROM trips t
 """
 
 
-class PostgresUnitOfWork:
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
-        self._pool = pool
-        self._events: list[tuple[str, Mapping[str, Any]]] = []
-
-    async def __aenter__(self) -> Self:
-        self._conn: PoolConnectionProxy[Any] = await self._pool.acquire()
-        self._tx = self._conn.transaction()
-        await self._tx.start()
-        self._committed = False
-        self._events = []
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if not self._committed:
-                await self._tx.rollback()
-        finally:
-            await self._pool.release(self._conn)
-
-    async def commit(self) -> None:
-        for routing_key, payload in self._events:
-            await add_to_outbox(self._conn, routing_key, payload)
-        await self._tx.commit()
-        self._committed = True
-
-    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None:
-        self._events.append((routing_key, payload))
-
-    async def first_delivery(self, message_id: str) -> bool:
-        return await first_delivery(self._conn, message_id)
+class PostgresUnitOfWork(OutboxUnitOfWork):
+    """Ticketing's queries inside one transaction (the base holds it and the outbox)."""
 
     async def lock_trip(self, trip_id: str) -> Trip | None:
         # Locking the trip row serialises holds on one trip; other trips are unaffected.
-        locked = await self._conn.fetchval(
+        locked = await self.conn.fetchval(
             "SELECT 1 FROM trips WHERE trip_id = $1::uuid AND departs_at > now() FOR UPDATE",
             trip_id,
         )
         if locked is None:
             return None
-        row = await self._conn.fetchrow(_TRIP_SELECT + " WHERE t.trip_id = $1::uuid", trip_id)
+        row = await self.conn.fetchrow(_TRIP_SELECT + " WHERE t.trip_id = $1::uuid", trip_id)
         return _trip(row) if row else None
 
     async def free_seats(self, trip_id: str, count: int) -> list[int]:
-        rows = await self._conn.fetch(
+        rows = await self.conn.fetch(
             "SELECT s.seat_no FROM seats s WHERE s.trip_id = $1::uuid AND NOT EXISTS"
             " (SELECT 1 FROM seat_allocations a WHERE a.trip_id = s.trip_id"
             "  AND a.seat_no = s.seat_no) ORDER BY s.seat_no LIMIT $2",
@@ -128,7 +92,7 @@ class PostgresUnitOfWork:
         return [r["seat_no"] for r in rows]
 
     async def add_order(self, order: Order) -> None:
-        await self._conn.execute(
+        await self.conn.execute(
             "INSERT INTO orders (order_id, trip_id, seat_count, phone, amount, currency, status,"
             " seats, expires_at, created_at, trace_context)"
             " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)",
@@ -144,14 +108,14 @@ class PostgresUnitOfWork:
             order.created_at,
             json.dumps(inject_carrier()),
         )
-        await self._conn.executemany(
+        await self.conn.executemany(
             "INSERT INTO seat_allocations (trip_id, seat_no, order_id)"
             " VALUES ($1::uuid, $2, $3::uuid)",
             [(order.trip_id, seat, order.order_id) for seat in order.seats],
         )
 
     async def get_order(self, order_id: str) -> Order | None:
-        row = await self._conn.fetchrow(
+        row = await self.conn.fetchrow(
             f"SELECT {_ORDER_COLUMNS} FROM orders o JOIN trips t USING (trip_id)"
             " WHERE o.order_id = $1::uuid FOR UPDATE OF o",
             order_id,
@@ -159,7 +123,7 @@ class PostgresUnitOfWork:
         return _order(row) if row else None
 
     async def save_order(self, order: Order) -> None:
-        await self._conn.execute(
+        await self.conn.execute(
             "UPDATE orders SET status = $2, failure_reason = $3, payment_receipt = $4,"
             " updated_at = now() WHERE order_id = $1::uuid",
             order.order_id,
@@ -168,17 +132,17 @@ class PostgresUnitOfWork:
             order.payment_receipt,
         )
         if order.status is OrderStatus.CONFIRMED:
-            await self._conn.execute(
+            await self.conn.execute(
                 "UPDATE seat_allocations SET sold = true WHERE order_id = $1::uuid",
                 order.order_id,
             )
-            await self._conn.executemany(
+            await self.conn.executemany(
                 "INSERT INTO tickets (ticket_id, order_id, trip_id, seat_no)"
                 " VALUES ($1::uuid, $2::uuid, $3::uuid, $4)",
                 [(t.ticket_id, order.order_id, order.trip_id, t.seat_no) for t in order.tickets],
             )
         elif order.status.is_final:
-            await self._conn.execute(
+            await self.conn.execute(
                 "DELETE FROM seat_allocations WHERE order_id = $1::uuid AND NOT sold",
                 order.order_id,
             )
@@ -186,7 +150,7 @@ class PostgresUnitOfWork:
     async def expired_orders(
         self, now: datetime, limit: int
     ) -> list[tuple[Order, Mapping[str, str]]]:
-        rows = await self._conn.fetch(
+        rows = await self.conn.fetch(
             f"SELECT {_ORDER_COLUMNS}, o.trace_context FROM orders o JOIN trips t USING (trip_id)"
             " WHERE o.status = 'PENDING_PAYMENT' AND o.expires_at <= $1"
             " ORDER BY o.expires_at LIMIT $2 FOR UPDATE OF o SKIP LOCKED",

@@ -1,0 +1,65 @@
+"""A PostgreSQL unit of work whose events go to the outbox in the same transaction.
+
+Services subclass it and add their repositories' queries on ``self.conn``. It rolls back
+unless committed; ``commit`` first writes every emitted event to the outbox, so the state change
+and the messages announcing it commit or vanish together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from .inbox import first_delivery
+from .outbox import add_to_outbox
+
+__all__ = ["OutboxUnitOfWork"]
+
+
+class OutboxUnitOfWork:
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        self._events: list[tuple[str, Mapping[str, Any]]] = []
+
+    @property
+    def conn(self) -> PoolConnectionProxy[Any]:
+        """The connection of the open transaction."""
+        return self._conn
+
+    async def __aenter__(self) -> Self:
+        self._conn: PoolConnectionProxy[Any] = await self._pool.acquire()
+        self._tx = self._conn.transaction()
+        await self._tx.start()
+        self._committed = False
+        self._events = []
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                await self._tx.rollback()
+        finally:
+            await self._pool.release(self._conn)
+
+    async def commit(self) -> None:
+        for routing_key, payload in self._events:
+            await add_to_outbox(self._conn, routing_key, payload)
+        await self._tx.commit()
+        self._committed = True
+
+    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None:
+        """Queue an event; it reaches the outbox only if the unit of work commits."""
+        self._events.append((routing_key, payload))
+
+    async def first_delivery(self, message_id: str) -> bool:
+        """``False`` if ``message_id`` was processed before (recorded in this transaction)."""
+        return await first_delivery(self._conn, message_id)
