@@ -309,3 +309,10 @@ async def test_a_request_lands_in_the_bucket_of_its_duration(
     name = "http_server_request_duration_seconds_bucket"
     assert bucket(name, {**labels, "le": "0.05"}) == 0
     assert bucket(name, {**labels, "le": "0.1"}) == 1
+
+
+def test_the_access_line_stays_on_stdout_and_business_lines_go_over_otlp() -> None:
+    from safiri_telemetry._otlp_logs import exported_over_otlp
+
+    assert not exported_over_otlp({"name": "safiri_telemetry._aiohttp"})  # type: ignore[typeddict-item]
+    assert exported_over_otlp({"name": "safiri_ticketing.service_layer.handlers"})  # type: ignore[typeddict-item]

@@ -28,7 +28,7 @@ from ._export import DroppedSpans
 from ._logging import configure_logging
 from ._messaging import consume_span, publish_span
 from ._metrics import LATENCY_BUCKETS, HttpMetrics
-from ._otlp_logs import OtlpLogSink, build_logger_provider
+from ._otlp_logs import OtlpLogSink, build_logger_provider, exported_over_otlp
 from ._pool import ConnectionPool, ConnectionPoolCollector
 from ._redaction import mask_phone, redact_mapping
 from ._tracing import (
@@ -124,7 +124,12 @@ class Telemetry:
                 config.logs_endpoint,
                 config.batch.export_timeout_millis / 1000,
             )
-            logger.add(OtlpLogSink(logger_provider), level=config.log_level, enqueue=False)
+            logger.add(
+                OtlpLogSink(logger_provider),
+                level=config.log_level,
+                enqueue=False,
+                filter=exported_over_otlp,
+            )
         logger.bind(
             otel_sdk_disabled=config.sdk_disabled,
             traces_endpoint=config.traces_endpoint,

@@ -20,9 +20,9 @@ from opentelemetry.sdk.resources import Resource
 from ._redaction import redact_mapping
 
 if TYPE_CHECKING:
-    from loguru import Message
+    from loguru import Message, Record
 
-__all__ = ["OtlpLogSink", "build_logger_provider"]
+__all__ = ["OtlpLogSink", "build_logger_provider", "exported_over_otlp"]
 
 _SEVERITY = {
     "TRACE": SeverityNumber.TRACE,
@@ -50,6 +50,15 @@ def build_logger_provider(resource: Resource, endpoint: str, timeout: float) -> 
     # exporter would repeat it for every batch.
     logging.getLogger(_EXPORTER_LOGGER).setLevel(logging.CRITICAL)
     return provider
+
+
+# The per-request access line ("request handled") says what the request's server span already
+# holds (method, route, status, duration); it stays on stdout but is not exported a second time.
+_ACCESS_LOGGER = "safiri_telemetry._aiohttp"
+
+
+def exported_over_otlp(record: Record) -> bool:
+    return record["name"] != _ACCESS_LOGGER
 
 
 def _attribute(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiohttp import web
+from loguru import logger
 from opentelemetry import context as otel_context
 
 from safiri_telemetry import business_span
@@ -67,6 +68,11 @@ async def stk_push(request: web.Request) -> web.Response:
     }
     with business_span("mpesa.accept_stk_push", attributes):
         app[NOTIFIER].schedule(transaction, otel_context.get_current(), callbacks)
+        logger.bind(
+            checkout_request_id=transaction.checkout_request_id,
+            account_reference=push.account_reference,
+            planned_result_code=result_code,
+        ).info("STK push accepted")
     requests_total.labels(result_code).inc()
     return web.json_response(
         {
