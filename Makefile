@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: help demo up test test-unit test-integration test-deploy test-e2e bench-telemetry lint format docs deps venv clean
+.PHONY: help demo up test test-unit test-integration test-deploy test-e2e bench-telemetry chaos-outage lint format docs deps venv clean
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-unit | test-integration | test-deploy | test-e2e"
 	@echo "make lint              ruff check, ruff format --check, mypy"
 	@echo "make bench-telemetry   purchases/s with telemetry on vs off (bench/results/)"
+	@echo "make chaos-outage      the provider-outage game day, full form (chaos/README.md)"
 
 venv: .venv/.synced
 
@@ -55,6 +56,10 @@ test-e2e: venv
 # Purchases/s with telemetry on vs OTEL_SDK_DISABLED=true, alternating; writes bench/results/.
 bench-telemetry: venv deps
 	$(PY) bench/purchase_throughput.py --orders 400 --concurrency 16 --rounds 3
+
+# Game day: the provider-outage experiment in its full form (20 rps, shipped alert rules).
+chaos-outage: venv deps
+	.venv/bin/safiri chaos run chaos/provider-outage.json --self-contained
 
 lint: venv
 	.venv/bin/ruff check .

@@ -1,4 +1,4 @@
-"""``safiri``: the operator's command line (``up``, ``demo``, ``trace``)."""
+"""``safiri``: the operator's command line (``up``, ``demo``, ``trace``, ``chaos``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
+from .chaos.cli import add_chaos_command
 from .suite import Suite, SuiteConfig, SuiteError
 from .trace_cli import add_trace_command
 from .tracestore import StoreSettings, running_store
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     demo = sub.add_parser("demo", help="start the suite, buy tickets twice, print, stop")
     demo.add_argument("--log-dir", type=Path, default=None)
     add_trace_command(sub)
+    add_chaos_command(sub)
     args = parser.parse_args(argv)
-    if args.command == "trace":
+    if args.command in ("trace", "chaos"):
         raise SystemExit(args.func(args))
     runner = {"up": _up, "demo": _demo}[args.command]
     try:

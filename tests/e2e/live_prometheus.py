@@ -7,34 +7,21 @@ The shipped rules are never changed.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from safiri.chaos.prometheus import RULES_DIR, write_rules
+
 from .conftest import Running
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
+RULES = sorted(RULES_DIR.glob("*.yml"))
 SERVICES = ("gateway", "ticketing", "payment", "mpesa-simulator")
-
-_WINDOW = re.compile(r"\[(\d+)([mh])\]")
-_FOR = re.compile(r"^(\s+for:\s*)(\d+)([smh])\s*$", re.MULTILINE)
-
-
-def fast_rules(text: str, window: str = "15s", hold: str = "3s") -> str:
-    """The same rules with ``[5m]``-style windows → ``window`` and ``for:`` → ``hold``."""
-    return _FOR.sub(lambda m: f"{m.group(1)}{hold}", _WINDOW.sub(f"[{window}]", text))
 
 
 def write_fast_rules(directory: Path) -> list[Path]:
-    out = []
-    for path in RULES:
-        target = directory / path.name
-        target.write_text(fast_rules(path.read_text()))
-        out.append(target)
-    return out
+    return write_rules(directory, fast=True)
 
 
 def scrape_config(running: Running, interval: str = "1s") -> str:

@@ -16,11 +16,12 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from safiri.chaos.prometheus import fast_rules
 from tests.conftest import eventually
 from tests.deploy.prometheus_server import running_prometheus
 
 from .conftest import Running
-from .live_prometheus import alerts, fast_rules, scrape_config, write_fast_rules
+from .live_prometheus import alerts, scrape_config, write_fast_rules
 
 pytestmark = pytest.mark.e2e
 

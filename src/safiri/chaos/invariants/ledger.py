@@ -1,0 +1,36 @@
+"""The simulator's ledger: every push it took, the ground truth for "was money taken"."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from .model import LedgerEntry
+
+__all__ = ["ADMIN_KEY_HEADER", "read_ledger"]
+
+ADMIN_KEY_HEADER = "X-Simulator-Admin-Key"
+
+
+async def read_ledger(url: str | None, admin_key: str) -> list[LedgerEntry] | None:
+    if url is None:
+        return None
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.get(url, headers={ADMIN_KEY_HEADER: admin_key}) as response,
+    ):
+        response.raise_for_status()
+        body = json.loads(await response.text())
+    return [
+        LedgerEntry(
+            checkout_request_id=str(t["checkout_request_id"]),
+            account_reference=str(t["account_reference"]),
+            amount=int(t["amount"]),
+            state=str(t["state"]),
+            result_code=t["result_code"] if isinstance(t["result_code"], int) else None,
+            receipt=t.get("receipt"),
+        )
+        for t in body["transactions"]
+    ]

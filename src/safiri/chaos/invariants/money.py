@@ -1,0 +1,83 @@
+"""Money: at most one charge per order, and every charge paid for a confirmed order.
+
+The provider's ledger is the ground truth for "was money taken"; the payments table is what
+Safiri believes. Both are checked against the orders.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from .model import LedgerEntry, OrderRow, Snapshot
+from .report import Check
+
+__all__ = ["ACCOUNT_REFERENCE_LENGTH", "check_ledger", "check_payments"]
+
+# Payment sends the order id's first 12 characters as the push's AccountReference (Daraja
+# allows 12); that prefix is how a ledger entry finds its order.
+ACCOUNT_REFERENCE_LENGTH = 12
+
+
+def check_payments(snapshot: Snapshot) -> Check:
+    check = Check("at most one successful payment per order")
+    orders = {o.order_id: o for o in snapshot.orders}
+    succeeded = Counter(p.order_id for p in snapshot.payments if p.status == "SUCCEEDED")
+    for order_id, n in sorted(succeeded.items()):
+        if n > 1:
+            check.violate("order paid twice", f"order {order_id}", f"{n} successful payments")
+        order = orders.get(order_id)
+        if order is None or order.status != "CONFIRMED":
+            status = order.status if order else "missing"
+            check.violate(
+                "payment without confirmed order",
+                f"order {order_id}",
+                f"the payment succeeded, the order is {status}",
+            )
+    for order in snapshot.orders:
+        if order.status == "CONFIRMED" and not succeeded[order.order_id]:
+            check.violate(
+                "tickets without payment", f"order {order.order_id}", "no successful payment"
+            )
+    check.facts = {"payments": dict(sorted(Counter(p.status for p in snapshot.payments).items()))}
+    return check
+
+
+def check_ledger(snapshot: Snapshot) -> Check:
+    check = Check("every charge matches one confirmed order")
+    if snapshot.ledger is None:
+        check.facts = {"ledger": "not read"}
+        return check
+    by_reference: dict[str, list[OrderRow]] = defaultdict(list)
+    for order in snapshot.orders:
+        by_reference[order.order_id[:ACCOUNT_REFERENCE_LENGTH]].append(order)
+    charges: dict[str, list[LedgerEntry]] = defaultdict(list)
+    for entry in snapshot.ledger:
+        if entry.charged:
+            charges[entry.account_reference].append(entry)
+    for reference, entries in sorted(charges.items()):
+        receipts = ", ".join(e.receipt or e.checkout_request_id for e in entries)
+        if len(entries) > 1:
+            check.violate(
+                "order charged twice", f"account reference {reference}", f"charges {receipts}"
+            )
+        confirmed = [o for o in by_reference[reference] if o.status == "CONFIRMED"]
+        if not confirmed:
+            found = ", ".join(f"{o.order_id} {o.status}" for o in by_reference[reference])
+            check.violate(
+                "charge without confirmed order",
+                f"account reference {reference}",
+                f"charge {receipts} of {entries[0].amount}; order: {found or 'none'}"
+                " (no refund recorded)",
+            )
+        elif all(o.amount != entries[0].amount for o in confirmed):
+            check.violate(
+                "charge amount differs from order",
+                f"order {confirmed[0].order_id}",
+                f"charged {entries[0].amount}, order amount {confirmed[0].amount}",
+            )
+    states = Counter(
+        "charged" if e.charged else ("failed" if e.state == "completed" else "never settled")
+        for e in snapshot.ledger
+    )
+    check.facts = {"pushes": len(snapshot.ledger), **dict(sorted(states.items()))}
+    return check

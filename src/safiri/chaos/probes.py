@@ -1,0 +1,106 @@
+"""Chaos Toolkit probes of the suite itself: purchases succeed, orders end, invariants hold.
+
+Probes that wait do so against a deadline and say what they saw when it passes; what does
+not show up in time raises ``ProbeFailed`` (Chaos Toolkit records a failed activity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from .checker import check_suite
+from .gateway import Buyer
+from .history import HistoryRecorder, read_history
+from .invariants import in_flight
+from .invariants.orders import check_orders_final
+from .invariants.read import read_orders
+from .target import Target
+
+__all__ = ["POLL", "ProbeFailed", "invariant_violations", "orders_final", "purchases_succeed"]
+
+Config = Mapping[str, Any]
+POLL = 0.25
+
+
+class ProbeFailed(Exception):
+    """The symptom or state a probe looks for did not appear in time."""
+
+
+def purchases_succeed(
+    configuration: Config,
+    secrets: Config | None = None,
+    count: int | str = 2,
+    timeout_seconds: float | str = 20,
+) -> bool:
+    """Buy ``count`` tickets one after another; true when every order ends CONFIRMED."""
+    target = Target.from_config(configuration, secrets)
+
+    async def buy() -> bool:
+        async with aiohttp.ClientSession() as http:
+            buyer = Buyer(
+                http,
+                target.gateway_url,
+                target.api_key,
+                HistoryRecorder(target.history_path),
+                target.request_timeout_seconds,
+            )
+            trips = await buyer.trips_on_sale(target.trip_days, enough=int(count))
+            if not trips:
+                raise ProbeFailed(f"no seat on sale in the next {target.trip_days} days")
+            for n in range(int(count)):
+                op = await buyer.purchase("steady-state", trips[n % len(trips)])
+                if op.type != "ok" or op.order_id is None:
+                    return False
+                if await _final_status(buyer, op.order_id, float(timeout_seconds)) != "CONFIRMED":
+                    return False
+            return True
+
+    return asyncio.run(buy())
+
+
+async def _final_status(buyer: Buyer, order_id: str, timeout: float) -> str:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status = await buyer.order_status(order_id)
+        if status != "PENDING_PAYMENT" or asyncio.get_running_loop().time() > deadline:
+            return status
+        await asyncio.sleep(POLL)
+
+
+def orders_final(configuration: Config) -> dict[str, Any]:
+    """Wait until every order is final (each has until its bound); fails on the first late one."""
+    target = Target.from_config(configuration)
+    limits = target.limits()
+
+    async def settle() -> dict[str, Any]:
+        while True:
+            snapshot = await read_orders(target.ticketing_database_url)
+            if not in_flight(snapshot, limits):
+                break
+            await asyncio.sleep(POLL)
+        result = check_orders_final(snapshot, limits)
+        if not result.ok:
+            first = result.violations[0]
+            raise ProbeFailed(
+                f"{len(result.violations)} order(s) not final in time, e.g. {first.subject}:"
+                f" {first.detail}"
+            )
+        return result.facts
+
+    return asyncio.run(settle())
+
+
+def invariant_violations(configuration: Config, secrets: Config | None = None) -> int:
+    """Check every invariant (after in-flight orders settle); writes invariants.{txt,json}."""
+    target = Target.from_config(configuration, secrets)
+    history = target.history_path
+    ops = list(read_history(history)) if history.exists() else None
+    report = asyncio.run(check_suite(target.sources, target.limits(), ops, wait_for_in_flight=True))
+    target.results_dir.mkdir(parents=True, exist_ok=True)
+    (target.results_dir / "invariants.txt").write_text(report.render() + "\n")
+    (target.results_dir / "invariants.json").write_text(report.to_json() + "\n")
+    return len(report.violations)

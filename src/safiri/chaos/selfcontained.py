@@ -1,0 +1,134 @@
+"""A suite of the experiment's own: the four processes on free ports, a RabbitMQ vhost and
+databases named for the run (removed afterwards), and a Prometheus scraping them.
+
+It is what the tests use, and ``safiri chaos run --self-contained``: nothing of a running
+``make up`` is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..suite import Suite, SuiteConfig, drop_databases
+from .prometheus import experiment_prometheus
+
+__all__ = ["SelfContained", "self_contained_suite"]
+
+
+@dataclass(frozen=True)
+class SelfContained:
+    """How the run's suite is reached: configuration and secret overrides for the experiment."""
+
+    configuration: dict[str, Any]
+    secrets: dict[str, Any]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _rabbitmqctl(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    if process.returncode:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {(err or out).decode().strip()}")
+
+
+@contextlib.asynccontextmanager
+async def _own_vhost(name: str) -> AsyncIterator[str]:
+    await _rabbitmqctl("add_vhost", name)
+    try:
+        await _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        await _rabbitmqctl("delete_vhost", name)
+
+
+@contextlib.asynccontextmanager
+async def self_contained_suite(
+    run_dir: Path, configuration: Mapping[str, Any]
+) -> AsyncIterator[SelfContained]:
+    """The suite and Prometheus for one run, set up from the experiment's configuration."""
+    c = configuration
+    run_id = uuid.uuid4().hex[:10]
+    api_key = secrets.token_urlsafe(16)
+    env = {
+        "SAFIRI_HOLD_TTL_SECONDS": str(c.get("hold_ttl_seconds", 30)),
+        "SAFIRI_PROVIDER_TIMEOUT_SECONDS": str(c.get("provider_timeout_seconds", 5)),
+        "SAFIRI_MPESA_SIM_CALLBACK_DELAY": str(c.get("simulator_callback_delay", 0.1)),
+        "SAFIRI_SWEEP_INTERVAL_SECONDS": "0.5",
+        "SAFIRI_QUEUE_POLL_SECONDS": "1",
+        # Trips departing tomorrow onwards are on sale: seed one day more than are bought.
+        "SAFIRI_SEED_DAYS": str(int(c.get("trip_days", 13)) + 1),
+    }
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        env["OTEL_SDK_DISABLED"] = "true"  # no trace store runs: don't export to nowhere
+    async with _own_vhost(f"safiri-chaos-{run_id}") as amqp_url:
+        config = SuiteConfig(
+            api_keys=[api_key],
+            gateway_port=_free_port(),
+            ticketing_port=_free_port(),
+            payment_port=_free_port(),
+            mpesa_port=_free_port(),
+            database_prefix=f"safiri_chaos_{run_id}",
+            amqp_url=amqp_url,
+            log_dir=run_dir / "logs",
+            extra_env=env,
+        )
+        _describe(run_dir, config)
+        try:
+            async with Suite(config):
+                targets = {s: f"127.0.0.1:{config.port(s)}" for s in _SERVICES}
+                async with experiment_prometheus(targets, run_dir, c) as prometheus_url:
+                    yield SelfContained(
+                        configuration=_urls(config, prometheus_url),
+                        secrets={"api_key": api_key},
+                    )
+        finally:
+            await drop_databases(config)
+
+
+_SERVICES = ("gateway", "ticketing", "payment", "mpesa-simulator")
+
+
+def _describe(run_dir: Path, config: SuiteConfig) -> None:
+    """suite.json: where the run's own suite lived (its vhost and databases are removed)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    described = {
+        "vhost": config.amqp_url.rsplit("/", 1)[-1],
+        "databases": config.databases,
+        "ports": {s: config.port(s) for s in _SERVICES},
+        "environment": config.extra_env,
+    }
+    (run_dir / "suite.json").write_text(json.dumps(described, indent=2) + "\n")
+
+
+def _urls(config: SuiteConfig, prometheus_url: str) -> dict[str, Any]:
+    def http(service: str) -> str:
+        return f"http://127.0.0.1:{config.port(service)}"
+
+    return {
+        "gateway_url": http("gateway"),
+        "ticketing_url": http("ticketing"),
+        "payment_url": http("payment"),
+        "simulator_url": http("mpesa-simulator"),
+        "prometheus_url": prometheus_url,
+        "ticketing_database_url": config.database_url("ticketing"),
+        "payment_database_url": config.database_url("payment"),
+        "gateway_database_url": config.database_url("gateway"),
+        "amqp_url": config.amqp_url,
+    }

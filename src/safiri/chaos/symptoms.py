@@ -1,0 +1,92 @@
+"""Chaos Toolkit probes of the symptoms, as Prometheus sees them: alerts and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from .events import ALERT_FIRING, ALERT_PENDING, ALERT_RESOLVED
+from .probes import POLL, ProbeFailed
+from .promql import alert_state as current_alert_state
+from .promql import query_value
+from .target import Target
+
+__all__ = ["alert_fires", "alert_resolves", "alert_state", "metric_rose"]
+
+Config = Mapping[str, Any]
+
+
+def alert_state(
+    alert: str, configuration: Config, wait_for: str = "", timeout_seconds: float | str = 0
+) -> str:
+    """The alert's state; with ``wait_for``, polled until it is that state or time is up."""
+    target = Target.from_config(configuration)
+    return asyncio.run(_await_alert(target, alert, wait_for, float(timeout_seconds)))
+
+
+def alert_fires(
+    alert: str, configuration: Config, timeout_seconds: float | str = 300
+) -> dict[str, Any]:
+    """Wait for ``alert`` to fire; returns how long after the fault it went pending and firing."""
+    target = Target.from_config(configuration)
+    state = asyncio.run(_await_alert(target, alert, "firing", float(timeout_seconds)))
+    if state != "firing":
+        raise ProbeFailed(f"{alert} did not fire within {timeout_seconds} s (it is {state})")
+    injected = target.events.injected_at()
+    found: dict[str, Any] = {"alert": alert}
+    for event in target.events.read():
+        if event.data.get("alert") != alert or event.name not in (ALERT_PENDING, ALERT_FIRING):
+            continue
+        if injected is not None and event.at >= injected:
+            label = event.name.removeprefix("alert_")
+            after = round((event.at - injected).total_seconds(), 1)
+            found.setdefault(f"{label}_after_fault_s", after)
+    return found
+
+
+def alert_resolves(
+    alert: str, configuration: Config, timeout_seconds: float | str = 300
+) -> dict[str, Any]:
+    """Wait for ``alert`` to stop firing once the fault is healed."""
+    target = Target.from_config(configuration)
+    state = asyncio.run(_await_alert(target, alert, "inactive", float(timeout_seconds)))
+    if state != "inactive":
+        raise ProbeFailed(f"{alert} still {state} {timeout_seconds} s after the fault healed")
+    event = target.events.record(ALERT_RESOLVED, alert=alert)
+    healed = target.events.healed_at()
+    after = round((event.at - healed).total_seconds(), 1) if healed is not None else None
+    return {"alert": alert, "resolved_after_heal_s": after}
+
+
+async def _await_alert(target: Target, alert: str, wait_for: str, timeout: float) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = ""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        while True:
+            state = await current_alert_state(http, target.prometheus_url, alert)
+            if state != last and state in ("pending", "firing") and wait_for == "firing":
+                target.events.record(f"alert_{state}", alert=alert)
+            last = state
+            if not wait_for or state == wait_for or loop.time() > deadline:
+                return state
+            await asyncio.sleep(POLL)
+
+
+def metric_rose(query: str, configuration: Config, min_increase: float | str = 1) -> float:
+    """How much ``query`` grew since the fault went in; fails below ``min_increase``."""
+    target = Target.from_config(configuration)
+    injected = target.events.injected_at()
+
+    async def measure() -> float:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            before = await query_value(http, target.prometheus_url, query, injected)
+            return await query_value(http, target.prometheus_url, query) - before
+
+    rose = asyncio.run(measure())
+    if rose < float(min_increase):
+        raise ProbeFailed(f"{query} rose by {rose:g} since the fault, expected ≥ {min_increase}")
+    return rose

@@ -1,0 +1,156 @@
+"""The experiment files in chaos/: valid Chaos Toolkit experiments with every part the
+game day needs, and a short form that fits the test suite."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safiri.chaos.experiment import (
+    InvalidExperiment,
+    all_activities,
+    load_experiment,
+    resolve_configuration,
+    resolve_secrets,
+    safiri_extension,
+    substitute,
+)
+from safiri.chaos.tolerance import within_tolerance
+
+pytestmark = pytest.mark.unit
+
+CHAOS = Path(__file__).resolve().parents[2] / "chaos"
+EXPECTED = {
+    "provider-outage.json": ("SafiriPaymentProviderFailing", {"outage": "http_503"}, "unavailable"),
+    "provider-latency.json": (
+        "SafiriPaymentProviderFailing",
+        {"latency_seconds": "${latency_seconds}"},
+        "unknown",
+    ),
+    "lost-callbacks.json": ("SafiriPurchaseSLOBurnFast", {"callbacks": "never"}, "EXPIRED"),
+}
+
+
+def by_func(experiment: dict[str, Any], func: str) -> list[dict[str, Any]]:
+    return [a for a in all_activities(experiment) if a["provider"].get("func") == func]
+
+
+def test_every_experiment_in_chaos_is_one_of_the_known_ones() -> None:
+    assert sorted(p.name for p in CHAOS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_experiment_has_hypothesis_fault_symptoms_rollback_and_invariants(name: str) -> None:
+    experiment = load_experiment(CHAOS / name)
+    alert, faults, moved = EXPECTED[name]
+    probes = {p["name"]: p for p in experiment["steady-state-hypothesis"]["probes"]}
+    assert probes["purchases-succeed"]["tolerance"] is True
+    assert probes[f"{alert}-not-firing"]["tolerance"] == "inactive"
+    assert probes["invariants-hold"]["tolerance"] == 0
+    [load] = by_func(experiment, "buy_tickets")
+    assert load["background"] is True
+    [inject] = by_func(experiment, "inject_fault")
+    assert inject["provider"]["arguments"]["faults"] == faults
+    [fires] = by_func(experiment, "alert_fires")
+    assert fires["provider"]["arguments"]["alert"] == alert
+    [metric] = by_func(experiment, "metric_rose")
+    assert moved in metric["provider"]["arguments"]["query"]
+    method = [a["provider"]["func"] for a in experiment["method"]]
+    assert method.index("inject_fault") < method.index("alert_fires") < method.index("heal_faults")
+    assert method.index("heal_faults") < method.index("alert_resolves") < method.index("stop_load")
+    assert method[-1] == "orders_final"
+    assert experiment["rollbacks"][0]["provider"]["func"] == "heal_faults"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_python_provider_exists_and_takes_its_arguments(name: str) -> None:
+    """What ``chaos validate`` checks: the function is there and the arguments bind."""
+    for activity in all_activities(load_experiment(CHAOS / name)):
+        provider = activity["provider"]
+        func = getattr(importlib.import_module(provider["module"]), provider["func"])
+        arguments = dict(provider.get("arguments", {}))
+        signature = inspect.signature(func)
+        for injected in ("configuration", "secrets"):
+            if injected in signature.parameters:
+                arguments[injected] = None
+        signature.bind(**arguments)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_short_form_fits_the_test_suite_and_the_full_form_is_the_game_day(name: str) -> None:
+    experiment = load_experiment(CHAOS / name)
+    full = resolve_configuration(experiment["configuration"], {}, env={})
+    short = resolve_configuration(
+        experiment["configuration"], safiri_extension(experiment)["short_form"], env={}
+    )
+    assert (full["rate"], full["fault_seconds"], full["rules"]) == (20, 60, "real")
+    assert short["rules"] == "fast"
+    assert short["warmup_seconds"] + short["fault_seconds"] <= 5
+    assert short["alert_timeout_seconds"] <= 30
+    if "latency_seconds" in full:
+        assert float(full["latency_seconds"]) > float(full["provider_timeout_seconds"])
+        assert float(short["latency_seconds"]) > float(short["provider_timeout_seconds"])
+        assert float(short["latency_seconds"]) < float(short["hold_ttl_seconds"])
+
+
+def test_configuration_takes_an_override_then_the_variable_then_the_default() -> None:
+    spec = {
+        "rate": {"type": "env", "key": "RATE", "default": 20},
+        "url": {"type": "env", "key": "URL", "default": "http://x"},
+        "fixed": 3,
+    }
+    assert resolve_configuration(spec, {}, env={}) == {"rate": 20, "url": "http://x", "fixed": 3}
+    assert resolve_configuration(spec, {}, env={"RATE": "5"})["rate"] == "5"
+    resolved = resolve_configuration(spec, {"rate": 8, "extra": 1}, env={"RATE": "5"})
+    assert (resolved["rate"], resolved["extra"]) == (8, 1)
+
+
+def test_a_variable_without_a_default_must_be_set() -> None:
+    with pytest.raises(InvalidExperiment, match="set the environment variable KEY"):
+        resolve_secrets({"safiri": {"api_key": {"type": "env", "key": "KEY"}}}, {}, env={})
+
+
+def test_substitution_keeps_the_type_of_a_whole_reference() -> None:
+    configuration = {"rate": 8, "name": "outage"}
+    secrets = {"safiri": {"api_key": "k"}}
+    value = {"a": "${rate}", "b": ["run ${name} at ${rate}/s"], "c": "${api_key}", "d": "${nope}"}
+    assert substitute(value, configuration, secrets) == {
+        "a": 8,
+        "b": ["run outage at 8/s"],
+        "c": "k",
+        "d": "${nope}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "value", "within"),
+    [
+        (True, True, True),
+        (True, False, False),
+        (0, 0, True),
+        (0, 2, False),
+        ("inactive", "inactive", True),
+        ("inactive", "firing", False),
+        ([1, 5], 3, True),
+        ([1, 5], 6, False),
+        (["pending", "inactive"], "pending", True),
+        ({"type": "range", "range": [0, 0.5]}, 0.25, True),
+        ({"type": "range", "range": [0, 0.5], "target": "ratio"}, {"ratio": 0.75}, False),
+        ({"type": "regex", "pattern": "^CONF"}, "CONFIRMED", True),
+    ],
+)
+def test_tolerances_are_judged_as_chaos_toolkit_does(
+    tolerance: Any, value: Any, within: bool
+) -> None:
+    assert within_tolerance(tolerance, value) is within
+
+
+def test_an_experiment_without_a_method_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"title": "t", "description": "d"}')
+    with pytest.raises(InvalidExperiment, match="no 'method'"):
+        load_experiment(path)
