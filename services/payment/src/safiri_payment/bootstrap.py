@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from safiri_messaging import (
-    BacklogMonitor,
-    MessagingMetrics,
-    OutboxRelay,
-    connect,
-    consume,
-    consumer_channel,
-    declare_events_exchange,
-    declare_queue,
-    publisher_channel,
-)
+from safiri_messaging import MessagingMetrics, running_messaging
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_health_routes, problem_middleware
 
@@ -74,29 +62,18 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         await pool.close()
 
     async def broker(app: web.Application) -> AsyncIterator[None]:
-        connection = await connect(settings.amqp_url, "safiri-payment")
-        publish = await publisher_channel(connection)
-        exchange = await declare_events_exchange(publish)
-        consume_ch = await consumer_channel(connection, settings.prefetch)
-        queue = await declare_queue(consume_ch, PAYMENT_REQUESTS)
-        relay = asyncio.create_task(OutboxRelay(app[POOL], exchange, messaging).run())
-        tag = await consume(queue, payment_requests_handler(app[PAYMENTS]), messaging)
-        backlog = BacklogMonitor(
-            messaging,
-            connection,
-            app[POOL],
-            [PAYMENT_REQUESTS],
-            interval=settings.queue_poll_seconds,
-        )
-        monitor = asyncio.create_task(backlog.run())
-        app[CONNECTION] = connection
-        yield
-        await queue.cancel(tag)
-        for task in (monitor, relay):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await connection.close()
+        async with running_messaging(
+            amqp_url=settings.amqp_url,
+            connection_name="safiri-payment",
+            pool=app[POOL],
+            queue=PAYMENT_REQUESTS,
+            handler=payment_requests_handler(app[PAYMENTS]),
+            metrics=messaging,
+            prefetch=settings.prefetch,
+            poll_interval=settings.queue_poll_seconds,
+        ) as connection:
+            app[CONNECTION] = connection
+            yield
 
     async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
         yield

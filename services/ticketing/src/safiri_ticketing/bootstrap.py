@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,17 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from loguru import logger
 
-from safiri_messaging import (
-    BacklogMonitor,
-    MessagingMetrics,
-    OutboxRelay,
-    connect,
-    consume,
-    consumer_channel,
-    declare_events_exchange,
-    declare_queue,
-    publisher_channel,
-)
+from safiri_messaging import MessagingMetrics, running_messaging, stop_task
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_health_routes, problem_middleware
 
@@ -53,12 +42,6 @@ async def _forever(name: str, step: Callable[[], Awaitable[Any]], interval: floa
         except Exception:
             logger.bind(task=name).exception("background step failed")
         await asyncio.sleep(interval)
-
-
-async def _stop(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
@@ -96,41 +79,32 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             _forever("orders_pending", pending.refresh, settings.queue_poll_seconds)
         )
         yield
-        await _stop(order_book)
-        await _stop(fleet)
+        await stop_task(order_book)
+        await stop_task(fleet)
         telemetry.registry.unregister(pool_gauges)
         await pool.close()
 
     async def broker(app: web.Application) -> AsyncIterator[None]:
-        connection = await connect(settings.amqp_url, "safiri-ticketing")
-        publish = await publisher_channel(connection)
-        exchange = await declare_events_exchange(publish)
-        consume_ch = await consumer_channel(connection, settings.prefetch)
-        queue = await declare_queue(consume_ch, PAYMENT_RESULTS)
-        relay = asyncio.create_task(OutboxRelay(app[POOL], exchange, messaging).run())
-        tag = await consume(queue, payment_results_handler(app[TICKETING]), messaging)
-        sweeper = asyncio.create_task(
-            _forever(
-                "release_expired_holds",
-                app[TICKETING].release_expired_holds,
-                settings.sweep_interval_seconds,
+        async with running_messaging(
+            amqp_url=settings.amqp_url,
+            connection_name="safiri-ticketing",
+            pool=app[POOL],
+            queue=PAYMENT_RESULTS,
+            handler=payment_results_handler(app[TICKETING]),
+            metrics=messaging,
+            prefetch=settings.prefetch,
+            poll_interval=settings.queue_poll_seconds,
+        ) as connection:
+            sweeper = asyncio.create_task(
+                _forever(
+                    "release_expired_holds",
+                    app[TICKETING].release_expired_holds,
+                    settings.sweep_interval_seconds,
+                )
             )
-        )
-        backlog = BacklogMonitor(
-            messaging,
-            connection,
-            app[POOL],
-            [PAYMENT_RESULTS],
-            interval=settings.queue_poll_seconds,
-        )
-        monitor = asyncio.create_task(backlog.run())
-        app[CONNECTION] = connection
-        yield
-        await queue.cancel(tag)
-        await _stop(monitor)
-        await _stop(sweeper)
-        await _stop(relay)
-        await connection.close()
+            app[CONNECTION] = connection
+            yield
+            await stop_task(sweeper)
 
     async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
         yield

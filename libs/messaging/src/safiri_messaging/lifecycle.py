@@ -1,0 +1,64 @@
+"""Everything a service does with the broker, started and stopped as one unit.
+
+One named robust connection; a publisher channel feeding the outbox relay; a consumer channel
+with explicit prefetch on the service's queue; the backlog monitor. On exit the consumer is
+cancelled first, so no message is taken that cannot be finished, then the tasks, then the
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+
+from .backlog import BacklogMonitor
+from .connection import connect, consumer_channel, publisher_channel
+from .consumer import Handler, consume
+from .metrics import MessagingMetrics
+from .outbox import OutboxRelay
+from .topology import QueueSpec, declare_events_exchange, declare_queue
+
+__all__ = ["running_messaging", "stop_task"]
+
+
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has finished."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def running_messaging(
+    *,
+    amqp_url: str,
+    connection_name: str,
+    pool: asyncpg.Pool[Any],
+    queue: QueueSpec,
+    handler: Handler,
+    metrics: MessagingMetrics,
+    prefetch: int,
+    poll_interval: float,
+) -> AsyncIterator[AbstractRobustConnection]:
+    """Relay the outbox, consume ``queue`` with ``handler`` and watch the backlog until exit."""
+    connection = await connect(amqp_url, connection_name)
+    try:
+        exchange = await declare_events_exchange(await publisher_channel(connection))
+        declared = await declare_queue(await consumer_channel(connection, prefetch), queue)
+        relay = asyncio.create_task(OutboxRelay(pool, exchange, metrics).run())
+        backlog = BacklogMonitor(metrics, connection, pool, [queue], interval=poll_interval)
+        monitor = asyncio.create_task(backlog.run())
+        tag = await consume(declared, handler, metrics)
+        try:
+            yield connection
+        finally:
+            await declared.cancel(tag)
+            await stop_task(monitor)
+            await stop_task(relay)
+    finally:
+        await connection.close()
