@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .health import ReadinessCheck, add_health_routes
+from .operations import add_operations_routes, telemetry_lifetime
 from .problem import PROBLEM_CONTENT_TYPE, Problem, problem_middleware, problem_response
 from .runner import exit_on_bad_settings, run_service
 from .settings import EnvReader, Secret, SettingsError
@@ -15,8 +16,10 @@ __all__ = [
     "Secret",
     "SettingsError",
     "add_health_routes",
+    "add_operations_routes",
     "exit_on_bad_settings",
     "problem_middleware",
     "problem_response",
     "run_service",
+    "telemetry_lifetime",
 ]

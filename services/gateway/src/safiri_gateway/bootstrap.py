@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_health_routes, problem_middleware
+from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
 
 from .adapters.idempotency_store import PostgresIdempotencyStore
 from .adapters.schema import apply_schema, ensure_database
@@ -32,10 +32,6 @@ def create_app(
         middlewares=[telemetry.middleware, problem_middleware, require_api_key(settings.api_keys)],
         client_max_size=MAX_BODY_BYTES,
     )
-
-    async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await telemetry.shutdown()
 
     async def ticketing(app: web.Application) -> AsyncIterator[None]:
         async with telemetry.client_session() as session:
@@ -62,7 +58,7 @@ def create_app(
         app[PLACE_ORDER] = PlaceOrder(app[IDEMPOTENCY], app[TICKETING])
         yield
 
-    app.cleanup_ctx.extend([telemetry_flush, ticketing, database, use_cases])
+    app.cleanup_ctx.extend([telemetry_lifetime(telemetry), ticketing, database, use_cases])
 
     async def database_ready() -> None:
         await app[IDEMPOTENCY].check_alive()
@@ -70,7 +66,8 @@ def create_app(
     async def ticketing_ready() -> None:
         await app[TICKETING].check_alive()
 
-    add_health_routes(app, {"database": database_ready, "ticketing": ticketing_ready})
-    app.router.add_get("/metrics", telemetry.metrics_handler)
+    add_operations_routes(
+        app, telemetry, {"database": database_ready, "ticketing": ticketing_ready}
+    )
     app.add_routes(routes)
     return app

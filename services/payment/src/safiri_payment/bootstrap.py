@@ -10,7 +10,7 @@ from aiohttp import web
 
 from safiri_messaging import MessagingMetrics, running_messaging
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_health_routes, problem_middleware
+from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
 
 from .adapters.mpesa import DarajaClient
 from .adapters.postgres import PostgresUnitOfWork, apply_schema
@@ -75,11 +75,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             app[CONNECTION] = connection
             yield
 
-    async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await telemetry.shutdown()
-
-    app.cleanup_ctx.extend([telemetry_flush, database_and_provider, broker])
+    app.cleanup_ctx.extend([telemetry_lifetime(telemetry), database_and_provider, broker])
 
     async def database_ready() -> None:
         await app[POOL].fetchval("SELECT 1")
@@ -88,7 +84,6 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         if app[CONNECTION].is_closed:
             raise ConnectionError("broker connection closed")
 
-    add_health_routes(app, {"database": database_ready, "broker": broker_ready})
-    app.router.add_get("/metrics", telemetry.metrics_handler)
+    add_operations_routes(app, telemetry, {"database": database_ready, "broker": broker_ready})
     app.add_routes(routes)
     return app

@@ -14,7 +14,7 @@ from loguru import logger
 
 from safiri_messaging import MessagingMetrics, running_messaging, stop_task
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_health_routes, problem_middleware
+from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
 
 from .adapters.fleet import ActiveBuses
 from .adapters.order_book import PendingOrders
@@ -106,11 +106,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             yield
             await stop_task(sweeper)
 
-    async def telemetry_flush(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await telemetry.shutdown()
-
-    app.cleanup_ctx.extend([telemetry_flush, database, broker])
+    app.cleanup_ctx.extend([telemetry_lifetime(telemetry), database, broker])
 
     async def database_ready() -> None:
         await app[POOL].fetchval("SELECT 1")
@@ -119,8 +115,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         if app[CONNECTION].is_closed:
             raise ConnectionError("broker connection closed")
 
-    add_health_routes(app, {"database": database_ready, "broker": broker_ready})
-    app.router.add_get("/metrics", telemetry.metrics_handler)
+    add_operations_routes(app, telemetry, {"database": database_ready, "broker": broker_ready})
     app.add_routes(routes)
     return app
 
