@@ -167,6 +167,9 @@ async def suite_running(
             "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
             "SAFIRI_SWEEP_INTERVAL_SECONDS": "0.5",
             "SAFIRI_SEED_DAYS": "3",
+            "SAFIRI_PROVIDER_BREAKER_RESET_SECONDS": "1",
+            "SAFIRI_RECONCILE_AFTER_SECONDS": "1",
+            "SAFIRI_RECONCILE_INTERVAL_SECONDS": "0.5",
             **extra_env,
         },
     )

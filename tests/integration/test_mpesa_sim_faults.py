@@ -242,7 +242,7 @@ async def test_faults_need_the_admin_key(
         ({"failure_ratio": 1.5}, "failure_ratio"),
         ({"seed": "abc"}, "seed"),
         ({"flap_period_seconds": 0}, "flap_period_seconds"),
-        ({"callbacks": "lost"}, "callbacks"),
+        ({"callbacks": "misplaced"}, "callbacks"),
         ({"stk_query": "failed"}, "stk_query"),
         ({"outage": "off", "chaos": True}, "chaos"),
         ({"outage": "http_503", "flap_period_seconds": 2}, "flap_period_seconds"),

@@ -162,3 +162,50 @@ async def test_pending_orders_gauges_show_how_many_and_the_oldest_age(
     assert registry.get_sample_value("orders_pending") == pending_before
     age = registry.get_sample_value("orders_pending_oldest_age_seconds")
     assert age is not None and 1200 <= age < 1300
+
+
+async def expire_now(pool: asyncpg.Pool[Any], service: Ticketing, order_id: str) -> None:
+    await pool.execute(
+        "UPDATE orders SET expires_at = now() - interval '1 second' WHERE order_id = $1::uuid",
+        order_id,
+    )
+    assert await service.release_expired_holds() >= 1
+
+
+async def test_a_late_payment_retakes_free_seats_or_records_a_refund(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    trip_id = await small_trip(pool, 3)
+    service = ticketing(pool)
+    retaken = await service.hold_seats(HoldSeats(trip_id, 2, "254712345678"))
+    await expire_now(pool, service, retaken.order_id)
+    await service.record_payment_result(
+        PaymentResult(str(uuid.uuid4()), retaken.order_id, True, 0, "ok", "RCPT-LATE-1")
+    )
+    view = await TripQueries(pool).order(retaken.order_id)
+    assert view is not None and view.status.value == "CONFIRMED" and len(view.tickets) == 2
+    sold = await pool.fetch(
+        "SELECT seat_no FROM seat_allocations WHERE order_id = $1::uuid AND sold",
+        retaken.order_id,
+    )
+    assert sorted(r["seat_no"] for r in sold) == sorted(t.seat_no for t in view.tickets)
+
+    refunded = await service.hold_seats(HoldSeats(trip_id, 1, "254712345678"))
+    await expire_now(pool, service, refunded.order_id)
+    await service.hold_seats(HoldSeats(trip_id, 1, "254712345678"))  # the last seat goes
+    await service.record_payment_result(
+        PaymentResult(str(uuid.uuid4()), refunded.order_id, True, 0, "ok", "RCPT-LATE-2")
+    )
+    refund = await pool.fetchrow(
+        "SELECT amount, currency, payment_receipt, status FROM refunds WHERE order_id = $1::uuid",
+        refunded.order_id,
+    )
+    assert refund is not None
+    assert dict(refund) == {
+        "amount": 600,
+        "currency": "KES",
+        "payment_receipt": "RCPT-LATE-2",
+        "status": "OWED",
+    }
+    view = await TripQueries(pool).order(refunded.order_id)
+    assert view is not None and view.status.value == "EXPIRED"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from safiri_payment.domain.payments import Payment
+from safiri_payment.domain.payments import Payment, PaymentStatus
 from safiri_payment.service_layer.unit_of_work import StoredPayment
-from safiri_ticketing.domain.orders import Order, OrderStatus
+from safiri_ticketing.domain.orders import Order, OrderStatus, Refund
 from safiri_ticketing.domain.trips import Trip
 
 
@@ -52,7 +52,13 @@ class _FakeTransaction:
 
 class FakeTicketingDb:
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {"trips": {}, "orders": {}, "allocations": {}, "inbox": set()}
+        self.state: dict[str, Any] = {
+            "trips": {},
+            "orders": {},
+            "allocations": {},
+            "inbox": set(),
+            "refunds": {},
+        }
         self.outbox: list[tuple[str, Mapping[str, Any]]] = []
 
     def add_trip(self, trip: Trip) -> None:
@@ -89,6 +95,16 @@ class FakeTicketingUow(_FakeTransaction):
             for seat in order.seats:
                 self.state["allocations"].pop((order.trip_id, seat), None)
 
+    async def take_seats(self, order: Order) -> None:
+        for seat in order.seats:
+            key = (order.trip_id, seat)
+            assert key not in self.state["allocations"], "seat allocated twice"
+            self.state["allocations"][key] = order.order_id
+        self.state["orders"][order.order_id] = copy.deepcopy(order)
+
+    async def record_refund(self, refund: Refund) -> None:
+        self.state["refunds"].setdefault(refund.order_id, refund)
+
     async def expired_orders(
         self, now: datetime, limit: int
     ) -> list[tuple[Order, Mapping[str, str]]]:
@@ -101,8 +117,9 @@ class FakeTicketingUow(_FakeTransaction):
 
 class FakePaymentDb:
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {"payments": {}, "inbox": set()}
+        self.state: dict[str, Any] = {"payments": {}, "inbox": set(), "touched": {}}
         self.outbox: list[tuple[str, Mapping[str, Any]]] = []
+        self.now = timedelta(0)  # the fake's clock; tests move it forward
 
     def uow(self) -> FakePaymentUow:
         return FakePaymentUow(self)
@@ -115,6 +132,7 @@ class FakePaymentUow(_FakeTransaction):
         self.state["payments"][payment.payment_id] = StoredPayment(
             copy.deepcopy(payment), callback_token_hash, {}
         )
+        await self.touch(payment.payment_id)
         return True
 
     async def get(self, payment_id: str) -> StoredPayment | None:
@@ -126,3 +144,18 @@ class FakePaymentUow(_FakeTransaction):
         self.state["payments"][payment.payment_id] = StoredPayment(
             copy.deepcopy(payment), old.callback_token_hash, old.trace_context
         )
+        await self.touch(payment.payment_id)
+
+    async def overdue(self, older_than: timedelta, limit: int) -> list[StoredPayment]:
+        """Unsettled payments the provider took, untouched for ``older_than`` of ``db.now``."""
+        due = [
+            copy.deepcopy(stored)
+            for payment_id, stored in self.state["payments"].items()
+            if stored.payment.status in (PaymentStatus.AWAITING_CALLBACK, PaymentStatus.UNKNOWN)
+            and stored.payment.checkout_request_id is not None
+            and self.db.now - self.state["touched"].get(payment_id, self.db.now) >= older_than
+        ]
+        return due[:limit]
+
+    async def touch(self, payment_id: str) -> None:
+        self.state["touched"][payment_id] = self.db.now

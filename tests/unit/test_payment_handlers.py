@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -28,6 +30,14 @@ class FakeProvider:
     def __init__(self, error: Exception | None = None) -> None:
         self.pushes: list[StkPush] = []
         self.error = error
+        self.queries: list[str] = []
+        self.answer: ProviderOutcome | Exception | None = None  # None: still pending
+
+    async def stk_query(self, checkout_request_id: str) -> ProviderOutcome | None:
+        self.queries.append(checkout_request_id)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
 
     async def stk_push(self, request: StkPush) -> str:
         self.pushes.append(request)
@@ -190,3 +200,74 @@ def test_callback_outcome_series_exist_at_zero_before_any_callback() -> None:
     for outcome in ("applied", "duplicate", "rejected"):
         labels = {"provider": "mpesa", "outcome": outcome}
         assert registry.get_sample_value("payment_callbacks_total", labels) == 0
+
+
+OVERDUE = timedelta(seconds=60)
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_an_overdue_payment_is_settled_by_stk_query_and_emitted_once() -> None:
+    payments, db, provider, registry = setup()
+    await payments.request_payment(request())
+    provider.answer = ProviderOutcome(0, "The service request is processed successfully.")
+
+    assert await payments.reconcile(OVERDUE) == 0  # not overdue yet: the provider is not asked
+    assert provider.queries == []
+
+    db.now += OVERDUE
+    assert await payments.reconcile(OVERDUE) == 1
+    assert provider.queries == ["ws_CO_1"]
+    assert only_payment(db).payment.status is PaymentStatus.SUCCEEDED
+    assert [key for key, _ in db.outbox] == [PAYMENT_SUCCEEDED]
+    assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="settled")
+    assert sample(registry, "payment_revenue_total", currency="KES") == 3000
+
+    # The callback arrives after all: a duplicate, nothing emitted or counted twice.
+    stored = only_payment(db)
+    assert not await payments.apply_callback(
+        stored.payment.payment_id,
+        provider_token(db, payments),
+        "ws_CO_1",
+        ProviderOutcome(0, "The service request is processed successfully.", "RCPT1"),
+    )
+    assert len(db.outbox) == 1
+    assert sample(registry, "payment_revenue_total", currency="KES") == 3000
+
+
+async def test_a_payment_the_provider_still_processes_keeps_waiting_and_is_asked_later() -> None:
+    payments, db, provider, registry = setup()
+    await payments.request_payment(request())
+    db.now += OVERDUE
+    assert await payments.reconcile(OVERDUE) == 0
+    assert only_payment(db).payment.status is PaymentStatus.AWAITING_CALLBACK
+    assert db.outbox == []  # no failure: the seats stay held while the payment may succeed
+    assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="pending")
+
+    assert await payments.reconcile(OVERDUE) == 0  # just asked: not overdue again yet
+    assert len(provider.queries) == 1
+    db.now += OVERDUE
+    provider.answer = ProviderOutcome(1032, "Request cancelled by user")
+    assert await payments.reconcile(OVERDUE) == 1
+    assert [key for key, _ in db.outbox] == [PAYMENT_FAILED]
+    assert db.outbox[0][1]["result_code"] == 1032
+
+
+async def test_a_failed_stk_query_changes_nothing_and_is_counted() -> None:
+    payments, db, provider, registry = setup()
+    await payments.request_payment(request())
+    db.now += OVERDUE
+    provider.answer = ProviderTimeout("no answer")
+    assert await payments.reconcile(OVERDUE) == 0
+    assert only_payment(db).payment.status is PaymentStatus.AWAITING_CALLBACK
+    assert db.outbox == []
+    assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="error") == 1
+    assert sample(
+        registry,
+        "payment_provider_request_duration_seconds_count",
+        provider="mpesa",
+        operation="stk_query",
+        outcome="unavailable",
+    )

@@ -138,11 +138,49 @@ async def test_release_expired_holds_expires_only_what_ran_out() -> None:
     assert sample(registry, "orders_final_total", status="EXPIRED") == 1
 
 
-async def test_a_late_result_for_an_expired_order_changes_nothing() -> None:
+async def test_a_late_success_retakes_free_seats_and_confirms_the_expired_order() -> None:
+    ticketing, db, registry, clock = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 2, "254712345678"))
+    clock.now = NOW + timedelta(minutes=6)
+    await ticketing.release_expired_holds()
+    await ticketing.record_payment_result(PaymentResult("m", order.order_id, True, 0, "ok", "R"))
+
+    late = db.state["orders"][order.order_id]
+    assert late.status is OrderStatus.CONFIRMED
+    assert late.payment_receipt == "R"
+    assert sorted(t.seat_no for t in late.tickets) == sorted(late.seats)
+    assert {db.state["allocations"][("trip-1", seat)] for seat in late.seats} == {order.order_id}
+    assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 2
+    assert sample(registry, "late_payments_total", resolution="seats_retaken") == 1
+    assert db.state["refunds"] == {}
+
+
+async def test_a_late_success_whose_seats_were_sold_records_a_refund() -> None:
+    ticketing, db, registry, clock = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 2, "254712345678"))
+    clock.now = NOW + timedelta(minutes=6)
+    await ticketing.release_expired_holds()
+    other = await ticketing.hold_seats(HoldSeats("trip-1", 3, "254712345678"))  # 1 seat left
+    await ticketing.record_payment_result(PaymentResult("m", order.order_id, True, 0, "ok", "R"))
+
+    assert db.state["orders"][order.order_id].status is OrderStatus.EXPIRED
+    refund = db.state["refunds"][order.order_id]
+    assert (refund.amount, refund.currency, refund.payment_receipt) == (3000, "KES", "R")
+    assert "EXPIRED" in refund.reason
+    assert db.state["orders"][other.order_id].seats == [1, 2, 3]  # nobody else's seat taken
+    assert sample(registry, "late_payments_total", resolution="refund") == 1
+    assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 0
+
+
+async def test_a_late_failure_for_an_expired_order_changes_nothing() -> None:
     ticketing, db, registry, clock = setup()
     order = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678"))
     clock.now = NOW + timedelta(minutes=6)
     await ticketing.release_expired_holds()
-    await ticketing.record_payment_result(PaymentResult("m", order.order_id, True, 0, "ok", "R"))
+    await ticketing.record_payment_result(
+        PaymentResult("m", order.order_id, False, 1037, "DS timeout", None)
+    )
     assert db.state["orders"][order.order_id].status is OrderStatus.EXPIRED
-    assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 0
+    assert db.state["refunds"] == {}
+    assert sample(registry, "late_payments_total", resolution="refund") == 0
+    assert sample(registry, "late_payments_total", resolution="seats_retaken") == 0

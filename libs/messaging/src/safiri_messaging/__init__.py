@@ -6,7 +6,7 @@ from .backlog import BacklogMonitor
 from .connection import connect, consumer_channel, publisher_channel
 from .consumer import Envelope, PoisonMessage, consume
 from .inbox import first_delivery
-from .lifecycle import running_messaging, stop_task
+from .lifecycle import repeat_forever, running_messaging, stop_task
 from .metrics import MessagingMetrics
 from .outbox import OUTBOX_SCHEMA, OutboxRelay, add_to_outbox
 from .topology import (
@@ -43,6 +43,7 @@ __all__ = [
     "declare_queue",
     "first_delivery",
     "publisher_channel",
+    "repeat_forever",
     "running_messaging",
     "stop_task",
 ]

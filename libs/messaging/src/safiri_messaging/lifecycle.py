@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
+from loguru import logger
 
 from .backlog import BacklogMonitor
 from .connection import connect, consumer_channel, publisher_channel
@@ -23,7 +24,17 @@ from .metrics import MessagingMetrics
 from .outbox import OutboxRelay
 from .topology import QueueSpec, declare_events_exchange, declare_queue
 
-__all__ = ["running_messaging", "stop_task"]
+__all__ = ["repeat_forever", "running_messaging", "stop_task"]
+
+
+async def repeat_forever(name: str, step: Callable[[], Awaitable[Any]], interval: float) -> None:
+    """Run ``step`` every ``interval`` seconds until cancelled; a failure is logged, never fatal."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            logger.bind(task=name).exception("background step failed")
+        await asyncio.sleep(interval)
 
 
 async def stop_task(task: asyncio.Task[Any]) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from safiri_messaging import MessagingMetrics, running_messaging
+from safiri_messaging import MessagingMetrics, repeat_forever, running_messaging, stop_task
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
 
@@ -19,6 +21,7 @@ from .entrypoints.http import CALLBACK_PATH, routes
 from .entrypoints.keys import PAYMENTS
 from .metrics import PaymentMetrics
 from .service_layer.handlers import Payments
+from .service_layer.resilience import ResiliencePolicy, ResilientProvider
 from .settings import Settings
 
 __all__ = ["create_app"]
@@ -43,7 +46,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         assert pool is not None
         await apply_schema(pool)
         session = telemetry.client_session()
-        provider = DarajaClient(
+        daraja = DarajaClient(
             session,
             settings.mpesa_url,
             settings.mpesa_consumer_key.value,
@@ -52,11 +55,26 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             settings.mpesa_passkey.value,
             settings.provider_timeout_seconds,
         )
+        policy = ResiliencePolicy(
+            breaker_threshold=settings.breaker_threshold,
+            breaker_reset_seconds=settings.breaker_reset_seconds,
+            attempts=settings.retry_attempts,
+        )
+        provider = ResilientProvider(daraja, metrics, policy)
         app[POOL] = pool
         app[PAYMENTS] = Payments(lambda: PostgresUnitOfWork(pool), provider, metrics, callback_url)
         pool_gauges = ConnectionPoolCollector(pool, pool_name="payment")
         telemetry.registry.register(pool_gauges)
+        overdue = timedelta(seconds=settings.reconcile_after_seconds)
+
+        async def reconcile() -> None:
+            await app[PAYMENTS].reconcile(overdue)
+
+        reconciler = asyncio.create_task(
+            repeat_forever("reconcile_payments", reconcile, settings.reconcile_interval_seconds)
+        )
         yield
+        await stop_task(reconciler)
         telemetry.registry.unregister(pool_gauges)
         await session.close()
         await pool.close()

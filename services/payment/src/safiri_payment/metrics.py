@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from safiri_telemetry import LATENCY_BUCKETS
 
@@ -33,6 +33,31 @@ class PaymentMetrics:
         self.callbacks = Counter(
             "payment_callbacks",
             "Provider callbacks received, by outcome (applied, duplicate, rejected).",
+            ["provider", "outcome"],
+            registry=registry,
+        )
+        self.circuit_state = Gauge(
+            "payment_provider_circuit_state",
+            "The provider's circuit breaker: 0 closed, 1 half-open, 2 open (calls fail fast).",
+            ["provider"],
+            registry=registry,
+        )
+        self.circuit_transitions = Counter(
+            "payment_provider_circuit_transitions",
+            "Circuit breaker transitions, by the state entered (closed, half_open, open).",
+            ["provider", "state"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "payment_provider_retries",
+            "Provider calls repeated after a failure that made repeating safe, by operation.",
+            ["provider", "operation"],
+            registry=registry,
+        )
+        self.reconciliations = Counter(
+            "payment_reconciliations",
+            "STK queries for payments whose callback is overdue, by outcome"
+            " (settled, pending, error).",
             ["provider", "outcome"],
             registry=registry,
         )

@@ -26,6 +26,11 @@ class Settings:
     prefetch: int
     db_pool_max: int
     queue_poll_seconds: float = 5.0
+    reconcile_after_seconds: float = 60.0
+    reconcile_interval_seconds: float = 10.0
+    breaker_threshold: int = 5
+    breaker_reset_seconds: float = 15.0
+    retry_attempts: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +64,19 @@ class Settings:
             prefetch=r.integer("SAFIRI_PAYMENT_PREFETCH", 32, low=1, high=1000),
             db_pool_max=r.integer("SAFIRI_PAYMENT_DB_POOL_MAX", 10, low=2, high=200),
             queue_poll_seconds=r.number("SAFIRI_QUEUE_POLL_SECONDS", 5.0, low=0.05, high=3600.0),
+            # A payment the provider took but has not called back about for this long is
+            # asked about (STK query), and again every time it is this overdue.
+            reconcile_after_seconds=r.number(
+                "SAFIRI_RECONCILE_AFTER_SECONDS", 60.0, low=0.1, high=86400.0
+            ),
+            reconcile_interval_seconds=r.number(
+                "SAFIRI_RECONCILE_INTERVAL_SECONDS", 10.0, low=0.05, high=3600.0
+            ),
+            breaker_threshold=r.integer("SAFIRI_PROVIDER_BREAKER_THRESHOLD", 5, low=1, high=1000),
+            breaker_reset_seconds=r.number(
+                "SAFIRI_PROVIDER_BREAKER_RESET_SECONDS", 15.0, low=0.1, high=3600.0
+            ),
+            retry_attempts=r.integer("SAFIRI_PROVIDER_RETRY_ATTEMPTS", 3, low=1, high=10),
         )
         r.check()
         return settings

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from loguru import logger
 
-from safiri_messaging import MessagingMetrics, running_messaging, stop_task
+from safiri_messaging import MessagingMetrics, repeat_forever, running_messaging, stop_task
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
 
@@ -32,16 +31,6 @@ __all__ = ["create_app"]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-async def _forever(name: str, step: Callable[[], Awaitable[Any]], interval: float) -> None:
-    """Run ``step`` every ``interval`` seconds; a failure is logged, never fatal."""
-    while True:
-        try:
-            await step()
-        except Exception:
-            logger.bind(task=name).exception("background step failed")
-        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
@@ -68,7 +57,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         pool_gauges = ConnectionPoolCollector(pool, pool_name="ticketing")
         telemetry.registry.register(pool_gauges)
         fleet = asyncio.create_task(
-            _forever(
+            repeat_forever(
                 "active_buses",
                 ActiveBuses(pool, metrics.active_buses).refresh,
                 settings.queue_poll_seconds,
@@ -76,7 +65,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         )
         pending = PendingOrders(pool, metrics.orders_pending, metrics.orders_pending_oldest_age)
         order_book = asyncio.create_task(
-            _forever("orders_pending", pending.refresh, settings.queue_poll_seconds)
+            repeat_forever("orders_pending", pending.refresh, settings.queue_poll_seconds)
         )
         yield
         await stop_task(order_book)
@@ -96,7 +85,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             poll_interval=settings.queue_poll_seconds,
         ) as connection:
             sweeper = asyncio.create_task(
-                _forever(
+                repeat_forever(
                     "release_expired_holds",
                     app[TICKETING].release_expired_holds,
                     settings.sweep_interval_seconds,

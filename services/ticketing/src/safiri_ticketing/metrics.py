@@ -21,6 +21,13 @@ class TicketingMetrics:
             ["status"],
             registry=registry,
         )
+        self.late_payments = Counter(
+            "late_payments",
+            "Payments that succeeded after their order had ended, by how they were resolved"
+            " (seats_retaken: the order is confirmed after all; refund: money owed back).",
+            ["resolution"],
+            registry=registry,
+        )
         self.seat_holds = Counter(
             "seat_holds",
             "Attempts to hold seats, by outcome (held, unavailable, unknown_trip).",

@@ -36,7 +36,8 @@ class Outage(StrEnum):
 
 class CallbackFault(StrEnum):
     NORMAL = "normal"
-    NEVER = "never"
+    NEVER = "never"  # the customer never answers: the push never settles, nobody is charged
+    LOST = "lost"  # the push settles (money moves) but its callback is never delivered
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"
 

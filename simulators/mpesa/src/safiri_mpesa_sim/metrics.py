@@ -24,7 +24,7 @@ class SimulatorMetrics:
         )
         self.callbacks = Counter(
             "mpesa_sim_callbacks",
-            "Result callbacks by final delivery outcome (delivered, failed).",
+            "Result callbacks by outcome (delivered, failed, lost: dropped by a fault).",
             ["outcome"],
             registry=registry,
         )

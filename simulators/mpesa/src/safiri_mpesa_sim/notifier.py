@@ -23,7 +23,8 @@ __all__ = ["ResultNotifier"]
 class ResultNotifier:
     """Owns one background task per unsettled push; ``aclose`` cancels and awaits them all.
 
-    Callback faults: ``duplicate`` POSTs each callback twice, one after the other;
+    Callback faults: ``lost`` settles the push but never sends its callback; ``duplicate`` POSTs
+    each callback twice, one after the other;
     ``out_of_order`` holds each odd-numbered ready callback until the next one is ready, sends
     that one first and then the held one, so the merchant hears of each pair in reverse.
     """
@@ -106,7 +107,11 @@ class ResultNotifier:
                 transaction = self._ledger.complete(checkout_request_id, datetime.now(UTC))
                 result_code = transaction.result.result_code if transaction.result else None
                 span.set_attribute("safiri.mpesa.result_code", str(result_code))
-                if callbacks is CallbackFault.OUT_OF_ORDER:
+                if callbacks is CallbackFault.LOST:
+                    span.set_attribute("safiri.mpesa_sim.callback_lost", True)
+                    self._metrics.callbacks.labels("lost").inc()
+                    logger.warning("mpesa callback lost on purpose (fault: callbacks=lost)")
+                elif callbacks is CallbackFault.OUT_OF_ORDER:
                     await self._deliver_out_of_order(transaction, span)
                 else:
                     times = 2 if callbacks is CallbackFault.DUPLICATE else 1

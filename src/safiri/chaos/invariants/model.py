@@ -106,6 +106,7 @@ class Snapshot:
     outbox: list[OutboxRow] = field(default_factory=list)
     dead_letters: dict[str, int | None] = field(default_factory=dict)  # None: queue missing
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)
+    refunds: dict[str, int] = field(default_factory=dict)  # order id -> amount owed back
 
 
 @dataclass(frozen=True)

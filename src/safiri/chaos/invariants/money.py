@@ -1,4 +1,4 @@
-"""Money: at most one charge per order, and every charge paid for a confirmed order.
+"""Money: at most one charge per order, and every charge paid for a confirmed order or owed back.
 
 The provider's ledger is the ground truth for "was money taken"; the payments table is what
 Safiri believes. Both are checked against the orders.
@@ -26,6 +26,8 @@ def check_payments(snapshot: Snapshot) -> Check:
         if n > 1:
             check.violate("order paid twice", f"order {order_id}", f"{n} successful payments")
         order = orders.get(order_id)
+        if order_id in snapshot.refunds and (order is None or order.status != "CONFIRMED"):
+            continue  # paid too late for its seats: the money is recorded as owed back
         if order is None or order.status != "CONFIRMED":
             status = order.status if order else "missing"
             check.violate(
@@ -38,12 +40,15 @@ def check_payments(snapshot: Snapshot) -> Check:
             check.violate(
                 "tickets without payment", f"order {order.order_id}", "no successful payment"
             )
-    check.facts = {"payments": dict(sorted(Counter(p.status for p in snapshot.payments).items()))}
+    check.facts = {
+        "payments": dict(sorted(Counter(p.status for p in snapshot.payments).items())),
+        "refunds": len(snapshot.refunds),
+    }
     return check
 
 
 def check_ledger(snapshot: Snapshot) -> Check:
-    check = Check("every charge matches one confirmed order")
+    check = Check("every charge matches one confirmed order or a recorded refund")
     if snapshot.ledger is None:
         check.facts = {"ledger": "not read"}
         return check
@@ -61,7 +66,15 @@ def check_ledger(snapshot: Snapshot) -> Check:
                 "order charged twice", f"account reference {reference}", f"charges {receipts}"
             )
         confirmed = [o for o in by_reference[reference] if o.status == "CONFIRMED"]
-        if not confirmed:
+        refunded = [o for o in by_reference[reference] if o.order_id in snapshot.refunds]
+        if not confirmed and refunded:
+            if snapshot.refunds[refunded[0].order_id] != entries[0].amount:
+                check.violate(
+                    "refund differs from the charge",
+                    f"order {refunded[0].order_id}",
+                    f"charged {entries[0].amount}, refund {snapshot.refunds[refunded[0].order_id]}",
+                )
+        elif not confirmed:
             found = ", ".join(f"{o.order_id} {o.status}" for o in by_reference[reference])
             check.violate(
                 "charge without confirmed order",

@@ -79,6 +79,10 @@ async def read_orders(ticketing_database_url: str) -> Snapshot:
     async with _read_only(ticketing_database_url) as conn:
         snapshot = Snapshot(taken_at=await conn.fetchval("SELECT now()"))
         snapshot.orders = await _orders(conn)
+    snapshot.refunds = {
+        r["order_id"]: r["amount"]
+        for r in await conn.fetch("SELECT order_id::text, amount FROM refunds")
+    }
     return snapshot
 
 

@@ -1,4 +1,5 @@
-"""Daraja (M-Pesa) client: OAuth token, STK push. Works against the simulator or the real API."""
+"""Daraja (M-Pesa) client: OAuth token, STK push, STK query. Works against the simulator or the
+real API."""
 
 from __future__ import annotations
 
@@ -9,16 +10,25 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
+from ..domain.payments import ProviderOutcome
 from ..service_layer.provider import (
+    ProviderError,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+    ProviderUnreachable,
     StkPush,
 )
 
 __all__ = ["DarajaClient"]
 
 _EAT = timedelta(hours=3)
+# Daraja answers an STK query for a push the customer has not finished with HTTP 500 and this.
+_STILL_PROCESSING = "500.001.1001"
+
+
+class _StillProcessing(Exception):
+    pass
 
 
 class DarajaClient:
@@ -55,16 +65,25 @@ class DarajaClient:
                 self._token_expires = time.monotonic() + float(str(data["expires_in"])) - 60
             return self._token
 
-    async def stk_push(self, request: StkPush) -> str:
-        token = await self._access_token()
+    async def _bearer(self) -> dict[str, str]:
+        try:
+            token = await self._access_token()
+        except ProviderError as exc:
+            # Without a token nothing was asked of the provider yet: safe to try again.
+            raise ProviderUnreachable(f"no access token: {exc}") from exc
+        return {"Authorization": f"Bearer {token}"}
+
+    def _credentials(self) -> dict[str, str]:
         timestamp = (datetime.now(UTC) + _EAT).strftime("%Y%m%d%H%M%S")
         password = base64.b64encode(
             f"{self._shortcode}{self._passkey}{timestamp}".encode()
         ).decode()
+        return {"BusinessShortCode": self._shortcode, "Password": password, "Timestamp": timestamp}
+
+    async def stk_push(self, request: StkPush) -> str:
+        headers = await self._bearer()
         body = {
-            "BusinessShortCode": self._shortcode,
-            "Password": password,
-            "Timestamp": timestamp,
+            **self._credentials(),
             "TransactionType": "CustomerPayBillOnline",
             "Amount": request.amount,
             "PartyA": request.phone,
@@ -78,13 +97,30 @@ class DarajaClient:
             "POST",
             "/mpesa/stkpush/v1/processrequest",
             json=body,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
         )
         if str(data.get("ResponseCode")) != "0":
             raise ProviderRejected(
                 str(data.get("ResponseCode")), str(data.get("ResponseDescription"))
             )
         return str(data["CheckoutRequestID"])
+
+    async def stk_query(self, checkout_request_id: str) -> ProviderOutcome | None:
+        headers = await self._bearer()
+        body = {**self._credentials(), "CheckoutRequestID": checkout_request_id}
+        try:
+            data = await self._call(
+                "POST", "/mpesa/stkpushquery/v1/query", json=body, headers=headers
+            )
+        except _StillProcessing:
+            return None
+        if str(data.get("ResponseCode")) != "0" or "ResultCode" not in data:
+            raise ProviderUnavailable(f"unexpected STK query answer: {data.get('ResponseCode')}")
+        try:
+            code = int(str(data["ResultCode"]))
+        except ValueError as exc:
+            raise ProviderUnavailable(f"STK query: bad ResultCode {data['ResultCode']!r}") from exc
+        return ProviderOutcome(code, str(data.get("ResultDesc", "")))
 
     async def _call(self, method: str, path: str, **kwargs: object) -> dict[str, object]:
         try:
@@ -98,6 +134,8 @@ class DarajaClient:
                     data = await response.json(content_type=None)
                 except ValueError:
                     data = {}
+                if isinstance(data, dict) and data.get("errorCode") == _STILL_PROCESSING:
+                    raise _StillProcessing()
                 if response.status >= 500:
                     raise ProviderUnavailable(f"provider answered {response.status}")
                 if response.status >= 400:
@@ -113,7 +151,7 @@ class DarajaClient:
                 f"no answer from the provider in {self._timeout.total} s"
             ) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise ProviderUnavailable(f"cannot reach the provider: {exc}") from exc
+            raise ProviderUnreachable(f"cannot reach the provider: {exc}") from exc
         except aiohttp.ClientError as exc:
             # The request may have been sent: its outcome is unknown, not failed.
             raise ProviderTimeout(f"provider connection broke: {exc!r}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,11 @@ from safiri_telemetry import inject_carrier
 
 from ..domain.payments import Payment, PaymentStatus
 from ..service_layer.unit_of_work import StoredPayment
+
+_COLUMNS = (
+    "payment_id::text, order_id::text, amount, currency, phone, status, checkout_request_id,"
+    " result_code, result_desc, receipt, callback_token_hash, trace_context"
+)
 
 __all__ = ["SCHEMA", "PostgresUnitOfWork", "apply_schema"]
 
@@ -33,6 +39,8 @@ CREATE TABLE IF NOT EXISTS payments (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS payments_overdue ON payments (updated_at)
+    WHERE status IN ('AWAITING_CALLBACK', 'UNKNOWN') AND checkout_request_id IS NOT NULL;
 """
     + OUTBOX_SCHEMA
 )
@@ -68,26 +76,24 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
 
     async def get(self, payment_id: str) -> StoredPayment | None:
         row = await self.conn.fetchrow(
-            "SELECT payment_id::text, order_id::text, amount, currency, phone, status,"
-            " checkout_request_id, result_code, result_desc, receipt, callback_token_hash,"
-            " trace_context FROM payments WHERE payment_id = $1::uuid FOR UPDATE",
-            payment_id,
+            f"SELECT {_COLUMNS} FROM payments WHERE payment_id = $1::uuid FOR UPDATE", payment_id
         )
-        if row is None:
-            return None
-        payment = Payment(
-            payment_id=row["payment_id"],
-            order_id=row["order_id"],
-            amount=row["amount"],
-            currency=row["currency"].strip(),
-            phone=row["phone"],
-            status=PaymentStatus(row["status"]),
-            checkout_request_id=row["checkout_request_id"],
-            result_code=row["result_code"],
-            result_desc=row["result_desc"],
-            receipt=row["receipt"],
+        return _stored(row) if row is not None else None
+
+    async def overdue(self, older_than: timedelta, limit: int) -> list[StoredPayment]:
+        rows = await self.conn.fetch(
+            f"SELECT {_COLUMNS} FROM payments"
+            " WHERE status IN ('AWAITING_CALLBACK', 'UNKNOWN') AND checkout_request_id IS NOT NULL"
+            " AND updated_at < now() - $1::interval ORDER BY updated_at LIMIT $2",
+            older_than,
+            limit,
         )
-        return StoredPayment(payment, row["callback_token_hash"], json.loads(row["trace_context"]))
+        return [_stored(row) for row in rows]
+
+    async def touch(self, payment_id: str) -> None:
+        await self.conn.execute(
+            "UPDATE payments SET updated_at = now() WHERE payment_id = $1::uuid", payment_id
+        )
 
     async def save(self, payment: Payment) -> None:
         await self.conn.execute(
@@ -100,3 +106,19 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             payment.result_desc,
             payment.receipt,
         )
+
+
+def _stored(row: asyncpg.Record) -> StoredPayment:
+    payment = Payment(
+        payment_id=row["payment_id"],
+        order_id=row["order_id"],
+        amount=row["amount"],
+        currency=row["currency"].strip(),
+        phone=row["phone"],
+        status=PaymentStatus(row["status"]),
+        checkout_request_id=row["checkout_request_id"],
+        result_code=row["result_code"],
+        result_desc=row["result_desc"],
+        receipt=row["receipt"],
+    )
+    return StoredPayment(payment, row["callback_token_hash"], json.loads(row["trace_context"]))

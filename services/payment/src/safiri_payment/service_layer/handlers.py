@@ -8,10 +8,11 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from time import perf_counter
 
 from loguru import logger
-from opentelemetry.trace import Link, Status, StatusCode, get_current_span
+from opentelemetry.trace import Link, Span, Status, StatusCode, get_current_span
 
 from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
 from safiri_telemetry import business_span, context_from_carrier, mask_phone
@@ -20,12 +21,13 @@ from ..domain.payments import CallbackRejected, Payment, PaymentStatus, Provider
 from ..metrics import PaymentMetrics
 from .provider import (
     PaymentProvider,
+    ProviderCircuitOpen,
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
     StkPush,
 )
-from .unit_of_work import UnitOfWork, UnitOfWorkFactory
+from .unit_of_work import StoredPayment, UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["CallbackRejected", "PaymentRequest", "Payments", "token_hash"]
 
@@ -83,6 +85,8 @@ class Payments:
         # Known series at 0 from the start, so "no rejected callbacks" reads 0, not no data.
         for outcome in ("applied", "duplicate", "rejected"):
             metrics.callbacks.labels(provider.name, outcome)
+        for outcome in ("settled", "pending", "error"):
+            metrics.reconciliations.labels(provider.name, outcome)
 
     async def request_payment(self, req: PaymentRequest) -> None:
         """Charge the order once: record it, then send the STK push."""
@@ -134,6 +138,9 @@ class Payments:
         except ProviderRejected as exc:
             outcome = "rejected"
             failure = ProviderOutcome(-1, f"provider rejected the request: {exc.message}")
+        except ProviderCircuitOpen as exc:
+            outcome = "circuit_open"
+            failure = ProviderOutcome(-1, f"payment provider unavailable: {exc}")
         except ProviderTimeout as exc:
             outcome = "unknown"
             logger.bind(error=str(exc)).warning("STK push outcome unknown")
@@ -196,30 +203,98 @@ class Payments:
                 ) as span,
                 logger.contextualize(order_id=payment.order_id),
             ):
-                if not outcome.succeeded:
-                    # The provider's refusal is the error a person tracing this order looks for.
-                    span.set_status(
-                        Status(
-                            StatusCode.ERROR,
-                            f"ResultCode {outcome.result_code}: {outcome.result_desc}",
-                        )
-                    )
-                if payment.status.is_final:
+                if not await self._settle(uow, payment, outcome, span):
                     self._metrics.callbacks.labels(provider, "duplicate").inc()
                     logger.info("duplicate callback ignored")
                     return False
-                payment.settle(outcome)
-                await uow.save(payment)
-                self._emit_result(uow, payment)
-                await uow.commit()
-                logger.bind(result_code=outcome.result_code, status=payment.status.value).info(
-                    "payment settled"
-                )
         self._metrics.callbacks.labels(provider, "applied").inc()
-        self._metrics.results.labels(provider, str(outcome.result_code)).inc()
+        self._count_settled(payment)
+        return True
+
+    async def reconcile(self, overdue_after: timedelta, limit: int = 50) -> int:
+        """Ask the provider about payments whose callback is overdue; returns how many settled.
+
+        A payment the provider still calls pending stays as it is (its order keeps its seats);
+        it is asked about again once it is overdue again.
+        """
+        async with self._uow() as uow:
+            overdue = await uow.overdue(overdue_after, limit)
+        settled = 0
+        for stored in overdue:
+            settled += await self._reconcile(stored)
+        return settled
+
+    async def _reconcile(self, stored: StoredPayment) -> bool:
+        payment, provider = stored.payment, self._provider.name
+        assert payment.checkout_request_id is not None
+        attrs = {
+            "safiri.order.id": payment.order_id,
+            "safiri.payment.id": payment.payment_id,
+            "safiri.payment.provider": provider,
+            "safiri.payment.checkout_request_id": payment.checkout_request_id,
+        }
+        with (
+            business_span(
+                "reconcile_payment", attrs, parent=context_from_carrier(stored.trace_context)
+            ) as span,
+            logger.contextualize(order_id=payment.order_id),
+        ):
+            started = perf_counter()
+            try:
+                with business_span("provider.stk_query", attrs):
+                    outcome = await self._provider.stk_query(payment.checkout_request_id)
+            except ProviderError as exc:
+                self._observe_query(started, "unavailable")
+                self._metrics.reconciliations.labels(provider, "error").inc()
+                logger.bind(error=str(exc)).warning("STK query failed; will ask again")
+                return False
+            self._observe_query(started, "pending" if outcome is None else "answered")
+            async with self._uow() as uow:
+                current = await uow.get(payment.payment_id)
+                assert current is not None
+                if outcome is None:
+                    self._metrics.reconciliations.labels(provider, "pending").inc()
+                    span.set_attribute("safiri.payment.pending", True)
+                    await uow.touch(payment.payment_id)
+                    await uow.commit()
+                    logger.info("provider still processing the payment; seats stay held")
+                    return False
+                span.set_attribute("safiri.payment.result_code", outcome.result_code)
+                settled = await self._settle(uow, current.payment, outcome, span)
+            self._metrics.reconciliations.labels(provider, "settled").inc()
+            if settled:
+                self._count_settled(current.payment)
+            return settled
+
+    async def _settle(
+        self, uow: UnitOfWork, payment: Payment, outcome: ProviderOutcome, span: Span
+    ) -> bool:
+        """Record the provider's verdict and emit it, once; ``False`` if already settled."""
+        if not outcome.succeeded:
+            # The provider's refusal is the error a person tracing this order looks for.
+            span.set_status(
+                Status(StatusCode.ERROR, f"ResultCode {outcome.result_code}: {outcome.result_desc}")
+            )
+        if payment.status.is_final:
+            return False
+        payment.settle(outcome)
+        await uow.save(payment)
+        self._emit_result(uow, payment)
+        await uow.commit()
+        logger.bind(result_code=outcome.result_code, status=payment.status.value).info(
+            "payment settled"
+        )
+        return True
+
+    def _observe_query(self, started: float, outcome: str) -> None:
+        self._metrics.provider_duration.labels(self._provider.name, "stk_query", outcome).observe(
+            perf_counter() - started
+        )
+
+    def _count_settled(self, payment: Payment) -> None:
+        self._metrics.results.labels(self._provider.name, str(payment.result_code)).inc()
         if payment.status is PaymentStatus.SUCCEEDED:
             self._metrics.revenue.labels(payment.currency).inc(payment.amount)
-        return True
 
     def _emit_result(self, uow: UnitOfWork, payment: Payment) -> None:
         succeeded = payment.status is PaymentStatus.SUCCEEDED

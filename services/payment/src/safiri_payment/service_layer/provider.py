@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..domain.payments import ProviderOutcome
+
 __all__ = [
     "PaymentProvider",
+    "ProviderCircuitOpen",
     "ProviderError",
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "ProviderUnreachable",
     "StkPush",
 ]
 
@@ -32,6 +36,14 @@ class ProviderUnavailable(ProviderError):
     """The request never reached the provider (refused, 5xx before acceptance)."""
 
 
+class ProviderUnreachable(ProviderUnavailable):
+    """The request was certainly never sent (no connection, no access token): safe to retry."""
+
+
+class ProviderCircuitOpen(ProviderUnreachable):
+    """Not sent: the circuit breaker is open after repeated provider failures."""
+
+
 class ProviderTimeout(ProviderError):
     """No answer in time: the provider may or may not have taken the request."""
 
@@ -50,4 +62,8 @@ class PaymentProvider(Protocol):
 
     async def stk_push(self, request: StkPush) -> str:
         """Ask the customer to pay; returns the provider's CheckoutRequestID."""
+        ...
+
+    async def stk_query(self, checkout_request_id: str) -> ProviderOutcome | None:
+        """The push's outcome as the provider knows it now; ``None`` while still pending."""
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -44,6 +45,14 @@ class UnitOfWork(Protocol):
         ...
 
     async def save(self, payment: Payment) -> None: ...
+
+    async def overdue(self, older_than: timedelta, limit: int) -> list[StoredPayment]:
+        """Payments the provider took but has not settled, unchanged for ``older_than``."""
+        ...
+
+    async def touch(self, payment_id: str) -> None:
+        """Mark the payment as looked at now (it is overdue again only later)."""
+        ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

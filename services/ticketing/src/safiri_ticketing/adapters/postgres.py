@@ -12,7 +12,7 @@ import asyncpg
 from safiri_messaging import OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
 
-from ..domain.orders import Order, OrderStatus, Ticket
+from ..domain.orders import Order, OrderStatus, Refund, Ticket
 from ..domain.trips import Trip
 
 __all__ = ["PostgresUnitOfWork", "TripQueries"]
@@ -146,6 +146,29 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
                 "DELETE FROM seat_allocations WHERE order_id = $1::uuid AND NOT sold",
                 order.order_id,
             )
+
+    async def take_seats(self, order: Order) -> None:
+        await self.conn.execute(
+            "UPDATE orders SET seats = $2, updated_at = now() WHERE order_id = $1::uuid",
+            order.order_id,
+            order.seats,
+        )
+        await self.conn.executemany(
+            "INSERT INTO seat_allocations (trip_id, seat_no, order_id)"
+            " VALUES ($1::uuid, $2, $3::uuid)",
+            [(order.trip_id, seat, order.order_id) for seat in order.seats],
+        )
+
+    async def record_refund(self, refund: Refund) -> None:
+        await self.conn.execute(
+            "INSERT INTO refunds (order_id, amount, currency, payment_receipt, reason)"
+            " VALUES ($1::uuid, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+            refund.order_id,
+            refund.amount,
+            refund.currency,
+            refund.payment_receipt,
+            refund.reason,
+        )
 
     async def expired_orders(
         self, now: datetime, limit: int

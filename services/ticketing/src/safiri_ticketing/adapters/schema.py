@@ -69,6 +69,18 @@ CREATE TABLE IF NOT EXISTS tickets (
     UNIQUE (trip_id, seat_no),
     FOREIGN KEY (trip_id, seat_no) REFERENCES seats
 );
+
+-- Money taken for an order that ended before its payment arrived and whose seats were gone:
+-- owed back to the customer. The invariant checker matches the provider's ledger against it.
+CREATE TABLE IF NOT EXISTS refunds (
+    order_id uuid PRIMARY KEY REFERENCES orders,
+    amount integer NOT NULL CHECK (amount > 0),
+    currency char(3) NOT NULL,
+    payment_receipt text,
+    reason text NOT NULL,
+    status text NOT NULL DEFAULT 'OWED',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
 """
     + OUTBOX_SCHEMA
 )

@@ -11,6 +11,7 @@ __all__ = [
     "InvalidTransition",
     "Order",
     "OrderStatus",
+    "Refund",
     "Ticket",
 ]
 
@@ -62,6 +63,17 @@ class Order:
         self.payment_receipt = receipt
         self.tickets = [Ticket(tid, seat) for tid, seat in zip(ticket_ids, self.seats, strict=True)]
 
+    def confirm_late(self, seats: list[int], receipt: str | None, ticket_ids: list[str]) -> None:
+        """A payment succeeded after the order ended: it is confirmed on ``seats``, free again."""
+        if self.status not in (OrderStatus.EXPIRED, OrderStatus.PAYMENT_FAILED):
+            raise InvalidTransition(f"cannot confirm order {self.order_id} late in {self.status}")
+        if len(seats) != self.seat_count:
+            raise InvalidTransition(f"order {self.order_id} needs {self.seat_count} seats")
+        self.status = OrderStatus.PENDING_PAYMENT
+        self.seats = list(seats)
+        self.failure_reason = None
+        self.confirm(receipt, ticket_ids)
+
     def fail(self, reason: str) -> None:
         """Payment failed: the order ends and its seats go back on sale."""
         self._require_pending("fail")
@@ -79,3 +91,14 @@ class Order:
     def _require_pending(self, action: str) -> None:
         if self.status is not OrderStatus.PENDING_PAYMENT:
             raise InvalidTransition(f"cannot {action} order {self.order_id} in {self.status}")
+
+
+@dataclass(frozen=True)
+class Refund:
+    """Money taken for an order that cannot have its seats: owed back to the customer."""
+
+    order_id: str
+    amount: int
+    currency: str
+    payment_receipt: str | None
+    reason: str

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loguru import logger
+from opentelemetry.trace import Span
 
 from safiri_messaging import PAYMENT_REQUESTED, PoisonMessage
 from safiri_telemetry import business_span, context_from_carrier
 
-from ..domain.orders import Order, OrderStatus
+from ..domain.orders import Order, OrderStatus, Refund
 from ..domain.trips import SeatsUnavailable, TripNotFound
 from ..metrics import TicketingMetrics
-from .unit_of_work import UnitOfWorkFactory
+from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["HoldSeats", "PaymentResult", "Ticketing", "payment_result_from"]
 
@@ -53,6 +54,8 @@ class Ticketing:
         self._metrics = metrics
         self._clock = clock
         self._hold_ttl = hold_ttl
+        for resolution in ("seats_retaken", "refund"):
+            metrics.late_payments.labels(resolution)
 
     async def hold_seats(self, cmd: HoldSeats) -> Order:
         """Hold seats and ask for payment, atomically; raises if the seats are not there."""
@@ -110,7 +113,7 @@ class Ticketing:
             "safiri.payment.result_code": result.result_code,
             "safiri.payment.succeeded": result.succeeded,
         }
-        with business_span(step, attrs), logger.contextualize(order_id=result.order_id):
+        with business_span(step, attrs) as span, logger.contextualize(order_id=result.order_id):
             async with self._uow() as uow:
                 if not await uow.first_delivery(result.message_id):
                     logger.info("payment result already recorded; duplicate ignored")
@@ -119,8 +122,11 @@ class Ticketing:
                 if order is None:
                     raise PoisonMessage(f"payment result for unknown order {result.order_id}")
                 if order.status is not OrderStatus.PENDING_PAYMENT:
-                    # A result for an order that already ended (its hold expired): recorded in
-                    # the inbox so it is not reprocessed; reconciliation owns what happens next.
+                    if result.succeeded and order.payment_receipt != result.receipt:
+                        await self._resolve_late_payment(uow, order, result, span)
+                        return
+                    # A failure (or a repeat of the success that confirmed it) for an order that
+                    # already ended changes nothing; the inbox keeps it from being reprocessed.
                     logger.bind(status=order.status.value, succeeded=result.succeeded).warning(
                         "payment result for an order that is no longer pending"
                     )
@@ -135,6 +141,42 @@ class Ticketing:
                 await uow.commit()
             self._count_final(order)
             logger.bind(status=order.status.value, trip_id=order.trip_id).info("order final")
+
+    async def _resolve_late_payment(
+        self, uow: UnitOfWork, order: Order, result: PaymentResult, span: Span
+    ) -> None:
+        """Money arrived for an order that had ended: seats again if there are any, else a refund.
+
+        The customer paid, so they either travel or get their money back; nobody else's seat is
+        taken for it.
+        """
+        span.set_attribute("safiri.payment.late", True)
+        was = order.status
+        seats: list[int] = []
+        if was is not OrderStatus.CONFIRMED:
+            await uow.lock_trip(order.trip_id)
+            seats = await uow.free_seats(order.trip_id, order.seat_count)
+        if len(seats) == order.seat_count:
+            order.confirm_late(seats, result.receipt, [str(uuid.uuid4()) for _ in seats])
+            await uow.take_seats(order)
+            await uow.save_order(order)
+            resolution = "seats_retaken"
+        else:
+            reason = f"paid after the order was {was.value}; " + (
+                "it was already paid" if was is OrderStatus.CONFIRMED else "its seats were sold"
+            )
+            await uow.record_refund(
+                Refund(order.order_id, order.amount, order.currency, result.receipt, reason)
+            )
+            resolution = "refund"
+        await uow.commit()
+        span.set_attribute("safiri.late_payment.resolution", resolution)
+        self._metrics.late_payments.labels(resolution).inc()
+        if order.status is OrderStatus.CONFIRMED and was is not OrderStatus.CONFIRMED:
+            self._count_final(order)
+        logger.bind(previous_status=was.value, resolution=resolution, seats=order.seats).warning(
+            "payment succeeded after the order had ended"
+        )
 
     async def release_expired_holds(self, limit: int = 100) -> int:
         """Expire pending orders whose hold ran out; each in its own purchase's trace."""

@@ -11,7 +11,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from ..domain.orders import Order
+from ..domain.orders import Order, Refund
 from ..domain.trips import Trip
 
 __all__ = ["UnitOfWork", "UnitOfWorkFactory"]
@@ -46,6 +46,12 @@ class UnitOfWork(Protocol):
     async def save_order(self, order: Order) -> None:
         """Persist a transition: tickets for a confirmed order, released seats otherwise."""
         ...
+
+    async def take_seats(self, order: Order) -> None:
+        """Allocate ``order.seats`` to the order again (they must be free: the trip is locked)."""
+        ...
+
+    async def record_refund(self, refund: Refund) -> None: ...
 
     async def expired_orders(
         self, now: datetime, limit: int

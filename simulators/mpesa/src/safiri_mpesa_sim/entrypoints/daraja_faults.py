@@ -24,10 +24,26 @@ DARAJA_PATH_PREFIXES = ("/oauth/", "/mpesa/")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Requests still being worked on after their client went away; held so none is collected.
+_UNFINISHED: set[asyncio.Task[web.StreamResponse]] = set()
+
+
 @web.middleware
 async def daraja_faults(request: web.Request, handler: _Handler) -> web.StreamResponse:
     if not request.path.startswith(DARAJA_PATH_PREFIXES):
         return await handler(request)
+    # A provider finishes what it was sent even when the client stops waiting (its timeout is
+    # shorter than the latency): the push is taken, charged and called back all the same. The
+    # work runs in its own task, so the client's disconnect cancels only the wait for it; the
+    # body is read first (aiohttp keeps it), as it cannot be read once the client has gone.
+    await request.read()
+    work = asyncio.create_task(_with_faults(request, handler))
+    _UNFINISHED.add(work)
+    work.add_done_callback(_UNFINISHED.discard)
+    return await asyncio.shield(work)
+
+
+async def _with_faults(request: web.Request, handler: _Handler) -> web.StreamResponse:
     state = request.app[FAULTS]
     span = trace.get_current_span()
     latency = state.current.latency_seconds

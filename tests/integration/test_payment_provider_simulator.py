@@ -1,0 +1,204 @@
+"""Payment's Daraja client, behind its breaker and retries, against the real simulator on loopback:
+STK query answers, a lost callback found by query, an outage opening the breaker, and a
+connection refused retried."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from safiri_mpesa_sim.entrypoints.daraja_protocol import SERVICE_UNAVAILABLE
+from safiri_mpesa_sim.faults import CallbackFault, Faults, Outage, StkQueryFault
+from safiri_mpesa_sim.inprocess import RunningSimulator, run_in_process
+from safiri_mpesa_sim.ledger import CallbackDelivery
+from safiri_mpesa_sim.settings import Settings as SimulatorSettings
+from safiri_payment.adapters.mpesa import DarajaClient
+from safiri_payment.domain.payments import ProviderOutcome
+from safiri_payment.metrics import PaymentMetrics
+from safiri_payment.service_layer.provider import (
+    ProviderCircuitOpen,
+    ProviderTimeout,
+    ProviderUnavailable,
+    ProviderUnreachable,
+    StkPush,
+)
+from safiri_payment.service_layer.resilience import (
+    CircuitState,
+    ResiliencePolicy,
+    ResilientProvider,
+)
+from safiri_telemetry import Telemetry
+
+pytestmark = pytest.mark.integration
+_T = TypeVar("_T")
+SIM = SimulatorSettings(callback_delay=0.3)
+
+
+@pytest.fixture(scope="module")
+def telemetry() -> Telemetry:
+    return Telemetry.setup(
+        "mpesa-simulator",
+        install_global=False,
+        env={"OTEL_SDK_DISABLED": "false"},
+        span_processor=SimpleSpanProcessor(InMemorySpanExporter()),
+        log_stream=io.StringIO(),
+    )
+
+
+@pytest.fixture
+async def sim(telemetry: Telemetry) -> AsyncIterator[RunningSimulator]:
+    async with run_in_process(SIM, telemetry) as running:
+        yield running
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+def daraja(session: aiohttp.ClientSession, base_url: str) -> DarajaClient:
+    return DarajaClient(
+        session,
+        base_url,
+        SIM.consumer_key,
+        SIM.consumer_secret.value,
+        SIM.shortcode,
+        SIM.passkey.value,
+        timeout=2.0,
+    )
+
+
+def push(phone: str = "254712345678") -> StkPush:
+    # Nothing listens on the callback URL: these tests read results by STK query only.
+    return StkPush(1500, phone, "order-12345", "Nairobi", "http://127.0.0.1:9/callback?token=t")
+
+
+async def eventually(probe: Callable[[], Awaitable[_T | None]], timeout: float = 5) -> _T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        assert time.monotonic() < deadline, "no answer before the deadline"
+        await asyncio.sleep(0.05)
+
+
+async def test_stk_query_is_pending_until_the_customer_answers_then_gives_the_result(
+    sim: RunningSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = daraja(session, sim.base_url)
+    checkout = await client.stk_push(push("254700001032"))  # the customer cancels
+    assert await client.stk_query(checkout) is None
+    outcome = await eventually(lambda: client.stk_query(checkout))
+    assert outcome.result_code == 1032
+    assert not outcome.succeeded
+
+
+async def test_a_lost_callback_is_found_by_query_and_the_charge_is_in_the_ledger(
+    sim: RunningSimulator, session: aiohttp.ClientSession
+) -> None:
+    sim.faults.set(Faults(callbacks=CallbackFault.LOST))
+    client = daraja(session, sim.base_url)
+    checkout = await client.stk_push(push())
+    outcome = await eventually(lambda: client.stk_query(checkout))
+    assert outcome == ProviderOutcome(0, outcome.result_desc)
+    entry = sim.ledger.get(checkout)
+    assert entry.charged
+    assert entry.callback is CallbackDelivery.NOT_SENT
+
+
+async def test_a_query_the_provider_keeps_pending_stays_pending(
+    sim: RunningSimulator, session: aiohttp.ClientSession
+) -> None:
+    sim.faults.set(Faults(stk_query=StkQueryFault.PENDING))
+    client = daraja(session, sim.base_url)
+    checkout = await client.stk_push(push())
+    await sim.notifier.join()  # settled in the ledger
+    assert sim.ledger.get(checkout).result is not None
+    assert await client.stk_query(checkout) is None
+
+
+async def test_a_push_the_client_gave_up_on_is_still_taken_charged_and_answered(
+    sim: RunningSimulator, session: aiohttp.ClientSession
+) -> None:
+    """The payment service's timeout is not the provider's: what it sent may still succeed."""
+    impatient = DarajaClient(
+        session,
+        sim.base_url,
+        SIM.consumer_key,
+        SIM.consumer_secret.value,
+        SIM.shortcode,
+        SIM.passkey.value,
+        timeout=0.5,
+    )
+    await impatient.stk_push(push())  # healthy: the access token is fetched and cached
+    sim.faults.set(Faults(latency_seconds=1.5))
+    with pytest.raises(ProviderTimeout):
+        await impatient.stk_push(push("254712000111"))
+
+    async def charged() -> bool | None:
+        entries = [t for t in sim.ledger.transactions() if t.push.phone == "254712000111"]
+        return True if entries and entries[0].charged else None
+
+    assert await eventually(charged)
+
+
+async def test_an_outage_opens_the_breaker_and_later_pushes_never_reach_the_provider(
+    sim: RunningSimulator, session: aiohttp.ClientSession, telemetry: Telemetry
+) -> None:
+    registry = CollectorRegistry()
+    provider = ResilientProvider(
+        daraja(session, sim.base_url),
+        PaymentMetrics(registry),
+        ResiliencePolicy(breaker_threshold=3, breaker_reset_seconds=60),
+    )
+    await provider.stk_push(push())  # healthy: the access token is fetched and cached
+    sim.faults.set(Faults(outage=Outage.HTTP_503))
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable):
+            await provider.stk_push(push())
+    assert provider.circuit_state is CircuitState.OPEN
+    refused = sim_requests(telemetry, SERVICE_UNAVAILABLE)
+    assert refused >= 3
+    with pytest.raises(ProviderCircuitOpen):
+        await provider.stk_push(push())
+    assert sim_requests(telemetry, SERVICE_UNAVAILABLE) == refused  # failed fast, without a request
+    assert registry.get_sample_value("payment_provider_circuit_state", {"provider": "mpesa"}) == 2
+
+
+async def test_a_refused_connection_is_retried_and_reported_as_never_sent(
+    session: aiohttp.ClientSession,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    registry = CollectorRegistry()
+    provider = ResilientProvider(
+        daraja(session, f"http://127.0.0.1:{port}"),
+        PaymentMetrics(registry),
+        ResiliencePolicy(attempts=3, backoff_base_seconds=0.01, backoff_max_seconds=0.02),
+    )
+    with pytest.raises(ProviderUnreachable):
+        await provider.stk_push(push())
+    retries = registry.get_sample_value(
+        "payment_provider_retries_total", {"provider": "mpesa", "operation": "stk_push"}
+    )
+    assert retries == 2
+
+
+def sim_requests(telemetry: Telemetry, result_code: str) -> float:
+    value = telemetry.registry.get_sample_value(
+        "mpesa_sim_stk_requests_total", {"result_code": result_code}
+    )
+    return value or 0.0
