@@ -237,6 +237,24 @@ def test_standard_variables_set_the_resource_and_endpoint() -> None:
     assert config.resource_attributes == {"team": "rails"}
 
 
+def test_the_resource_is_the_sdks_and_is_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    from safiri_telemetry._tracing import build_resource
+
+    resource = build_resource(TelemetryConfig.from_env("svc", "1.0", {}))
+    same = Resource(resource.attributes, resource.schema_url)
+    assert resource == same and hash(resource) == hash(same)  # groups with the SDK's own
+    assert resource.attributes["service.name"] == "svc"
+
+    calls = []
+    real_hash = Resource.__hash__
+    monkeypatch.setattr(Resource, "__hash__", lambda self: calls.append(1) or real_hash(self))
+    fresh = build_resource(TelemetryConfig.from_env("svc", "1.0", {}))
+    assert len({hash(fresh) for _ in range(100)}) == 1
+    assert len(calls) == 1  # the SDK's JSON-serialising hash ran once, not per span
+
+
 async def test_latency_histograms_carry_the_trace_id_as_an_openmetrics_exemplar(
     served: tuple[str, Telemetry, io.StringIO],
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["mask_phone", "redact_mapping", "redact_value"]
@@ -21,11 +22,23 @@ def mask_phone(phone: str) -> str:
     return _MSISDN.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), phone)
 
 
-def redact_value(key: str, value: Any) -> Any:
+@lru_cache(maxsize=4096)
+def _key_kind(key: str) -> int:
+    """0: an ordinary key, 1: it names a phone number, 2: it names a secret.
+
+    Keys are few (attribute and field names), so each is classified once, not on every use.
+    """
     if _SECRET_KEYS.search(key):
+        return 2
+    return 1 if _PHONE_KEYS.search(key) else 0
+
+
+def redact_value(key: str, value: Any) -> Any:
+    kind = _key_kind(key)
+    if kind == 2:
         return REDACTED
     if isinstance(value, str):
-        return mask_phone(value) if _PHONE_KEYS.search(key) or _MSISDN.search(value) else value
+        return mask_phone(value) if kind == 1 or _MSISDN.search(value) else value
     if isinstance(value, Mapping):
         return redact_mapping(value)
     return value
