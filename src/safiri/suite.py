@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -113,6 +114,7 @@ class Suite:
         self.config = config
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self._logs: dict[str, IO[bytes]] = {}
+        self._envs: dict[str, dict[str, str]] = {}  # each service's environment, for a restart
 
     def log_path(self, service: str) -> Path | None:
         return self.config.log_dir / f"{service}.log" if self.config.log_dir else None
@@ -138,6 +140,7 @@ class Suite:
     async def start_service(self, service: str, env: dict[str, str] | None = None) -> None:
         env = dict(env or self.config.env())
         env["OTEL_SERVICE_NAME"] = service
+        self._envs[service] = env
         stdout: int | IO[bytes] | None = None
         path = self.log_path(service)
         if path is not None:
@@ -153,9 +156,10 @@ class Suite:
             start_new_session=True,
         )
 
-    async def wait_ready(self, timeout: float) -> None:
+    async def wait_ready(self, timeout: float, services: Iterable[str] = SERVICES) -> None:
+        """Until every one of ``services`` answers ``/readyz`` with 200 (or ``SuiteError``)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        pending = set(SERVICES)
+        pending = set(services)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while pending:
                 for service in sorted(pending):
@@ -197,6 +201,34 @@ class Suite:
         if log is not None:
             log.close()
         return proc.returncode
+
+    async def kill_service(self, service: str) -> int:
+        """SIGKILL ``service``, as a crash or the OOM killer would: no shutdown, no flush, no
+        goodbye to the broker or the database. Returns its exit status (-9)."""
+        proc = self.processes.get(service)
+        if proc is None or proc.returncode is not None:
+            raise SuiteError(f"{service} is not running")
+        # Its own session (start_new_session): the whole process group goes, children too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        code = await proc.wait()
+        log = self._logs.pop(service, None)
+        if log is not None:
+            log.close()
+        return code
+
+    async def restart_service(self, service: str, timeout: float = 45.0) -> None:
+        """Start ``service`` again, on its port with the settings it had, until it is ready.
+
+        A running service is stopped first (SIGTERM); a killed one is simply started.
+        """
+        proc = self.processes.get(service)
+        if proc is not None and proc.returncode is None:
+            await self.stop_service(service)
+        await self.start_service(service, self._envs.get(service) or self.config.env())
+        await self.wait_ready(timeout, services=[service])
 
     async def stop(self) -> None:
         await asyncio.gather(*(self.stop_service(s) for s in list(self.processes)))

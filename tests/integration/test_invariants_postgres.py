@@ -186,6 +186,24 @@ async def test_a_consistent_suite_passes(suite: Suite) -> None:
     }
 
 
+async def test_money_taken_too_late_for_the_seats_is_accounted_for_by_its_refund(
+    suite: Suite,
+) -> None:
+    _, failed = await a_clean_purchase_history(suite)
+    suite.charge(failed)  # the provider took the money after all
+    report = await check_suite(suite.sources, LIMITS)
+    assert [v.invariant for v in report.violations] == ["charge without confirmed order"]
+
+    await suite.ticketing.execute(
+        "INSERT INTO refunds (order_id, amount, currency, reason)"
+        " VALUES ($1::uuid, 700, 'KES', 'paid after the order ended')",
+        failed,
+    )
+    report = await check_suite(suite.sources, LIMITS)
+    assert report.violations == [], report.render()
+    assert report.check("at most one successful payment per order").facts["refunds"] == 1
+
+
 async def test_the_schema_itself_forbids_selling_a_seat_twice(suite: Suite) -> None:
     confirmed, _ = await a_clean_purchase_history(suite)
     other = await suite.add_order("CONFIRMED", [])

@@ -24,14 +24,54 @@ from safiri.chaos.tolerance import within_tolerance
 pytestmark = pytest.mark.unit
 
 CHAOS = Path(__file__).resolve().parents[2] / "chaos"
-EXPECTED = {
-    "provider-outage.json": ("SafiriPaymentProviderFailing", {"outage": "http_503"}, "unavailable"),
+# name: (the alert that must fire or None, the fault (provider function and what it injects),
+# what the metric probe's query must name)
+EXPECTED: dict[str, tuple[str | None, tuple[str, Any], str]] = {
+    "provider-outage.json": (
+        "SafiriPaymentProviderFailing",
+        ("inject_fault", {"outage": "http_503"}),
+        "unavailable",
+    ),
     "provider-latency.json": (
         "SafiriPaymentProviderFailing",
-        {"latency_seconds": "${latency_seconds}"},
+        ("inject_fault", {"latency_seconds": "${latency_seconds}"}),
         "unknown",
     ),
-    "lost-callbacks.json": ("SafiriPurchaseSLOBurnFast", {"callbacks": "never"}, "EXPIRED"),
+    "lost-callbacks.json": (
+        "SafiriPurchaseSLOBurnFast",
+        ("inject_fault", {"callbacks": "never"}),
+        "EXPIRED",
+    ),
+    "duplicate-callbacks.json": (
+        None,
+        ("inject_fault", {"callbacks": "duplicate"}),
+        'payment_callbacks_total{outcome="duplicate"}',
+    ),
+    "rabbitmq-restart.json": (
+        "SafiriBrokerUnreachable",
+        ("stop_broker", None),
+        "safiri_outbox_backlog_messages",
+    ),
+    "postgres-restart.json": (
+        "SafiriHighErrorRatio",
+        ("stop_database", None),
+        'http_response_status_code=~"5.."',
+    ),
+    **{
+        f"kill-{service}.json": (
+            "SafiriTargetDown",
+            ("kill_service", service),
+            f'process_start_time_seconds{{job="safiri-{service}"}}',
+        )
+        for service in ("gateway", "ticketing", "payment")
+    },
+}
+# The action that takes the fault away again, and the rollback that always does.
+HEALS = {
+    "inject_fault": ("heal_faults", "heal_faults"),
+    "stop_broker": ("start_broker", "start_broker"),
+    "stop_database": ("start_database", "start_database"),
+    "kill_service": ("restart_service", "restart_service"),
 }
 
 
@@ -46,24 +86,37 @@ def test_every_experiment_in_chaos_is_one_of_the_known_ones() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_experiment_has_hypothesis_fault_symptoms_rollback_and_invariants(name: str) -> None:
     experiment = load_experiment(CHAOS / name)
-    alert, faults, moved = EXPECTED[name]
+    alert, (fault, injected), moved = EXPECTED[name]
     probes = {p["name"]: p for p in experiment["steady-state-hypothesis"]["probes"]}
     assert probes["purchases-succeed"]["tolerance"] is True
-    assert probes[f"{alert}-not-firing"]["tolerance"] == "inactive"
     assert probes["invariants-hold"]["tolerance"] == 0
+    expects = safiri_extension(experiment)["expects"]
+    assert expects.get("alert") == alert
     [load] = by_func(experiment, "buy_tickets")
     assert load["background"] is True
-    [inject] = by_func(experiment, "inject_fault")
-    assert inject["provider"]["arguments"]["faults"] == faults
-    [fires] = by_func(experiment, "alert_fires")
-    assert fires["provider"]["arguments"]["alert"] == alert
-    [metric] = by_func(experiment, "metric_rose")
-    assert moved in metric["provider"]["arguments"]["query"]
+    [inject] = [a for a in experiment["method"] if a["provider"]["func"] == fault]
+    arguments = inject["provider"]["arguments"]
+    if fault == "inject_fault":
+        assert arguments["faults"] == injected
+    elif fault == "kill_service":
+        assert arguments["service"] == injected
+    assert arguments["delay_seconds"] == "${warmup_seconds}"
     method = [a["provider"]["func"] for a in experiment["method"]]
-    assert method.index("inject_fault") < method.index("alert_fires") < method.index("heal_faults")
-    assert method.index("heal_faults") < method.index("alert_resolves") < method.index("stop_load")
+    heal, rollback = HEALS[fault]
+    if alert is None:
+        assert not by_func(experiment, "alert_fires")
+        assert not [p for p in probes if p.endswith("-not-firing")]
+    else:
+        assert probes[f"{alert}-not-firing"]["tolerance"] == "inactive"
+        [fires] = by_func(experiment, "alert_fires")
+        assert fires["provider"]["arguments"]["alert"] == alert
+        assert method.index(fault) < method.index("alert_fires") < method.index(heal)
+        assert method.index(heal) < method.index("alert_resolves") < method.index("stop_load")
+    metrics = [m["provider"]["arguments"]["query"] for m in by_func(experiment, "metric_rose")]
+    assert any(moved in query for query in metrics) and moved in expects["metric"]
+    assert method.index(fault) < method.index("hold_fault") < method.index(heal)
     assert method[-1] == "orders_final"
-    assert experiment["rollbacks"][0]["provider"]["func"] == "heal_faults"
+    assert experiment["rollbacks"][0]["provider"]["func"] == rollback
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -89,7 +142,7 @@ def test_the_short_form_fits_the_test_suite_and_the_full_form_is_the_game_day(na
     )
     assert (full["rate"], full["fault_seconds"], full["rules"]) == (20, 60, "real")
     assert short["rules"] == "fast"
-    assert short["warmup_seconds"] + short["fault_seconds"] <= 5
+    assert short["warmup_seconds"] + short["fault_seconds"] <= 10
     assert short["alert_timeout_seconds"] <= 30
     if "latency_seconds" in full:
         assert float(full["latency_seconds"]) > float(full["provider_timeout_seconds"])

@@ -22,7 +22,22 @@ from typing import Any
 from ..suite import Suite, SuiteConfig, drop_databases
 from .prometheus import experiment_prometheus
 
-__all__ = ["SelfContained", "self_contained_suite"]
+__all__ = ["SelfContained", "running_suite", "self_contained_suite"]
+
+# The suites running in this process, by run id, with the loop that owns their processes:
+# an experiment's actions (in threads of their own) reach them through ``running_suite``.
+_RUNNING: dict[str, tuple[Suite, asyncio.AbstractEventLoop]] = {}
+
+
+def running_suite(run_id: str) -> tuple[Suite, asyncio.AbstractEventLoop]:
+    """The self-contained suite of run ``run_id`` and its event loop (``LookupError`` if none)."""
+    try:
+        return _RUNNING[run_id]
+    except KeyError:
+        raise LookupError(
+            f"no self-contained suite {run_id!r} runs in this process: killing and restarting a"
+            " service needs `safiri chaos run --self-contained`"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -69,12 +84,20 @@ async def self_contained_suite(
     env = {
         "SAFIRI_HOLD_TTL_SECONDS": str(c.get("hold_ttl_seconds", 30)),
         "SAFIRI_PROVIDER_TIMEOUT_SECONDS": str(c.get("provider_timeout_seconds", 5)),
+        # An open breaker lets one trial call through after this long; it bounds recovery.
+        "SAFIRI_PROVIDER_BREAKER_RESET_SECONDS": str(c.get("breaker_reset_seconds", 5)),
+        "SAFIRI_RECONCILE_AFTER_SECONDS": str(c.get("reconcile_after_seconds", 10)),
+        "SAFIRI_RECONCILE_INTERVAL_SECONDS": str(c.get("reconcile_interval_seconds", 1)),
         "SAFIRI_MPESA_SIM_CALLBACK_DELAY": str(c.get("simulator_callback_delay", 0.1)),
         "SAFIRI_SWEEP_INTERVAL_SECONDS": "0.5",
         "SAFIRI_QUEUE_POLL_SECONDS": "1",
         # Trips departing tomorrow onwards are on sale: seed one day more than are bought.
         "SAFIRI_SEED_DAYS": str(int(c.get("trip_days", 13)) + 1),
     }
+    # An unanswered push is reconciled by STK query well inside the short form's seat hold.
+    for key, variable in _OPTIONAL_ENV.items():
+        if c.get(key) is not None:
+            env[variable] = str(c[key])
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         env["OTEL_SDK_DISABLED"] = "true"  # no trace store runs: don't export to nowhere
     async with _own_vhost(f"safiri-chaos-{run_id}") as amqp_url:
@@ -91,18 +114,24 @@ async def self_contained_suite(
         )
         _describe(run_dir, config)
         try:
-            async with Suite(config):
+            async with Suite(config) as suite:
+                _RUNNING[run_id] = (suite, asyncio.get_running_loop())
                 targets = {s: f"127.0.0.1:{config.port(s)}" for s in _SERVICES}
                 async with experiment_prometheus(targets, run_dir, c) as prometheus_url:
                     yield SelfContained(
-                        configuration=_urls(config, prometheus_url),
+                        configuration={**_urls(config, prometheus_url), "suite_id": run_id},
                         secrets={"api_key": api_key},
                     )
         finally:
+            _RUNNING.pop(run_id, None)
             await drop_databases(config)
 
 
 _SERVICES = ("gateway", "ticketing", "payment", "mpesa-simulator")
+_OPTIONAL_ENV = {
+    "reconcile_after_seconds": "SAFIRI_RECONCILE_AFTER_SECONDS",
+    "reconcile_interval_seconds": "SAFIRI_RECONCILE_INTERVAL_SECONDS",
+}
 
 
 def _describe(run_dir: Path, config: SuiteConfig) -> None:

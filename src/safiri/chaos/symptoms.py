@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,14 @@ from .promql import alert_state as current_alert_state
 from .promql import query_value
 from .target import Target
 
-__all__ = ["alert_fires", "alert_resolves", "alert_state", "metric_rose"]
+__all__ = [
+    "alert_fires",
+    "alert_resolves",
+    "alert_state",
+    "metric_rose",
+    "metric_settles",
+    "readiness_fails",
+]
 
 Config = Mapping[str, Any]
 
@@ -76,17 +84,97 @@ async def _await_alert(target: Target, alert: str, wait_for: str, timeout: float
             await asyncio.sleep(POLL)
 
 
-def metric_rose(query: str, configuration: Config, min_increase: float | str = 1) -> float:
-    """How much ``query`` grew since the fault went in; fails below ``min_increase``."""
+def metric_rose(
+    query: str,
+    configuration: Config,
+    min_increase: float | str = 1,
+    timeout_seconds: float | str = 0,
+) -> float:
+    """How much ``query`` grew since the fault went in; fails below ``min_increase``.
+
+    With ``timeout_seconds``, Prometheus is asked again until the growth is enough or the time
+    is up (a gauge that climbs while the fault lasts, a restart that shows at the next scrape).
+    """
     target = Target.from_config(configuration)
     injected = target.events.injected_at()
 
     async def measure() -> float:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout_seconds)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             before = await query_value(http, target.prometheus_url, query, injected)
-            return await query_value(http, target.prometheus_url, query) - before
+            while True:
+                rose = await query_value(http, target.prometheus_url, query) - before
+                if rose >= float(min_increase) or loop.time() > deadline:
+                    return rose
+                await asyncio.sleep(POLL)
 
     rose = asyncio.run(measure())
     if rose < float(min_increase):
-        raise ProbeFailed(f"{query} rose by {rose:g} since the fault, expected ≥ {min_increase}")
+        within = f" within {timeout_seconds} s" if float(timeout_seconds) else ""
+        raise ProbeFailed(
+            f"{query} rose by {rose:g} since the fault{within}, expected ≥ {min_increase}"
+        )
     return rose
+
+
+def metric_settles(
+    query: str,
+    configuration: Config,
+    at_most: float | str = 0,
+    timeout_seconds: float | str = 60,
+) -> float:
+    """Wait until ``query`` is at most ``at_most`` (an outbox drained, a backlog gone);
+    returns its value then, and fails with the last value at the deadline."""
+    target = Target.from_config(configuration)
+
+    async def watch() -> float:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout_seconds)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            while True:
+                value = await query_value(http, target.prometheus_url, query)
+                if value <= float(at_most):
+                    return value
+                if loop.time() > deadline:
+                    raise ProbeFailed(
+                        f"{query} is still {value:g} after {timeout_seconds} s"
+                        f" (expected ≤ {at_most})"
+                    )
+                await asyncio.sleep(POLL)
+
+    return asyncio.run(watch())
+
+
+def readiness_fails(
+    service_url_key: str, configuration: Config, timeout_seconds: float | str = 30
+) -> dict[str, Any]:
+    """Poll the service's ``/readyz`` (its URL is the configuration entry ``service_url_key``,
+    e.g. ``ticketing_url``) until it answers anything but 200 or cannot be reached; returns
+    what it said and how long after the fault."""
+    target = Target.from_config(configuration)
+    url = f"{str(configuration[service_url_key]).rstrip('/')}/readyz"
+    injected = target.events.injected_at()
+
+    async def watch() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout_seconds)
+        last: Any = None
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            while True:
+                try:
+                    async with http.get(url) as response:
+                        body = await response.json(content_type=None)
+                        if response.status != 200:
+                            return {"status": response.status, "checks": body.get("checks")}
+                        last = body
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    return {"status": None, "error": repr(exc)}
+                if loop.time() > deadline:
+                    raise ProbeFailed(f"{url} still ready {timeout_seconds} s on: {last}")
+                await asyncio.sleep(POLL)
+
+    found = asyncio.run(watch())
+    if injected is not None:
+        found["after_fault_s"] = round(datetime.now(UTC).timestamp() - injected.timestamp(), 1)
+    return found

@@ -22,7 +22,9 @@ from .topology import QueueSpec
 
 __all__ = ["BacklogMonitor", "QueueStats"]
 
-_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError)
+# A robust connection between two attempts raises a bare RuntimeError ("Connection was not
+# opened"); ChannelInvalidStateError is one too.
+_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError, RuntimeError)
 _DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 _OUTBOX_BACKLOG = """

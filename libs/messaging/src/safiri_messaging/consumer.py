@@ -3,17 +3,21 @@
 A message that cannot be understood (not JSON, not an object, missing fields) is rejected
 without requeue and lands in the queue's dead-letter queue at once. A message whose handling
 fails for another reason is requeued; the quorum queue's delivery limit dead-letters it after a
-few attempts, so one bad message never blocks the ones behind it.
+few attempts, so one bad message never blocks the ones behind it. While the database is
+unavailable (restarting, refusing connections) a message is first retried in place with
+back-off, so an outage does not use up its delivery attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
+import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from loguru import logger
 
@@ -62,6 +66,40 @@ class Envelope:
 
 Handler = Callable[[Envelope], Awaitable[None]]
 
+# The database restarting, unreachable or refusing connections: not the message's fault.
+UNAVAILABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+UNAVAILABLE_PATIENCE_SECONDS = 120.0
+
+
+async def _handle_patiently(handler: Handler, envelope: Envelope) -> None:
+    """``handler(envelope)``, retried in place with back-off while a dependency is unavailable.
+
+    Requeued at once, a message would be redelivered within milliseconds and the quorum
+    queue's delivery limit would dead-letter it in the first second of a database restart.
+    Retrying here (handlers are idempotent: they are written for redelivery) spans the outage;
+    past ``UNAVAILABLE_PATIENCE_SECONDS`` the error is raised and the message requeued.
+    """
+    deadline = perf_counter() + UNAVAILABLE_PATIENCE_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            await handler(envelope)
+            return
+        except UNAVAILABLE as exc:
+            if perf_counter() + delay > deadline:
+                raise
+            logger.bind(error=repr(exc), retry_in=delay).warning(
+                "a dependency is unavailable; retrying the message in place"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
 
 async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetrics) -> str:
     """Start consuming ``queue``; returns the consumer tag."""
@@ -88,7 +126,7 @@ async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetr
             try:
                 envelope = Envelope.from_message(message)
                 with logger.contextualize(message_id=envelope.message_id, queue=name):
-                    await handler(envelope)
+                    await _handle_patiently(handler, envelope)
                 await message.ack()
             except PoisonMessage as exc:
                 outcome = "dead_lettered"

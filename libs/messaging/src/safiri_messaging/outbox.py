@@ -28,6 +28,17 @@ __all__ = ["OUTBOX_SCHEMA", "OutboxRelay", "add_to_outbox"]
 
 NOTIFY_CHANNEL = "safiri_outbox"
 
+# What a broker or database outage raises. A robust channel that lost its connection raises
+# ChannelInvalidStateError (a RuntimeError, not an AMQPError) until it is restored, and a
+# robust connection without a transport a bare RuntimeError.
+_TRANSIENT = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    aio_pika.exceptions.AMQPError,
+    RuntimeError,
+)
+
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id bigserial PRIMARY KEY,
@@ -101,10 +112,13 @@ class OutboxRelay:
                 try:
                     while await self.publish_pending() == self._batch_size:
                         pass
-                except (asyncpg.PostgresError, OSError, aio_pika.exceptions.AMQPError) as exc:
-                    logger.bind(error=repr(exc)).warning("outbox relay failed; will retry")
                 except TimeoutError:
                     logger.warning("outbox publish not confirmed in time; will retry")
+                except _TRANSIENT as exc:
+                    logger.bind(error=repr(exc)).warning("outbox relay failed; will retry")
+                except Exception:
+                    # Whatever else: the relay must outlive it, or the outbox never drains.
+                    logger.exception("outbox relay failed unexpectedly; will retry")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
                 self._wake.clear()

@@ -79,10 +79,6 @@ async def read_orders(ticketing_database_url: str) -> Snapshot:
     async with _read_only(ticketing_database_url) as conn:
         snapshot = Snapshot(taken_at=await conn.fetchval("SELECT now()"))
         snapshot.orders = await _orders(conn)
-    snapshot.refunds = {
-        r["order_id"]: r["amount"]
-        for r in await conn.fetch("SELECT order_id::text, amount FROM refunds")
-    }
     return snapshot
 
 
@@ -115,6 +111,10 @@ async def _read_ticketing(conn: asyncpg.Connection[Any], snapshot: Snapshot) -> 
         for r in await conn.fetch("SELECT trip_id::text, seat_no, order_id::text FROM tickets")
     ]
     snapshot.orders = await _orders(conn)
+    snapshot.refunds = {
+        r["order_id"]: r["amount"]
+        for r in await conn.fetch("SELECT order_id::text, amount FROM refunds")
+    }
 
 
 async def _orders(conn: asyncpg.Connection[Any]) -> list[OrderRow]:
