@@ -141,3 +141,35 @@ async def test_payments_that_succeed_after_the_hold_expired_retake_seats_or_are_
     finally:
         await conn.close()
     assert refund is not None and dict(refund) == {"amount": 700, "status": "OWED"}
+
+
+async def test_a_push_that_timed_out_and_whose_callback_was_lost_is_found_by_its_charge(
+    running: Running, faults: aiohttp.ClientSession
+) -> None:
+    """No CheckoutRequestID to query and no callback: only the provider's transaction list
+    shows the money was taken. The order has expired by then; it gets its seat back."""
+    trip_id = await running.add_trip(seats=2)
+    retaken = await running.metric("ticketing", "late_payments_total", resolution="seats_retaken")
+    await set_faults(running, latency_seconds=HOLD_TTL_SECONDS + 3, callbacks="lost")
+    order_id = await placed(running, trip_id)
+    expired = await running.final_order(order_id, timeout=HOLD_TTL_SECONDS + 4)
+    assert expired["status"] == "EXPIRED"
+    # The provider answers quickly again (the slow push is still completing), callbacks lost.
+    await set_faults(running, callbacks="lost")
+
+    async def confirmed() -> dict[str, object] | None:
+        order = await running.order(order_id)
+        return order if order["status"] == "CONFIRMED" else None
+
+    final = await eventually(confirmed, timeout=20, what="the charge to be found")
+    assert len(final["tickets"]) == 1  # type: ignore[arg-type]
+    assert (
+        await running.metric("ticketing", "late_payments_total", resolution="seats_retaken")
+        == retaken + 1
+    )
+    settled = [
+        line
+        for line in running.log_lines("payment")
+        if line.get("order_id") == order_id and line.get("message") == "payment settled"
+    ]
+    assert len(settled) == 1

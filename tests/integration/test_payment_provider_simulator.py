@@ -9,6 +9,7 @@ import io
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import aiohttp
@@ -26,6 +27,7 @@ from safiri_payment.adapters.mpesa import DarajaClient
 from safiri_payment.domain.payments import ProviderOutcome
 from safiri_payment.metrics import PaymentMetrics
 from safiri_payment.service_layer.provider import (
+    Charge,
     ProviderCircuitOpen,
     ProviderTimeout,
     ProviderUnavailable,
@@ -116,6 +118,20 @@ async def test_a_lost_callback_is_found_by_query_and_the_charge_is_in_the_ledger
     entry = sim.ledger.get(checkout)
     assert entry.charged
     assert entry.callback is CallbackDelivery.NOT_SENT
+
+
+async def test_the_transaction_list_shows_each_charge_under_its_account_reference(
+    sim: RunningSimulator, session: aiohttp.ClientSession
+) -> None:
+    client = daraja(session, sim.base_url)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    paid = await client.stk_push(push())
+    await client.stk_push(push("254700000001"))  # insufficient funds: no charge
+    await sim.notifier.join()
+    charges = await client.charges(before, datetime.now(UTC) + timedelta(seconds=1))
+    receipt = sim.ledger.get(paid).receipt
+    assert charges == [Charge(str(receipt), "order-12345", 1500)]
+    assert await client.charges(before - timedelta(hours=1), before) == []
 
 
 async def test_a_query_the_provider_keeps_pending_stays_pending(

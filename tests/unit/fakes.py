@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from safiri_payment.domain.payments import Payment, PaymentStatus
+from safiri_payment.domain.payments import Payment
 from safiri_payment.service_layer.unit_of_work import StoredPayment
 from safiri_ticketing.domain.orders import Order, OrderStatus, Refund
 from safiri_ticketing.domain.trips import Trip
@@ -117,7 +117,12 @@ class FakeTicketingUow(_FakeTransaction):
 
 class FakePaymentDb:
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {"payments": {}, "inbox": set(), "touched": {}}
+        self.state: dict[str, Any] = {
+            "payments": {},
+            "inbox": set(),
+            "touched": {},
+            "created": {},
+        }
         self.outbox: list[tuple[str, Mapping[str, Any]]] = []
         self.now = timedelta(0)  # the fake's clock; tests move it forward
 
@@ -132,6 +137,7 @@ class FakePaymentUow(_FakeTransaction):
         self.state["payments"][payment.payment_id] = StoredPayment(
             copy.deepcopy(payment), callback_token_hash, {}
         )
+        self.state["created"][payment.payment_id] = self.db.now
         await self.touch(payment.payment_id)
         return True
 
@@ -147,12 +153,16 @@ class FakePaymentUow(_FakeTransaction):
         await self.touch(payment.payment_id)
 
     async def overdue(self, older_than: timedelta, limit: int) -> list[StoredPayment]:
-        """Unsettled payments the provider took, untouched for ``older_than`` of ``db.now``."""
+        """Unsettled payments untouched for ``older_than`` of ``db.now``."""
         due = [
-            copy.deepcopy(stored)
+            StoredPayment(
+                copy.deepcopy(stored.payment),
+                stored.callback_token_hash,
+                stored.trace_context,
+                self.db.now - self.state["created"][payment_id],
+            )
             for payment_id, stored in self.state["payments"].items()
-            if stored.payment.status in (PaymentStatus.AWAITING_CALLBACK, PaymentStatus.UNKNOWN)
-            and stored.payment.checkout_request_id is not None
+            if not stored.payment.status.is_final
             and self.db.now - self.state["touched"].get(payment_id, self.db.now) >= older_than
         ]
         return due[:limit]

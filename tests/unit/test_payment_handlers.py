@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
-from safiri_payment.domain.payments import CallbackRejected, PaymentStatus, ProviderOutcome
+from safiri_payment.domain.payments import (
+    CallbackRejected,
+    Payment,
+    PaymentStatus,
+    ProviderOutcome,
+)
 from safiri_payment.metrics import PaymentMetrics
 from safiri_payment.service_layer.handlers import PaymentRequest, Payments
 from safiri_payment.service_layer.provider import (
+    Charge,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
@@ -32,6 +38,12 @@ class FakeProvider:
         self.error = error
         self.queries: list[str] = []
         self.answer: ProviderOutcome | Exception | None = None  # None: still pending
+        self.ledger: list[Charge] | Exception = []
+
+    async def charges(self, since: datetime, until: datetime) -> list[Charge]:
+        if isinstance(self.ledger, Exception):
+            raise self.ledger
+        return list(self.ledger)
 
     async def stk_query(self, checkout_request_id: str) -> ProviderOutcome | None:
         self.queries.append(checkout_request_id)
@@ -271,3 +283,66 @@ async def test_a_failed_stk_query_changes_nothing_and_is_counted() -> None:
         operation="stk_query",
         outcome="unavailable",
     )
+
+
+async def test_a_push_whose_answer_was_lost_is_found_in_the_providers_transactions() -> None:
+    payments, db, provider, registry = setup(ProviderTimeout("no answer in 5 s"))
+    await payments.request_payment(request())
+    assert only_payment(db).payment.status is PaymentStatus.UNKNOWN
+    provider.ledger = [
+        Charge("RCPT-OTHER", "9999aaaa-bbb", 3000),  # someone else's payment
+        Charge("RCPT-9", ORDER[:12], 3000),
+    ]
+    db.now += OVERDUE
+    assert await payments.reconcile(OVERDUE) == 1
+    settled = only_payment(db).payment
+    assert (settled.status, settled.receipt) == (PaymentStatus.SUCCEEDED, "RCPT-9")
+    assert [key for key, _ in db.outbox] == [PAYMENT_SUCCEEDED]
+    assert provider.queries == []  # no CheckoutRequestID: nothing to query by
+    assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="settled")
+
+
+async def test_a_request_recorded_before_a_crash_is_settled_from_the_providers_list() -> None:
+    """The process died after the provider took the push and before its answer was written:
+    the payment is still INITIATED and the redelivered request is ignored as a duplicate."""
+    payments, db, provider, _ = setup()
+    async with db.uow() as uow:
+        await uow.add(Payment("p-crashed", ORDER, 3000, "KES", "254712345678"), "hash")
+        await uow.commit()
+    provider.ledger = [Charge("RCPT-1", ORDER[:12], 3000)]
+    db.now += OVERDUE
+    assert await payments.reconcile(OVERDUE) == 1
+    assert only_payment(db).payment.status is PaymentStatus.SUCCEEDED
+
+
+async def test_a_lost_push_without_a_charge_waits_then_fails_once_its_prompt_is_long_gone() -> None:
+    payments, db, _, registry = setup(ProviderTimeout("no answer in 5 s"))
+    await payments.request_payment(request())
+    db.now += OVERDUE
+    assert await payments.reconcile(OVERDUE) == 0  # not found yet: it may still be paid
+    assert db.outbox == []
+    assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="pending")
+
+    db.now += timedelta(minutes=10)  # past abandon_after (10 minutes by default)
+    assert await payments.reconcile(OVERDUE) == 1
+    failed = only_payment(db).payment
+    assert failed.status is PaymentStatus.FAILED
+    assert "never completed" in (failed.result_desc or "")
+    assert [key for key, _ in db.outbox] == [PAYMENT_FAILED]
+
+
+async def test_a_failed_transaction_list_changes_nothing() -> None:
+    payments, db, provider, registry = setup(ProviderTimeout("no answer in 5 s"))
+    await payments.request_payment(request())
+    provider.ledger = ProviderUnavailable("provider answered 503")
+    db.now += timedelta(minutes=30)
+    assert await payments.reconcile(OVERDUE) == 0
+    assert only_payment(db).payment.status is PaymentStatus.UNKNOWN
+    assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="error")
+
+
+def test_the_push_answer_arriving_after_the_verdict_only_records_the_checkout_id() -> None:
+    payment = Payment("p", ORDER, 3000, "KES", "254712345678")
+    payment.settle(ProviderOutcome(0, "ok", "R1"))
+    payment.accepted("ws_CO_late")
+    assert (payment.status, payment.checkout_request_id) == (PaymentStatus.SUCCEEDED, "ws_CO_late")

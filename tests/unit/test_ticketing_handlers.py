@@ -172,6 +172,28 @@ async def test_a_late_success_whose_seats_were_sold_records_a_refund() -> None:
     assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 0
 
 
+async def test_a_late_success_without_a_receipt_still_retakes_the_seats() -> None:
+    """Settled by STK query, a payment has no receipt (the query does not give one)."""
+    ticketing, db, registry, clock = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678"))
+    clock.now = NOW + timedelta(minutes=6)
+    await ticketing.release_expired_holds()
+    await ticketing.record_payment_result(PaymentResult("m", order.order_id, True, 0, "ok", None))
+    assert db.state["orders"][order.order_id].status is OrderStatus.CONFIRMED
+    assert sample(registry, "late_payments_total", resolution="seats_retaken") == 1
+
+
+async def test_a_repeat_of_the_success_that_confirmed_an_order_changes_nothing() -> None:
+    ticketing, db, registry, _ = setup()
+    order = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678"))
+    for message_id in ("m-1", "m-2"):
+        await ticketing.record_payment_result(
+            PaymentResult(message_id, order.order_id, True, 0, "ok", "R")
+        )
+    assert db.state["refunds"] == {}
+    assert sample(registry, "tickets_sold_total", route="Nairobi-Mombasa") == 1
+
+
 async def test_a_late_failure_for_an_expired_order_changes_nothing() -> None:
     ticketing, db, registry, clock = setup()
     order = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678"))

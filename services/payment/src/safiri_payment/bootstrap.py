@@ -62,7 +62,13 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         )
         provider = ResilientProvider(daraja, metrics, policy)
         app[POOL] = pool
-        app[PAYMENTS] = Payments(lambda: PostgresUnitOfWork(pool), provider, metrics, callback_url)
+        app[PAYMENTS] = Payments(
+            lambda: PostgresUnitOfWork(pool),
+            provider,
+            metrics,
+            callback_url,
+            abandon_after=timedelta(seconds=settings.abandon_after_seconds),
+        )
         pool_gauges = ConnectionPoolCollector(pool, pool_name="payment")
         telemetry.registry.register(pool_gauges)
         overdue = timedelta(seconds=settings.reconcile_after_seconds)

@@ -31,6 +31,7 @@ class Settings:
     breaker_threshold: int = 5
     breaker_reset_seconds: float = 15.0
     retry_attempts: int = 3
+    abandon_after_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +78,11 @@ class Settings:
                 "SAFIRI_PROVIDER_BREAKER_RESET_SECONDS", 15.0, low=0.1, high=3600.0
             ),
             retry_attempts=r.integer("SAFIRI_PROVIDER_RETRY_ATTEMPTS", 3, low=1, high=10),
+            # A push whose answer was never recorded, and whose charge the provider's
+            # transaction list still does not show this long after, failed (its prompt expired).
+            abandon_after_seconds=r.number(
+                "SAFIRI_PAYMENT_ABANDON_AFTER_SECONDS", 600.0, low=1.0, high=86400.0
+            ),
         )
         r.check()
         return settings

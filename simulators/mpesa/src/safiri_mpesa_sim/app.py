@@ -12,7 +12,7 @@ from safiri_web import add_health_routes, problem_middleware
 
 from .appkeys import FAULTS, LEDGER, METRICS, NOTIFIER, SETTINGS, TOKENS
 from .callbacks import RetryPolicy
-from .entrypoints import admin, oauth, stk
+from .entrypoints import admin, oauth, pull, stk
 from .entrypoints.daraja_faults import daraja_faults
 from .faults import FaultState
 from .ledger import Ledger
@@ -46,6 +46,7 @@ def create_app(
     app.cleanup_ctx.append(partial(_callback_tasks, telemetry, retry or RetryPolicy()))
     app.router.add_routes(oauth.routes)
     app.router.add_routes(stk.routes)
+    app.router.add_routes(pull.routes)
     app.router.add_routes(admin.routes)
     app.router.add_get("/metrics", telemetry.metrics_handler)
     # The simulator depends on nothing, so it is ready whenever it is alive.

@@ -12,6 +12,7 @@ import aiohttp
 
 from ..domain.payments import ProviderOutcome
 from ..service_layer.provider import (
+    Charge,
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
@@ -121,6 +122,34 @@ class DarajaClient:
         except ValueError as exc:
             raise ProviderUnavailable(f"STK query: bad ResultCode {data['ResultCode']!r}") from exc
         return ProviderOutcome(code, str(data.get("ResultDesc", "")))
+
+    async def charges(self, since: datetime, until: datetime) -> list[Charge]:
+        """Daraja's Pull Transactions API (times in Nairobi's zone, as Daraja keeps them)."""
+        headers = await self._bearer()
+        body = {
+            "ShortCode": self._shortcode,
+            "StartDate": (since + _EAT).strftime("%Y-%m-%d %H:%M:%S"),
+            "EndDate": (until + _EAT).strftime("%Y-%m-%d %H:%M:%S"),
+            "OffSetValue": "0",
+        }
+        data = await self._call("POST", "/pulltransactions/v1/query", json=body, headers=headers)
+        if str(data.get("ResponseCode")) != "1000":
+            raise ProviderUnavailable(f"pull transactions answered {data.get('ResponseCode')}")
+        pages = data.get("Response")
+        found: list[Charge] = []
+        for page in pages if isinstance(pages, list) else []:
+            for row in page if isinstance(page, list) else []:
+                try:
+                    found.append(
+                        Charge(
+                            str(row["transactionId"]),
+                            str(row["billreference"]),
+                            round(float(row["amount"])),
+                        )
+                    )
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ProviderUnavailable(f"pull transactions: bad row {row!r}") from exc
+        return found
 
     async def _call(self, method: str, path: str, **kwargs: object) -> dict[str, object]:
         try:

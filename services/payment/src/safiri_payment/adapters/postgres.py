@@ -16,7 +16,8 @@ from ..service_layer.unit_of_work import StoredPayment
 
 _COLUMNS = (
     "payment_id::text, order_id::text, amount, currency, phone, status, checkout_request_id,"
-    " result_code, result_desc, receipt, callback_token_hash, trace_context"
+    " result_code, result_desc, receipt, callback_token_hash, trace_context,"
+    " now() - created_at AS age"
 )
 
 __all__ = ["SCHEMA", "PostgresUnitOfWork", "apply_schema"]
@@ -39,8 +40,8 @@ CREATE TABLE IF NOT EXISTS payments (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS payments_overdue ON payments (updated_at)
-    WHERE status IN ('AWAITING_CALLBACK', 'UNKNOWN') AND checkout_request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS payments_unsettled ON payments (updated_at)
+    WHERE status IN ('INITIATED', 'AWAITING_CALLBACK', 'UNKNOWN');
 """
     + OUTBOX_SCHEMA
 )
@@ -83,7 +84,7 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
     async def overdue(self, older_than: timedelta, limit: int) -> list[StoredPayment]:
         rows = await self.conn.fetch(
             f"SELECT {_COLUMNS} FROM payments"
-            " WHERE status IN ('AWAITING_CALLBACK', 'UNKNOWN') AND checkout_request_id IS NOT NULL"
+            " WHERE status IN ('INITIATED', 'AWAITING_CALLBACK', 'UNKNOWN')"
             " AND updated_at < now() - $1::interval ORDER BY updated_at LIMIT $2",
             older_than,
             limit,
@@ -121,4 +122,6 @@ def _stored(row: asyncpg.Record) -> StoredPayment:
         result_desc=row["result_desc"],
         receipt=row["receipt"],
     )
-    return StoredPayment(payment, row["callback_token_hash"], json.loads(row["trace_context"]))
+    return StoredPayment(
+        payment, row["callback_token_hash"], json.loads(row["trace_context"]), row["age"]
+    )

@@ -53,9 +53,12 @@ class Payment:
     receipt: str | None = None
 
     def accepted(self, checkout_request_id: str) -> None:
-        if self.status is not PaymentStatus.INITIATED:
+        """The provider took the push. Its verdict may have come first (a callback, or the
+        reconciler finding the charge): then only the CheckoutRequestID is recorded."""
+        if self.status is PaymentStatus.INITIATED:
+            self.status = PaymentStatus.AWAITING_CALLBACK
+        elif not self.status.is_final:
             raise InvalidTransition(f"payment {self.payment_id} is {self.status}")
-        self.status = PaymentStatus.AWAITING_CALLBACK
         self.checkout_request_id = checkout_request_id
 
     def settle(self, outcome: ProviderOutcome) -> None:

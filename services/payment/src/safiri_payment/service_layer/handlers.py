@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
 from loguru import logger
@@ -32,6 +32,16 @@ from .unit_of_work import StoredPayment, UnitOfWork, UnitOfWorkFactory
 __all__ = ["CallbackRejected", "PaymentRequest", "Payments", "token_hash"]
 
 CallbackUrl = Callable[[str, str], str]  # (payment_id, token) -> URL
+Clock = Callable[[], datetime]
+
+
+def account_reference(order_id: str) -> str:
+    """What the push carries as its AccountReference (Daraja allows 12 characters)."""
+    return order_id[:12]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def token_hash(token: str) -> str:
@@ -77,11 +87,18 @@ class Payments:
         provider: PaymentProvider,
         metrics: PaymentMetrics,
         callback_url: CallbackUrl,
+        *,
+        abandon_after: timedelta = timedelta(minutes=10),
+        clock: Clock = _utcnow,
     ) -> None:
         self._uow = uow
         self._provider = provider
         self._metrics = metrics
         self._callback_url = callback_url
+        # A push whose answer was never recorded and whose charge is not in the provider's
+        # list this long after it was asked for never will be: its prompt has long expired.
+        self._abandon_after = abandon_after
+        self._clock = clock
         # Known series at 0 from the start, so "no rejected callbacks" reads 0, not no data.
         for outcome in ("applied", "duplicate", "rejected"):
             metrics.callbacks.labels(provider.name, outcome)
@@ -114,7 +131,7 @@ class Payments:
             push = StkPush(
                 amount=req.amount,
                 phone=req.phone,
-                account_reference=req.order_id[:12],
+                account_reference=account_reference(req.order_id),
                 description=req.description[:13],
                 callback_url=self._callback_url(payment.payment_id, token),
             )
@@ -226,7 +243,8 @@ class Payments:
 
     async def _reconcile(self, stored: StoredPayment) -> bool:
         payment, provider = stored.payment, self._provider.name
-        assert payment.checkout_request_id is not None
+        if payment.checkout_request_id is None:
+            return await self._reconcile_unrecorded(stored)
         attrs = {
             "safiri.order.id": payment.order_id,
             "safiri.payment.id": payment.payment_id,
@@ -244,11 +262,11 @@ class Payments:
                 with business_span("provider.stk_query", attrs):
                     outcome = await self._provider.stk_query(payment.checkout_request_id)
             except ProviderError as exc:
-                self._observe_query(started, "unavailable")
+                self._observe(started, "stk_query", "unavailable")
                 self._metrics.reconciliations.labels(provider, "error").inc()
                 logger.bind(error=str(exc)).warning("STK query failed; will ask again")
                 return False
-            self._observe_query(started, "pending" if outcome is None else "answered")
+            self._observe(started, "stk_query", "pending" if outcome is None else "answered")
             async with self._uow() as uow:
                 current = await uow.get(payment.payment_id)
                 assert current is not None
@@ -258,6 +276,68 @@ class Payments:
                     await uow.touch(payment.payment_id)
                     await uow.commit()
                     logger.info("provider still processing the payment; seats stay held")
+                    return False
+                span.set_attribute("safiri.payment.result_code", outcome.result_code)
+                settled = await self._settle(uow, current.payment, outcome, span)
+            self._metrics.reconciliations.labels(provider, "settled").inc()
+            if settled:
+                self._count_settled(current.payment)
+            return settled
+
+    async def _reconcile_unrecorded(self, stored: StoredPayment) -> bool:
+        """A push whose answer was never recorded (a timeout, or a crash right after the
+        provider took it): look for its charge in the provider's transaction list."""
+        payment, provider = stored.payment, self._provider.name
+        attrs = {
+            "safiri.order.id": payment.order_id,
+            "safiri.payment.id": payment.payment_id,
+            "safiri.payment.provider": provider,
+        }
+        with (
+            business_span(
+                "reconcile_payment", attrs, parent=context_from_carrier(stored.trace_context)
+            ) as span,
+            logger.contextualize(order_id=payment.order_id),
+        ):
+            now = self._clock()
+            started = perf_counter()
+            try:
+                with business_span("provider.pull_transactions", attrs):
+                    charges = await self._provider.charges(
+                        now - stored.age - timedelta(minutes=1), now
+                    )
+            except ProviderError as exc:
+                self._observe(started, "pull_transactions", "unavailable")
+                self._metrics.reconciliations.labels(provider, "error").inc()
+                logger.bind(error=str(exc)).warning("pull transactions failed; will ask again")
+                return False
+            self._observe(started, "pull_transactions", "answered")
+            reference = account_reference(payment.order_id)
+            charge = next(
+                (
+                    c
+                    for c in charges
+                    if c.account_reference == reference and c.amount == payment.amount
+                ),
+                None,
+            )
+            async with self._uow() as uow:
+                current = await uow.get(payment.payment_id)
+                assert current is not None
+                if charge is not None:
+                    outcome = ProviderOutcome(
+                        0, "found in the provider's transactions", charge.receipt
+                    )
+                elif stored.age >= self._abandon_after:
+                    outcome = ProviderOutcome(
+                        -1,
+                        f"no charge at the provider {int(stored.age.total_seconds())} s after"
+                        " the request: the push was never completed",
+                    )
+                else:
+                    self._metrics.reconciliations.labels(provider, "pending").inc()
+                    await uow.touch(payment.payment_id)
+                    await uow.commit()
                     return False
                 span.set_attribute("safiri.payment.result_code", outcome.result_code)
                 settled = await self._settle(uow, current.payment, outcome, span)
@@ -286,8 +366,8 @@ class Payments:
         )
         return True
 
-    def _observe_query(self, started: float, outcome: str) -> None:
-        self._metrics.provider_duration.labels(self._provider.name, "stk_query", outcome).observe(
+    def _observe(self, started: float, operation: str, outcome: str) -> None:
+        self._metrics.provider_duration.labels(self._provider.name, operation, outcome).observe(
             perf_counter() - started
         )
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from ..domain.payments import ProviderOutcome
 
 __all__ = [
+    "Charge",
     "PaymentProvider",
     "ProviderCircuitOpen",
     "ProviderError",
@@ -57,6 +59,15 @@ class StkPush:
     callback_url: str
 
 
+@dataclass(frozen=True)
+class Charge:
+    """Money the provider took for the merchant, as its transaction list shows it."""
+
+    receipt: str
+    account_reference: str
+    amount: int
+
+
 class PaymentProvider(Protocol):
     name: str
 
@@ -66,4 +77,8 @@ class PaymentProvider(Protocol):
 
     async def stk_query(self, checkout_request_id: str) -> ProviderOutcome | None:
         """The push's outcome as the provider knows it now; ``None`` while still pending."""
+        ...
+
+    async def charges(self, since: datetime, until: datetime) -> list[Charge]:
+        """Every payment the provider completed for the merchant between the two instants."""
         ...

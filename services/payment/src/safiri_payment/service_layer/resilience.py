@@ -7,8 +7,8 @@
   a span event on the call that caused it and one log line.
 - Retries wait with full jitter (a random time between 0 and the exponential bound). An STK push
   is not idempotent (a second push is a second prompt and may be a second charge), so it is
-  repeated only when it was certainly never sent; an STK query only reads, so it is repeated on
-  any provider failure.
+  repeated only when it was certainly never sent; an STK query and a transaction list only
+  read, so they are repeated on any provider failure.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from tenacity import (
 from ..domain.payments import ProviderOutcome
 from ..metrics import PaymentMetrics
 from .provider import (
+    Charge,
     PaymentProvider,
     ProviderCircuitOpen,
     ProviderRejected,
@@ -94,7 +96,7 @@ class ResilientProvider:
         metrics.circuit_state.labels(self.name).set(CircuitState.CLOSED)
         for state in CircuitState:
             metrics.circuit_transitions.labels(self.name, state.name.lower())
-        for operation in ("stk_push", "stk_query"):
+        for operation in ("stk_push", "stk_query", "pull_transactions"):
             metrics.retries.labels(self.name, operation)
 
     @property
@@ -110,6 +112,13 @@ class ResilientProvider:
         return await self._call(
             "stk_query",
             lambda: self._provider.stk_query(checkout_request_id),
+            (ProviderUnavailable, ProviderTimeout),
+        )
+
+    async def charges(self, since: datetime, until: datetime) -> list[Charge]:
+        return await self._call(
+            "pull_transactions",
+            lambda: self._provider.charges(since, until),
             (ProviderUnavailable, ProviderTimeout),
         )
 

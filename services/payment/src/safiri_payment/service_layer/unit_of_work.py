@@ -18,6 +18,7 @@ class StoredPayment:
     payment: Payment
     callback_token_hash: str
     trace_context: Mapping[str, str]
+    age: timedelta = timedelta(0)  # since the payment was recorded
 
 
 class UnitOfWork(Protocol):
@@ -47,7 +48,8 @@ class UnitOfWork(Protocol):
     async def save(self, payment: Payment) -> None: ...
 
     async def overdue(self, older_than: timedelta, limit: int) -> list[StoredPayment]:
-        """Payments the provider took but has not settled, unchanged for ``older_than``."""
+        """Payments without a verdict, unchanged for ``older_than``: pushes the provider took
+        (they have a CheckoutRequestID) and pushes whose answer was never recorded (none)."""
         ...
 
     async def touch(self, payment_id: str) -> None:

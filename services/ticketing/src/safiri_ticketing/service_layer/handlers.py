@@ -122,7 +122,10 @@ class Ticketing:
                 if order is None:
                     raise PoisonMessage(f"payment result for unknown order {result.order_id}")
                 if order.status is not OrderStatus.PENDING_PAYMENT:
-                    if result.succeeded and order.payment_receipt != result.receipt:
+                    if result.succeeded and (
+                        order.status is not OrderStatus.CONFIRMED
+                        or result.receipt not in (None, order.payment_receipt)
+                    ):
                         await self._resolve_late_payment(uow, order, result, span)
                         return
                     # A failure (or a repeat of the success that confirmed it) for an order that

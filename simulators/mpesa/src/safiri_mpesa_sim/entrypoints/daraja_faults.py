@@ -19,7 +19,7 @@ from .stk import STK_PUSH_PATH
 
 __all__ = ["DARAJA_PATH_PREFIXES", "daraja_faults"]
 
-DARAJA_PATH_PREFIXES = ("/oauth/", "/mpesa/")
+DARAJA_PATH_PREFIXES = ("/oauth/", "/mpesa/", "/pulltransactions/")
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
