@@ -1,7 +1,8 @@
 """libs/telemetry/README.md: its example service runs as written, in one trace end to end.
 
 The code block is taken from the README itself, so the README cannot drift from what works.
-It needs RabbitMQ (the run's own vhost, from the ``amqp_url`` fixture).
+It needs RabbitMQ (the run's own vhost, from the ``amqp_url`` fixture). The block also serves
+``GET /metrics`` and shuts its telemetry down when the app is cleaned up.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, cast
 import aiohttp
 import pytest
 from aiohttp import web
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -48,6 +49,18 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+class ShutdownRecorded(SimpleSpanProcessor):
+    """This service's own span processor: exports nowhere, remembers being shut down."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        super().__init__(exporter)
+        self.shut_down = False
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+        super().shutdown()
+
+
 def fares_service() -> web.Application:
     async def fare(request: web.Request) -> web.Response:
         return web.json_response({"fare": 1450, "currency": "KES"})
@@ -66,11 +79,9 @@ async def test_the_readme_service_books_a_seat_in_one_trace_from_request_to_cons
     logs = io.StringIO()
     # The process-wide provider (the ``spans`` fixture's) records the spans; this service's
     # own provider must not export anywhere.
+    processor = ShutdownRecorded(InMemorySpanExporter())
     telemetry = Telemetry.setup(
-        "booking",
-        install_global=False,
-        log_stream=logs,
-        span_processor=SimpleSpanProcessor(InMemorySpanExporter()),
+        "booking", install_global=False, log_stream=logs, span_processor=processor
     )
 
     async with serving(fares_service()) as fares:
@@ -90,17 +101,18 @@ async def test_the_readme_service_books_a_seat_in_one_trace_from_request_to_cons
 
             consumed = await eventually(confirmed, timeout=10, what="the booking to be consumed")
             async with http.get(f"{booking}/metrics") as metrics:
+                assert metrics.status == 200
                 exposition = await metrics.text()
+            assert not processor.shut_down
+        assert processor.shut_down, "the app's cleanup should shut its telemetry down"
 
     assert consumed["trace_id"] == trace_id
     assert consumed["trip_id"] == "t-42"
     booked = next(json.loads(ln) for ln in logs.getvalue().splitlines() if "seat booked" in ln)
     assert booked["trace_id"] == trace_id
-    in_trace = {
-        (s.name, s.kind)
-        for s in spans.get_finished_spans()
-        if format(s.context.trace_id, "032x") == trace_id
-    }
+    finished = [s for s in spans.get_finished_spans() if s.context is not None]
+    trace_spans = [s for s in finished if format(s.context.trace_id, "032x") == trace_id]
+    in_trace = {(s.name, s.kind) for s in trace_spans}
     assert {
         ("POST /trips/{trip_id}/bookings", SpanKind.SERVER),
         ("GET", SpanKind.CLIENT),
@@ -108,5 +120,12 @@ async def test_the_readme_service_books_a_seat_in_one_trace_from_request_to_cons
         ("publish amq.default", SpanKind.PRODUCER),
         ("process bookings", SpanKind.CONSUMER),
     } <= in_trace
+    producer = next(s for s in trace_spans if s.kind == SpanKind.PRODUCER)
+    consumer = next(s for s in trace_spans if s.kind == SpanKind.CONSUMER)
+    assert consumer.parent is not None and producer.context is not None
+    assert consumer.parent.span_id == producer.context.span_id  # carried in the headers
+    assert (consumer.attributes or {})["messaging.message.id"] == (
+        (producer.attributes or {})["messaging.message.id"]
+    )
     assert 'http_route="/trips/{trip_id}/bookings"' in exposition
     assert 'telemetry_export_failures_total{signal="traces"} 0.0' in exposition

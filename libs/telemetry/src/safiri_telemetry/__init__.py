@@ -1,10 +1,10 @@
 """Safiri's observability library: one call wires traces, metrics and JSON logs.
 
 telemetry = Telemetry.setup("ticketing", service_version="0.1.0")
-app = web.Application(middlewares=[telemetry.middleware])
-app.router.add_get("/metrics", telemetry.metrics_handler)
+app = telemetry.instrument(web.Application())  # middleware, GET /metrics, shutdown on cleanup
 ...
-await telemetry.shutdown()
+await publish_message(channel.default_exchange, "bookings", body)  # a PRODUCER span
+await consume_messages(queue, handler)  # each message in a CONSUMER span, acked or rejected
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import TextIO
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from loguru import logger
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
@@ -26,7 +26,14 @@ from ._aiohttp import route_template, server_middleware
 from ._config import BatchSettings, ConfigError, TelemetryConfig
 from ._export import DroppedSpans
 from ._logging import configure_logging
-from ._messaging import consume_span, publish_span
+from ._messaging import (
+    DEFAULT_EXCHANGE,
+    consume_messages,
+    consume_span,
+    publish_message,
+    publish_span,
+    traced_consumer,
+)
 from ._metrics import LATENCY_BUCKETS, HttpMetrics
 from ._otlp_logs import OtlpLogSink, build_logger_provider, exported_over_otlp
 from ._pool import ConnectionPool, ConnectionPoolCollector
@@ -40,6 +47,7 @@ from ._tracing import (
 )
 
 __all__ = [
+    "DEFAULT_EXCHANGE",
     "LATENCY_BUCKETS",
     "BatchSettings",
     "ConfigError",
@@ -50,14 +58,17 @@ __all__ = [
     "Telemetry",
     "TelemetryConfig",
     "business_span",
+    "consume_messages",
     "consume_span",
     "context_from_carrier",
     "current_trace_id",
     "inject_carrier",
     "mask_phone",
+    "publish_message",
     "publish_span",
     "redact_mapping",
     "route_template",
+    "traced_consumer",
 ]
 
 
@@ -146,6 +157,25 @@ class Telemetry:
         With ``install_global=False`` take tracers from it, not from ``opentelemetry.trace``.
         """
         return self._provider
+
+    def instrument(
+        self, app: web.Application, *, metrics_path: str = "/metrics"
+    ) -> web.Application:
+        """Observe ``app``; returns it.
+
+        Puts ``middleware`` first (its span and timing cover the other middlewares), serves
+        ``metrics_handler`` on ``GET metrics_path``, and calls ``shutdown()`` on the app's
+        cleanup, so the spans still queued are exported when the service stops. Resources
+        closed by a ``cleanup_ctx`` or by ``on_cleanup`` callbacks added before this one are
+        closed before that.
+        """
+        app.middlewares.insert(0, self.middleware)
+        app.router.add_get(metrics_path, self.metrics_handler)
+        app.on_cleanup.append(self._shutdown_on_cleanup)
+        return app
+
+    async def _shutdown_on_cleanup(self, app: web.Application) -> None:
+        await self.shutdown()
 
     def client_session(self, **kwargs: object) -> ClientSession:
         """An aiohttp ``ClientSession`` whose calls are traced and measured."""

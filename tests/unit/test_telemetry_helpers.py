@@ -1,0 +1,415 @@
+"""libs/telemetry's helpers for a new service: ``instrument``, ``publish_message``, consumers.
+
+The aio-pika side runs against in-memory fakes of an exchange, a queue and a delivered
+message; the acknowledgement itself is aio-pika's own ``ProcessContext``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import aiohttp
+import pytest
+from aio_pika import DeliveryMode, Message
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from aio_pika.message import ProcessContext
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from safiri_telemetry import (
+    Telemetry,
+    business_span,
+    consume_messages,
+    publish_message,
+    traced_consumer,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def quiet_telemetry(
+    logs: io.StringIO | None = None, processor: BatchSpanProcessor | None = None
+) -> Telemetry:
+    return Telemetry.setup(
+        "helpers-svc",
+        install_global=False,
+        log_stream=logs or io.StringIO(),
+        span_processor=processor or SimpleSpanProcessor(InMemorySpanExporter()),
+    )
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+class FakeExchange:
+    """What ``publish_message`` needs of an aio-pika exchange: its name and ``publish``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.published: list[tuple[Message, str]] = []
+
+    async def publish(self, message: Message, routing_key: str, **kwargs: Any) -> None:
+        self.published.append((message, routing_key))
+
+
+class FakeDelivery:
+    """A delivered message: settled through aio-pika's real ``ProcessContext``."""
+
+    def __init__(
+        self,
+        headers: dict[str, Any],
+        *,
+        message_id: str | None = "m-1",
+        routing_key: str = "bookings",
+        redelivered: bool = False,
+    ) -> None:
+        self.headers = headers
+        self.message_id = message_id
+        self.routing_key = routing_key
+        self.redelivered = redelivered
+        self.body = b"{}"
+        self.processed = False
+        self.settled: list[str] = []
+
+    def process(
+        self,
+        requeue: bool = False,
+        reject_on_redelivered: bool = False,
+        ignore_processed: bool = False,
+    ) -> ProcessContext:
+        return ProcessContext(
+            cast(Any, self),
+            requeue=requeue,
+            reject_on_redelivered=reject_on_redelivered,
+            ignore_processed=ignore_processed,
+        )
+
+    async def ack(self, multiple: bool = False) -> None:
+        self._settle("ack")
+
+    async def reject(self, requeue: bool = False) -> None:
+        self._settle(f"reject(requeue={requeue})")
+
+    def _settle(self, how: str) -> None:
+        if self.processed:
+            raise RuntimeError(f"already settled: {self.settled}")
+        self.processed = True
+        self.settled.append(how)
+
+
+class FakeQueue:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.callbacks: list[Callable[[AbstractIncomingMessage], Awaitable[Any]]] = []
+        self.options: dict[str, Any] = {}
+
+    async def consume(
+        self, callback: Callable[[AbstractIncomingMessage], Awaitable[Any]], **options: Any
+    ) -> str:
+        self.callbacks.append(callback)
+        self.options = options
+        return "ctag-1"
+
+
+def exchange(name: str) -> tuple[FakeExchange, AbstractExchange]:
+    fake = FakeExchange(name)
+    return fake, cast(AbstractExchange, fake)
+
+
+def delivered(fake: FakeDelivery) -> AbstractIncomingMessage:
+    return cast(AbstractIncomingMessage, fake)
+
+
+def only(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
+    found = [s for s in spans.get_finished_spans() if s.name == name]
+    assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
+    return found[0]
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    assert span.context is not None
+    ctx = span.context
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+# -- instrument ----------------------------------------------------------------------------
+
+
+async def test_instrument_puts_the_middleware_first_and_serves_metrics(
+    spans: InMemorySpanExporter,
+) -> None:
+    telemetry = quiet_telemetry()
+
+    @web.middleware
+    async def inner(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        return await handler(request)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application(middlewares=[inner])
+    assert telemetry.instrument(app) is app
+    assert list(app.middlewares) == [telemetry.middleware, inner]  # outermost: times them all
+    app.router.add_get("/hello/{name}", hello)
+
+    async with serving(app) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/hello/amina") as response:
+            assert response.status == 200
+            assert response.headers["X-Trace-Id"]
+        async with http.get(f"{base}/metrics") as metrics:
+            assert metrics.status == 200
+            exposition = await metrics.text()
+
+    assert 'http_route="/hello/{name}"' in exposition
+    assert 'telemetry_export_failures_total{signal="traces"} 0.0' in exposition
+    server = only(spans, "GET /hello/{name}")
+    assert server.kind == SpanKind.SERVER
+
+
+async def test_instrument_flushes_the_queued_spans_when_the_app_is_cleaned_up() -> None:
+    exporter = InMemorySpanExporter()
+    # Spans leave only in batches of 512 or every minute: nothing is exported before cleanup.
+    processor = BatchSpanProcessor(exporter, schedule_delay_millis=60_000)
+    telemetry = quiet_telemetry(processor=processor)
+    app = telemetry.instrument(web.Application())
+    provider = telemetry.tracer_provider
+    assert provider is not None
+
+    async with serving(app):
+        provider.get_tracer("test").start_span("queued").end()
+        assert exporter.get_finished_spans() == ()
+
+    assert [s.name for s in exporter.get_finished_spans()] == ["queued"]
+    # and the provider is shut down: later spans go nowhere
+    provider.get_tracer("test").start_span("after").end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["queued"]
+
+
+# -- publish_message -----------------------------------------------------------------------
+
+
+async def test_publish_message_is_a_producer_span_whose_context_rides_in_the_headers(
+    spans: InMemorySpanExporter,
+) -> None:
+    fake, default_exchange = exchange("")
+    with business_span("book_seat"):
+        message = await publish_message(
+            default_exchange,
+            "bookings",
+            b'{"trip_id": "t-1"}',
+            message_id="t-1",
+            headers={"x-origin": "test"},
+            content_type="application/json",
+        )
+
+    assert fake.published == [(message, "bookings")]
+    parent = only(spans, "book_seat")
+    producer = only(spans, "publish amq.default")
+    assert producer.kind == SpanKind.PRODUCER
+    assert producer.parent is not None and parent.context is not None
+    assert producer.parent.span_id == parent.context.span_id
+    assert dict(producer.attributes or {}) == {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "publish",
+        "messaging.destination.name": "amq.default",
+        "messaging.rabbitmq.destination.routing_key": "bookings",
+        "messaging.message.id": "t-1",
+    }
+    assert message.headers["traceparent"] == traceparent_of(producer)
+    assert message.headers["x-origin"] == "test"
+    assert message.message_id == "t-1"
+    assert message.delivery_mode == DeliveryMode.PERSISTENT
+    assert message.content_type == "application/json"
+    assert message.body == b'{"trip_id": "t-1"}'
+
+
+async def test_publish_message_names_the_span_after_the_exchange_and_gives_a_message_id(
+    spans: InMemorySpanExporter,
+) -> None:
+    fake, events = exchange("safiri.events")
+    first = await publish_message(events, "order.paid", b"{}")
+    second = await publish_message(events, "order.paid", b"{}")
+
+    assert first.message_id and second.message_id and first.message_id != second.message_id
+    producers = [s for s in spans.get_finished_spans() if s.name == "publish safiri.events"]
+    assert [(s.attributes or {}).get("messaging.message.id") for s in producers] == [
+        first.message_id,
+        second.message_id,
+    ]
+    assert [key for _, key in fake.published] == ["order.paid", "order.paid"]
+
+
+async def test_publish_message_can_continue_a_stored_context(
+    spans: InMemorySpanExporter,
+) -> None:
+    from safiri_telemetry import context_from_carrier
+
+    _, events = exchange("safiri.events")
+    stored = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    message = await publish_message(
+        events, "order.paid", b"{}", parent=context_from_carrier(stored)
+    )
+
+    producer = only(spans, "publish safiri.events")
+    assert producer.context is not None and producer.parent is not None
+    assert f"{producer.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert f"{producer.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert message.headers["traceparent"] == traceparent_of(producer)
+
+
+# -- traced_consumer and consume_messages --------------------------------------------------
+
+
+async def published_headers() -> tuple[dict[str, Any], str]:
+    """Headers as a producer wrote them, and that producer's traceparent."""
+    fake, default_exchange = exchange("")
+    await publish_message(default_exchange, "bookings", b"{}", message_id="m-1")
+    message = fake.published[0][0]
+    return dict(message.headers), str(message.headers["traceparent"])
+
+
+async def test_a_traced_consumer_continues_the_producers_trace_and_acks(
+    spans: InMemorySpanExporter,
+) -> None:
+    headers, traceparent = await published_headers()
+    producer = only(spans, "publish amq.default")
+    seen: list[trace.Span] = []
+
+    async def handler(message: AbstractIncomingMessage) -> None:
+        seen.append(trace.get_current_span())
+
+    delivery = FakeDelivery(headers, redelivered=True)
+    await traced_consumer("bookings", handler)(delivered(delivery))
+
+    assert delivery.settled == ["ack"]
+    consumer = only(spans, "process bookings")
+    assert consumer.context is not None and producer.context is not None
+    assert seen[0].get_span_context().span_id == consumer.context.span_id  # the handler runs in it
+    assert consumer.kind == SpanKind.CONSUMER
+    assert consumer.parent is not None
+    assert consumer.parent.span_id == producer.context.span_id
+    assert consumer.context.trace_id == producer.context.trace_id
+    assert [link.context.span_id for link in consumer.links] == [producer.context.span_id]
+    assert dict(consumer.attributes or {}) == {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": "bookings",
+        "messaging.rabbitmq.destination.routing_key": "bookings",
+        "messaging.message.id": "m-1",
+        "safiri.message.redelivered": True,
+    }
+    assert traceparent.split("-")[1] == f"{consumer.context.trace_id:032x}"
+
+
+async def test_a_failing_handler_rejects_the_message_marks_the_span_and_logs_with_the_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    logs = io.StringIO()
+    quiet_telemetry(logs)
+    headers, _ = await published_headers()
+
+    async def handler(message: AbstractIncomingMessage) -> None:
+        raise ValueError("no such trip")
+
+    delivery = FakeDelivery(headers)
+    await traced_consumer("bookings", handler)(delivered(delivery))  # settled: nothing raised
+
+    assert delivery.settled == ["reject(requeue=False)"]
+    consumer = only(spans, "process bookings")
+    assert consumer.status.status_code == StatusCode.ERROR
+    assert [e.name for e in consumer.events] == ["exception"]
+    assert consumer.context is not None
+    failed = [
+        line
+        for line in map(json.loads, logs.getvalue().splitlines())
+        if line["message"] == "message handling failed"
+    ]
+    assert len(failed) == 1
+    assert failed[0]["level"] == "ERROR"
+    assert failed[0]["trace_id"] == f"{consumer.context.trace_id:032x}"
+    assert failed[0]["queue"] == "bookings"
+    assert failed[0]["message_id"] == "m-1"
+    assert "no such trip" in logs.getvalue()
+
+
+async def test_a_failing_handler_can_ask_for_a_requeue(spans: InMemorySpanExporter) -> None:
+    quiet_telemetry()
+
+    async def handler(message: AbstractIncomingMessage) -> None:
+        raise ConnectionError("database restarting")
+
+    delivery = FakeDelivery({})
+    await traced_consumer("bookings", handler, requeue=True)(delivered(delivery))
+
+    assert delivery.settled == ["reject(requeue=True)"]
+
+
+async def test_a_handler_may_settle_the_message_itself(spans: InMemorySpanExporter) -> None:
+    async def handler(message: AbstractIncomingMessage) -> None:
+        await message.reject(requeue=True)
+
+    delivery = FakeDelivery({})
+    await traced_consumer("bookings", handler)(delivered(delivery))
+
+    assert delivery.settled == ["reject(requeue=True)"]  # no second acknowledgement
+
+
+async def test_a_message_without_a_trace_starts_one(spans: InMemorySpanExporter) -> None:
+    async def handler(message: AbstractIncomingMessage) -> None:
+        pass
+
+    await traced_consumer("bookings", handler)(delivered(FakeDelivery({}, message_id=None)))
+
+    consumer = only(spans, "process bookings")
+    assert consumer.parent is None
+    assert consumer.links == ()
+    assert "messaging.message.id" not in (consumer.attributes or {})
+
+
+async def test_consume_messages_registers_a_traced_handler_on_the_queue(
+    spans: InMemorySpanExporter,
+) -> None:
+    headers, _ = await published_headers()
+    fake = FakeQueue("bookings")
+    handled: list[str | None] = []
+
+    async def handler(message: AbstractIncomingMessage) -> None:
+        handled.append(message.message_id)
+
+    tag = await consume_messages(cast(AbstractQueue, fake), handler, consumer_tag="booking-1")
+
+    assert tag == "ctag-1"
+    assert fake.options == {"consumer_tag": "booking-1"}
+    delivery = FakeDelivery(headers)
+    await fake.callbacks[0](delivered(delivery))
+    assert handled == ["m-1"]
+    assert delivery.settled == ["ack"]
+    assert only(spans, "process bookings").kind == SpanKind.CONSUMER
+
+
+def test_the_library_imports_without_aio_pika() -> None:
+    """aio-pika is needed only by whoever publishes or consumes through the helpers."""
+    code = "import sys; sys.modules['aio_pika'] = None; import safiri_telemetry"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
