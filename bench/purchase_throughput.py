@@ -14,70 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import platform
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import ROOT, machine, otlp_sink, suite_config, trips, vhost
 
 from safiri.suite import Suite, SuiteConfig, drop_databases
-
-ROOT = Path(__file__).resolve().parent
-ROUTES = [
-    ("Nairobi", "Mombasa"),
-    ("Mombasa", "Nairobi"),
-    ("Nairobi", "Kisumu"),
-    ("Kisumu", "Nairobi"),
-    ("Nairobi", "Nakuru"),
-    ("Nakuru", "Nairobi"),
-    ("Nairobi", "Eldoret"),
-    ("Eldoret", "Nairobi"),
-    ("Mombasa", "Malindi"),
-    ("Malindi", "Mombasa"),
-]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _vhost(action: str, name: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", action, name], check=True, capture_output=True)
-    if action == "add_vhost":
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-            check=True,
-            capture_output=True,
-        )
-
-
-async def _trips(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> list[str]:
-    out: list[str] = []
-    for days in range(1, 4):
-        day = (date.today() + timedelta(days=days)).isoformat()
-        for origin, destination in ROUTES:
-            async with http.get(
-                f"{base}/trips",
-                headers=auth,
-                params={"origin": origin, "destination": destination, "date": day},
-            ) as r:
-                out += [t["trip_id"] for t in (await r.json())["trips"]]
-    return out
 
 
 async def _drive(config: SuiteConfig, key: str, orders: int, concurrency: int) -> dict[str, Any]:
@@ -88,7 +38,7 @@ async def _drive(config: SuiteConfig, key: str, orders: int, concurrency: int) -
     failures = 0
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     async with aiohttp.ClientSession(connector=connector) as http:
-        trips = await _trips(http, base, auth)
+        trip_ids = await trips(http, base, auth)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(orders):
             queue.put_nowait(i)
@@ -99,7 +49,7 @@ async def _drive(config: SuiteConfig, key: str, orders: int, concurrency: int) -
             while not queue.empty():
                 i = queue.get_nowait()
                 body = {
-                    "trip_id": trips[i % len(trips)],
+                    "trip_id": trip_ids[i % len(trip_ids)],
                     "seat_count": 1,
                     "phone": f"2547{20_000_000 + i:08d}",
                 }
@@ -138,44 +88,16 @@ async def _drive(config: SuiteConfig, key: str, orders: int, concurrency: int) -
     }
 
 
-@contextlib.asynccontextmanager
-async def _sink() -> AsyncIterator[str]:
-    """A discarding OTLP endpoint in a process of its own (as a collector would be)."""
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "otlp_sink.py"),
-        str(port),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.post(f"{url}/v1/traces", data=b""):
-                        break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        await process.wait()
-
-
 async def _one(variant: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
-    vhost = f"safiri-bench-{tag}-{variant}"
-    _vhost("add_vhost", vhost)
+    vhost_name = f"safiri-bench-{tag}-{variant}"
+    vhost("add_vhost", vhost_name)
     key = secrets.token_urlsafe(12)
     try:
-        async with _sink() as otlp_url:
-            config = SuiteConfig(
-                api_keys=[key],
-                gateway_port=_free_port(),
-                ticketing_port=_free_port(),
-                payment_port=_free_port(),
-                mpesa_port=_free_port(),
+        async with otlp_sink() as otlp_url:
+            config = suite_config(
+                key=key,
                 database_prefix=f"safiri_bench_{tag}_{variant}",
-                amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+                vhost_name=vhost_name,
                 otlp_endpoint=otlp_url,
                 log_dir=Path(args.log_dir) / f"{tag}-{variant}",
                 extra_env={
@@ -192,7 +114,7 @@ async def _one(variant: str, args: argparse.Namespace, tag: str) -> dict[str, An
                 await drop_databases(config)
             return result
     finally:
-        _vhost("delete_vhost", vhost)
+        vhost("delete_vhost", vhost_name)
 
 
 async def main() -> None:
@@ -217,11 +139,7 @@ async def main() -> None:
     report = {
         "benchmark": "purchase throughput, telemetry on vs OTEL_SDK_DISABLED=true",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "parameters": vars(args),
         "runs": runs,
         "median_purchases_per_second": {"on": on, "off": off},

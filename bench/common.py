@@ -1,0 +1,154 @@
+"""What the benchmarks share: free ports, a vhost of their own, trip discovery, the OTLP sink,
+the suite's configuration and a description of the machine.
+
+Imported by bench/purchase_throughput.py and bench/sustained_rate.py (run as scripts, so this
+directory is on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from safiri.suite import SuiteConfig
+
+__all__ = [
+    "ROOT",
+    "ROUTES",
+    "free_port",
+    "machine",
+    "otlp_sink",
+    "suite_config",
+    "trips",
+    "vhost",
+]
+
+ROOT = Path(__file__).resolve().parent
+ROUTES = [
+    ("Nairobi", "Mombasa"),
+    ("Mombasa", "Nairobi"),
+    ("Nairobi", "Kisumu"),
+    ("Kisumu", "Nairobi"),
+    ("Nairobi", "Nakuru"),
+    ("Nakuru", "Nairobi"),
+    ("Nairobi", "Eldoret"),
+    ("Eldoret", "Nairobi"),
+    ("Mombasa", "Malindi"),
+    ("Malindi", "Mombasa"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def vhost(action: str, name: str) -> None:
+    """``add_vhost`` (with guest's permissions) or ``delete_vhost`` by rabbitmqctl.
+
+    Tried three times: on a busy machine rabbitmqctl now and then fails to reach the node.
+    """
+    for attempt in range(3):
+        done = subprocess.run(["rabbitmqctl", "-q", action, name], capture_output=True)
+        if done.returncode == 0:
+            break
+        if attempt == 2:
+            raise subprocess.CalledProcessError(
+                done.returncode, done.args, done.stdout, done.stderr
+            )
+        time.sleep(1)
+    if action == "add_vhost":
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
+
+
+async def trips(
+    http: aiohttp.ClientSession,
+    base: str,
+    auth: dict[str, str],
+    days: Iterable[int] = range(1, 4),
+) -> list[str]:
+    """The trip ids the gateway lists on each route, ``days`` days from today."""
+    out: list[str] = []
+    for offset in days:
+        day = (date.today() + timedelta(days=offset)).isoformat()
+        for origin, destination in ROUTES:
+            async with http.get(
+                f"{base}/trips",
+                headers=auth,
+                params={"origin": origin, "destination": destination, "date": day},
+            ) as r:
+                out += [t["trip_id"] for t in (await r.json())["trips"]]
+    return out
+
+
+@contextlib.asynccontextmanager
+async def otlp_sink() -> AsyncIterator[str]:
+    """A discarding OTLP endpoint in a process of its own (as a collector would be)."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "otlp_sink.py"),
+        str(port),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.post(f"{url}/v1/traces", data=b""):
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def suite_config(
+    *,
+    key: str,
+    database_prefix: str,
+    vhost_name: str,
+    otlp_endpoint: str,
+    log_dir: Path,
+    extra_env: dict[str, str],
+) -> SuiteConfig:
+    """The suite on free ports, its own databases and vhost, exporting to ``otlp_endpoint``."""
+    return SuiteConfig(
+        api_keys=[key],
+        gateway_port=free_port(),
+        ticketing_port=free_port(),
+        payment_port=free_port(),
+        mpesa_port=free_port(),
+        database_prefix=database_prefix,
+        amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost_name}",
+        otlp_endpoint=otlp_endpoint,
+        log_dir=log_dir,
+        extra_env=extra_env,
+    )
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
