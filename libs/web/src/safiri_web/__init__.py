@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .database import database_pool, keep_session
 from .health import ReadinessCheck, add_health_routes
 from .operations import add_operations_routes, telemetry_lifetime
 from .problem import PROBLEM_CONTENT_TYPE, Problem, problem_middleware, problem_response
@@ -17,7 +18,9 @@ __all__ = [
     "SettingsError",
     "add_health_routes",
     "add_operations_routes",
+    "database_pool",
     "exit_on_bad_settings",
+    "keep_session",
     "problem_middleware",
     "problem_response",
     "run_service",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
+from safiri_web import add_operations_routes, database_pool, problem_middleware, telemetry_lifetime
 
 from .adapters.idempotency_store import PostgresIdempotencyStore
 from .adapters.schema import apply_schema, ensure_database
@@ -46,7 +45,7 @@ def create_app(
             yield
             return
         await ensure_database(settings.database_url)
-        async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=10) as pool:
+        async with database_pool(settings.database_url, min_size=1, max_size=10) as pool:
             await apply_schema(pool)
             app[IDEMPOTENCY] = PostgresIdempotencyStore(pool, IDEMPOTENCY_LOCK_SECONDS)
             pool_gauges = ConnectionPoolCollector(pool, pool_name="gateway")

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from safiri_messaging import MessagingMetrics, repeat_forever, running_messaging, stop_task
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
+from safiri_web import add_operations_routes, database_pool, problem_middleware, telemetry_lifetime
 
 from .adapters.mpesa import DarajaClient
 from .adapters.postgres import PostgresUnitOfWork, apply_schema
@@ -40,9 +40,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         return f"{settings.callback_base_url}{path}?token={token}"
 
     async def database_and_provider(app: web.Application) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(
-            settings.database_url, min_size=2, max_size=settings.db_pool_max
-        )
+        pool = await database_pool(settings.database_url, min_size=2, max_size=settings.db_pool_max)
         assert pool is not None
         await apply_schema(pool)
         session = telemetry.client_session()

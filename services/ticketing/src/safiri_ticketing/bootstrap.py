@@ -13,7 +13,7 @@ from loguru import logger
 
 from safiri_messaging import MessagingMetrics, repeat_forever, running_messaging, stop_task
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_operations_routes, problem_middleware, telemetry_lifetime
+from safiri_web import add_operations_routes, database_pool, problem_middleware, telemetry_lifetime
 
 from .adapters.fleet import ActiveBuses
 from .adapters.order_book import PendingOrders
@@ -39,9 +39,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
     messaging = MessagingMetrics(telemetry.registry)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(
-            settings.database_url, min_size=2, max_size=settings.db_pool_max
-        )
+        pool = await database_pool(settings.database_url, min_size=2, max_size=settings.db_pool_max)
         assert pool is not None
         await apply_schema(pool)
         added = await seed_timetable(pool, settings.seed_days)
