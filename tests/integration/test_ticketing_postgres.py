@@ -209,3 +209,22 @@ async def test_a_late_payment_retakes_free_seats_or_records_a_refund(
     }
     view = await TripQueries(pool).order(refunded.order_id)
     assert view is not None and view.status.value == "EXPIRED"
+
+
+async def test_concurrent_requests_with_one_key_create_one_order_and_one_payment_request(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    trip_id = await small_trip(pool, 10)
+    service = ticketing(pool)
+    key = str(uuid.uuid4())
+    orders = await asyncio.gather(
+        *(service.hold_seats(HoldSeats(trip_id, 2, "254712345678", key)) for _ in range(5))
+    )
+    assert len({o.order_id for o in orders}) == 1
+    assert await pool.fetchval("SELECT count(*) FROM orders WHERE trip_id = $1::uuid", trip_id) == 1
+    requested = await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE payload->>'order_id' = $1", orders[0].order_id
+    )
+    assert requested == 1
+    trip = await TripQueries(pool).trip(trip_id)
+    assert trip is not None and trip.seats_available == 8

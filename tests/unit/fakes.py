@@ -89,6 +89,12 @@ class FakeTicketingUow(_FakeTransaction):
         order: Order | None = copy.deepcopy(self.state["orders"].get(order_id))
         return order
 
+    async def order_for_request(self, request_key: str) -> Order | None:
+        for order in self.state["orders"].values():
+            if order.request_key == request_key:
+                return copy.deepcopy(order)  # type: ignore[no-any-return]
+        return None
+
     async def save_order(self, order: Order) -> None:
         self.state["orders"][order.order_id] = copy.deepcopy(order)
         if order.status in (OrderStatus.PAYMENT_FAILED, OrderStatus.EXPIRED):

@@ -59,9 +59,11 @@ class ScriptedTicketing:
     def __init__(self, *answers: UpstreamReply | Exception) -> None:
         self.answers = list(answers)
         self.placed: list[Mapping[str, Any]] = []
+        self.request_keys: list[str] = []
 
-    async def place_order(self, body: Mapping[str, Any]) -> UpstreamReply:
+    async def place_order(self, body: Mapping[str, Any], request_key: str) -> UpstreamReply:
         self.placed.append(body)
+        self.request_keys.append(request_key)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -128,6 +130,20 @@ async def test_keys_of_different_clients_do_not_meet() -> None:
 
     assert not other.replayed
     assert len(ticketing.placed) == 2
+    assert len(set(ticketing.request_keys)) == 2  # ticketing tells them apart too
+
+
+async def test_a_retry_after_a_timeout_carries_the_same_request_key_to_ticketing() -> None:
+    """Ticketing may have created the order before the gateway stopped waiting: the retry
+    must reach it with the same key, so it answers with that order instead of a second one."""
+    ticketing = ScriptedTicketing(UpstreamTimeout("slow"), UpstreamReply(200, ACCEPTED))
+    place = PlaceOrder(InMemoryStore(), ticketing)
+    with pytest.raises(UpstreamTimeout):
+        await place(ORDER, "client", "k1")
+    await place(ORDER, "client", "k1")
+    first, second = ticketing.request_keys
+    assert first == second
+    assert "k1" not in first and "client" not in first  # opaque: derived, not the raw key
 
 
 @pytest.mark.parametrize("failure", [UpstreamUnavailable("500"), UpstreamTimeout("slow")])

@@ -77,6 +77,20 @@ async def test_holding_seats_asks_for_payment_in_the_same_transaction() -> None:
     ]
 
 
+async def test_a_repeated_request_key_answers_with_the_order_it_created() -> None:
+    ticketing, db, registry, _ = setup()
+    first = await ticketing.hold_seats(HoldSeats("trip-1", 2, "254712345678", "rk-1"))
+    again = await ticketing.hold_seats(HoldSeats("trip-1", 2, "254712345678", "rk-1"))
+    other = await ticketing.hold_seats(HoldSeats("trip-1", 1, "254712345678", "rk-2"))
+
+    assert again.order_id == first.order_id
+    assert again.seats == first.seats
+    assert other.order_id != first.order_id
+    assert [key for key, _ in db.outbox] == [PAYMENT_REQUESTED, PAYMENT_REQUESTED]
+    assert sample(registry, "seat_holds_total", outcome="held") == 2
+    assert sample(registry, "seat_holds_total", outcome="repeated") == 1
+
+
 async def test_too_few_seats_holds_nothing_and_emits_nothing() -> None:
     ticketing, db, registry, _ = setup()
     await ticketing.hold_seats(HoldSeats("trip-1", 3, "254712345678"))

@@ -30,7 +30,7 @@ class TicketingMetrics:
         )
         self.seat_holds = Counter(
             "seat_holds",
-            "Attempts to hold seats, by outcome (held, unavailable, unknown_trip).",
+            "Attempts to hold seats, by outcome (held, repeated, unavailable, unknown_trip).",
             ["outcome"],
             registry=registry,
         )

@@ -24,8 +24,10 @@ class HttpTicketing:
     async def search_trips(self, params: Mapping[str, str]) -> UpstreamReply:
         return await self._call("GET", "/trips", params=params)
 
-    async def place_order(self, body: Mapping[str, Any]) -> UpstreamReply:
-        return await self._call("POST", "/orders", body=body)
+    async def place_order(self, body: Mapping[str, Any], request_key: str) -> UpstreamReply:
+        return await self._call(
+            "POST", "/orders", body=body, headers={"Idempotency-Key": request_key}
+        )
 
     async def get_order(self, order_id: str) -> UpstreamReply:
         return await self._call("GET", f"/orders/{order_id}")
@@ -42,6 +44,7 @@ class HttpTicketing:
         *,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> UpstreamReply:
         try:
             async with self._session.request(
@@ -49,6 +52,7 @@ class HttpTicketing:
                 self._base_url + path,
                 params=params,
                 json=body,
+                headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:

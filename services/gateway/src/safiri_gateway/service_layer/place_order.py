@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from loguru import logger
@@ -39,6 +40,11 @@ def _public_answer(status: int, body: dict[str, object]) -> StoredResponse:
     return StoredResponse(status, body)
 
 
+def request_key(client: str, key: str) -> str:
+    """The key ticketing deduplicates on: one per client and Idempotency-Key, and neither."""
+    return hashlib.sha256(f"{client}\x00{key}".encode()).hexdigest()
+
+
 class PlaceOrder:
     def __init__(self, store: IdempotencyStore, ticketing: Ticketing) -> None:
         self._store = store
@@ -66,11 +72,12 @@ class PlaceOrder:
 
         with business_span("request_order", attributes) as span:
             try:
-                reply = await self._ticketing.place_order(order.as_json())
+                reply = await self._ticketing.place_order(order.as_json(), request_key(client, key))
                 response = _public_answer(reply.status, reply.body)
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
-                # Freed so the client can retry: a 5xx decided nothing, and a hold left by a
-                # timed-out call expires unpaid, so a retry cannot charge twice.
+                # Freed so the client can retry. A timed-out call may still have created the
+                # order (and asked for its payment): the retry carries the same request key,
+                # and ticketing answers it with that order instead of a second one.
                 await self._store.release(found)
                 log.bind(error=type(exc).__name__, reason=str(exc)).warning(
                     "ticketing failed; key released"

@@ -19,7 +19,7 @@ __all__ = ["PostgresUnitOfWork", "TripQueries"]
 
 _ORDER_COLUMNS = """
     o.order_id::text, o.trip_id::text, o.seat_count, o.phone, o.seats, o.amount, o.currency,
-    o.expires_at, o.created_at, o.status, o.failure_reason, o.payment_receipt,
+    o.expires_at, o.created_at, o.status, o.failure_reason, o.payment_receipt, o.request_key,
     t.origin || '-' || t.destination AS route
 """
 
@@ -38,6 +38,7 @@ def _order(row: asyncpg.Record, tickets: list[Ticket] | None = None) -> Order:
         route=row["route"],
         status=OrderStatus(row["status"]),
         failure_reason=row["failure_reason"],
+        request_key=row["request_key"],
         payment_receipt=row["payment_receipt"],
         tickets=tickets or [],
     )
@@ -94,8 +95,8 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
     async def add_order(self, order: Order) -> None:
         await self.conn.execute(
             "INSERT INTO orders (order_id, trip_id, seat_count, phone, amount, currency, status,"
-            " seats, expires_at, created_at, trace_context)"
-            " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)",
+            " seats, expires_at, created_at, trace_context, request_key)"
+            " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)",
             order.order_id,
             order.trip_id,
             order.seat_count,
@@ -107,6 +108,7 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             order.expires_at,
             order.created_at,
             json.dumps(inject_carrier()),
+            order.request_key,
         )
         await self.conn.executemany(
             "INSERT INTO seat_allocations (trip_id, seat_no, order_id)"
@@ -119,6 +121,14 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             f"SELECT {_ORDER_COLUMNS} FROM orders o JOIN trips t USING (trip_id)"
             " WHERE o.order_id = $1::uuid FOR UPDATE OF o",
             order_id,
+        )
+        return _order(row) if row else None
+
+    async def order_for_request(self, request_key: str) -> Order | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_ORDER_COLUMNS} FROM orders o JOIN trips t USING (trip_id)"
+            " WHERE o.request_key = $1",
+            request_key,
         )
         return _order(row) if row else None
 

@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_pending_expiry ON orders (expires_at)
     WHERE status = 'PENDING_PAYMENT';
+-- The caller's key for the purchase (the gateway's, per client and Idempotency-Key): a retry
+-- after a timeout finds the order the first attempt created instead of making a second one.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS request_key text;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_request_key ON orders (request_key)
+    WHERE request_key IS NOT NULL;
 
 -- A seat is held or sold by at most one order: the primary key forbids a second row.
 CREATE TABLE IF NOT EXISTS seat_allocations (

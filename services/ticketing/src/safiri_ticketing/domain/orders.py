@@ -55,6 +55,7 @@ class Order:
     failure_reason: str | None = None
     payment_receipt: str | None = None
     tickets: list[Ticket] = field(default_factory=list)
+    request_key: str | None = None
 
     def confirm(self, receipt: str | None, ticket_ids: list[str]) -> None:
         """Payment succeeded: issue one ticket per held seat."""

@@ -94,7 +94,10 @@ async def place_order(request: web.Request) -> web.Response:
         )
     if not isinstance(phone, str) or not phone.isdigit() or len(phone) != 12:
         raise Problem(422, "validation-error", "Invalid request", "phone must be an MSISDN")
-    cmd = HoldSeats(_uuid(body.get("trip_id"), "trip_id"), seat_count, phone)
+    request_key = request.headers.get("Idempotency-Key")
+    if request_key is not None and not 1 <= len(request_key) <= 200:
+        raise Problem(422, "validation-error", "Invalid request", "Idempotency-Key: 1..200 chars")
+    cmd = HoldSeats(_uuid(body.get("trip_id"), "trip_id"), seat_count, phone, request_key)
     try:
         order = await request.app[TICKETING].hold_seats(cmd)
     except TripNotFound:

@@ -28,6 +28,9 @@ class HoldSeats:
     trip_id: str
     seat_count: int
     phone: str
+    # The caller's key for this purchase: asked twice (a retry after a timeout), the order
+    # the first request created is the answer.
+    request_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,17 @@ class Ticketing:
                 if trip is None:
                     self._metrics.seat_holds.labels("unknown_trip").inc()
                     raise TripNotFound(cmd.trip_id)
+                if cmd.request_key is not None:
+                    # Under the trip's lock: a concurrent repeat waits and then finds it.
+                    earlier = await uow.order_for_request(cmd.request_key)
+                    if earlier is not None:
+                        span.set_attribute("safiri.order.id", earlier.order_id)
+                        span.set_attribute("safiri.order.repeated", True)
+                        self._metrics.seat_holds.labels("repeated").inc()
+                        logger.bind(order_id=earlier.order_id).info(
+                            "order request repeated; answered with the order it created"
+                        )
+                        return earlier
                 seats = await uow.free_seats(cmd.trip_id, cmd.seat_count)
                 if len(seats) < cmd.seat_count:
                     self._metrics.seat_holds.labels("unavailable").inc()
@@ -84,6 +98,7 @@ class Ticketing:
                     expires_at=now + self._hold_ttl,
                     created_at=now,
                     route=f"{trip.origin}-{trip.destination}",
+                    request_key=cmd.request_key,
                 )
                 span.set_attribute("safiri.order.id", order.order_id)
                 span.set_attribute("safiri.amount", order.amount)

@@ -39,6 +39,10 @@ class UnitOfWork(Protocol):
 
     async def add_order(self, order: Order) -> None: ...
 
+    async def order_for_request(self, request_key: str) -> Order | None:
+        """The order created by the request with this key, if any."""
+        ...
+
     async def get_order(self, order_id: str) -> Order | None:
         """The order, locked for update until the unit of work ends."""
         ...
