@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: help demo up test test-unit test-integration test-deploy test-e2e bench-telemetry chaos-outage lint format docs deps venv clean
+.PHONY: help demo up test test-unit test-integration test-deploy test-e2e bench-telemetry bench-throughput chaos-outage lint format docs deps venv clean load-baseline load-spike load-sustained load-mixed
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
@@ -15,7 +15,12 @@ help:
 	@echo "make test-unit | test-integration | test-deploy | test-e2e"
 	@echo "make lint              ruff check, ruff format --check, mypy"
 	@echo "make bench-telemetry   purchases/s with telemetry on vs off (bench/results/)"
+	@echo "make bench-throughput  highest sustained purchases/s (p99 POST <= 50 ms) vs raw aio-pika msgs/s"
 	@echo "make chaos-outage      the provider-outage game day, full form (chaos/README.md)"
+	@echo "make load-baseline     Locust: 10 purchases/s for 2 min, then metrics vs database (load/README.md)"
+	@echo "make load-spike        Locust: 10/s, a 30 s spike of 100/s, 10/s (1 min), then the check"
+	@echo "make load-sustained    Locust: 50 purchases/s for 5 min, then the check"
+	@echo "make load-mixed        Locust: browse and buy at 20/s for 2 min, some payments fail, then the check"
 
 venv: .venv/.synced
 
@@ -76,3 +81,22 @@ format: venv
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+
+# Load scenarios (Locust), the seed-004 lengths, each against a suite of its own; every run
+# ends with the check that tickets_sold_total rose by the tickets in the database (load/README.md).
+load-baseline: venv deps
+	.venv/bin/safiri load baseline --self-contained
+
+load-spike: venv deps
+	.venv/bin/safiri load spike --self-contained
+
+load-sustained: venv deps
+	.venv/bin/safiri load sustained --self-contained
+
+load-mixed: venv deps
+	.venv/bin/safiri load mixed --self-contained
+
+# Highest sustained purchases/s (open loop, p99 POST /orders <= 50 ms) as a ratio of raw
+# aio-pika msgs/s on the same broker; writes bench/results/sustained_rate.json.
+bench-throughput: venv deps
+	$(PY) bench/sustained_rate.py

@@ -1,4 +1,4 @@
-"""``safiri``: the operator's command line (``up``, ``demo``, ``trace``, ``chaos``)."""
+"""``safiri``: the operator's command line (``up``, ``demo``, ``trace``, ``chaos``, ``load``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 
 from .chaos.cli import add_chaos_command
+from .load.cli import add_load_command
 from .suite import Suite, SuiteConfig, SuiteError
 from .trace_cli import add_trace_command
 from .tracestore import StoreSettings, running_store
@@ -123,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--log-dir", type=Path, default=None)
     add_trace_command(sub)
     add_chaos_command(sub)
+    add_load_command(sub)
     args = parser.parse_args(argv)
-    if args.command in ("trace", "chaos"):
+    if args.command in ("trace", "chaos", "load"):
         raise SystemExit(args.func(args))
     runner = {"up": _up, "demo": _demo}[args.command]
     try:

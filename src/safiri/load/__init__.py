@@ -1,0 +1,4 @@
+"""Load scenarios (Locust) with a metrics-versus-database check: ``safiri load SCENARIO``.
+
+The scenarios are in :mod:`safiri.load.scenarios`, the locustfile in ``load/locustfile.py``.
+"""
