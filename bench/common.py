@@ -130,6 +130,7 @@ def suite_config(
     otlp_endpoint: str,
     log_dir: Path,
     extra_env: dict[str, str],
+    service_env: dict[str, dict[str, str]] | None = None,
 ) -> SuiteConfig:
     """The suite on free ports, its own databases and vhost, exporting to ``otlp_endpoint``."""
     return SuiteConfig(
@@ -143,6 +144,7 @@ def suite_config(
         otlp_endpoint=otlp_endpoint,
         log_dir=log_dir,
         extra_env=extra_env,
+        service_env=service_env or {},
     )
 
 

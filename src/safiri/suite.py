@@ -47,6 +47,9 @@ class SuiteConfig:
     otlp_endpoint: str | None = None
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Per process, on top of extra_env (e.g. the simulator's telemetry held constant in a
+    # benchmark that switches the services' telemetry off).
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def database_url(self, service: str) -> str:
         return f"{self.postgres_url}/{self.database_prefix}_{service}"
@@ -139,6 +142,7 @@ class Suite:
 
     async def start_service(self, service: str, env: dict[str, str] | None = None) -> None:
         env = dict(env or self.config.env())
+        env.update(self.config.service_env.get(service, {}))
         env["OTEL_SERVICE_NAME"] = service
         self._envs[service] = env
         stdout: int | IO[bytes] | None = None

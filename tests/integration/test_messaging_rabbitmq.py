@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -88,6 +90,29 @@ async def test_the_relay_publishes_each_outbox_row_once_under_its_trace(
     assert publish.parent is not None and publish.parent.span_id == step.get_span_context().span_id
     headers = message.headers or {}
     assert str(headers["traceparent"]).split("-")[2] == format(publish.context.span_id, "016x")
+
+
+async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
+    pool: asyncpg.Pool[Any], connection: AbstractRobustConnection
+) -> None:
+    key = f"it.notify.{uuid.uuid4().hex[:6]}"
+    channel = await consumer_channel(connection, 10)
+    queue = await declare_queue(channel, QueueSpec(f"it-notify-{uuid.uuid4().hex[:6]}", (key,)))
+    exchange = await declare_events_exchange(await publisher_channel(connection))
+    relay = OutboxRelay(pool, exchange, MessagingMetrics(CollectorRegistry()), poll_interval=600)
+    running = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.2)  # the relay has drained what was there and waits
+        async with pool.acquire() as conn, conn.transaction():
+            await add_to_outbox(conn, key, {"order_id": "o-2"})
+        message = await eventually(
+            lambda: queue.get(fail=False), timeout=5, what="the message, woken by NOTIFY"
+        )
+        await message.ack()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
 
 async def test_an_unroutable_event_stays_in_the_outbox(

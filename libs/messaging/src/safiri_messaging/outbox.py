@@ -64,15 +64,17 @@ async def add_to_outbox(
 ) -> uuid.UUID:
     """Queue an event in the caller's transaction; it is published only if that commits."""
     message_id = uuid.uuid4()
+    # One round trip: the row and the relay's wake-up call (delivered only on commit).
     await conn.execute(
-        "INSERT INTO outbox (message_id, routing_key, payload, trace_context)"
-        " VALUES ($1, $2, $3::jsonb, $4::jsonb)",
+        "WITH queued AS (INSERT INTO outbox (message_id, routing_key, payload, trace_context)"
+        " VALUES ($1, $2, $3::jsonb, $4::jsonb) RETURNING 1)"
+        " SELECT pg_notify($5, '') FROM queued",
         message_id,
         routing_key,
         json.dumps(payload),
         json.dumps(inject_carrier()),
+        NOTIFY_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return message_id
 
 
