@@ -6,7 +6,7 @@ from .backlog import BacklogMonitor
 from .connection import connect, consumer_channel, publisher_channel
 from .consumer import Envelope, PoisonMessage, consume
 from .inbox import first_delivery
-from .lifecycle import repeat_forever, running_messaging, stop_task
+from .lifecycle import broker_connected, repeat_forever, running_messaging, stop_task
 from .metrics import MessagingMetrics
 from .outbox import OUTBOX_SCHEMA, OutboxRelay, add_to_outbox
 from .topology import (
@@ -36,6 +36,7 @@ __all__ = [
     "PoisonMessage",
     "QueueSpec",
     "add_to_outbox",
+    "broker_connected",
     "connect",
     "consume",
     "consumer_channel",

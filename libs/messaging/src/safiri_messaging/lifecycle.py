@@ -24,7 +24,19 @@ from .metrics import MessagingMetrics
 from .outbox import OutboxRelay
 from .topology import QueueSpec, declare_events_exchange, declare_queue
 
-__all__ = ["repeat_forever", "running_messaging", "stop_task"]
+__all__ = ["broker_connected", "repeat_forever", "running_messaging", "stop_task"]
+
+
+def broker_connected(connection: AbstractRobustConnection) -> None:
+    """A readiness check: raises unless ``connection`` is connected right now.
+
+    ``is_closed`` alone is not enough: a robust connection that lost the broker is not closed
+    while it reconnects, it just has no transport.
+    """
+    if connection.is_closed:
+        raise ConnectionError("broker connection closed")
+    if connection.transport is None or not connection.connected.is_set():
+        raise ConnectionError("broker connection lost; reconnecting")
 
 
 async def repeat_forever(name: str, step: Callable[[], Awaitable[Any]], interval: float) -> None:

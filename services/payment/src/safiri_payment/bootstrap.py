@@ -10,7 +10,13 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from safiri_messaging import MessagingMetrics, repeat_forever, running_messaging, stop_task
+from safiri_messaging import (
+    MessagingMetrics,
+    broker_connected,
+    repeat_forever,
+    running_messaging,
+    stop_task,
+)
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_operations_routes, database_pool, problem_middleware, telemetry_lifetime
 
@@ -103,8 +109,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         await app[POOL].fetchval("SELECT 1")
 
     async def broker_ready() -> None:
-        if app[CONNECTION].is_closed:
-            raise ConnectionError("broker connection closed")
+        broker_connected(app[CONNECTION])
 
     add_operations_routes(app, telemetry, {"database": database_ready, "broker": broker_ready})
     app.add_routes(routes)
