@@ -109,6 +109,25 @@ async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
             lambda: queue.get(fail=False), timeout=5, what="the message, woken by NOTIFY"
         )
         await message.ack()
+
+        # The database drops the LISTEN connection (as a restart does): the relay listens anew.
+        listening = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        listening += " AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+        (old_pid,) = [r["pid"] for r in await pool.fetch(listening)]
+        await pool.execute("SELECT pg_terminate_backend($1)", old_pid)
+
+        async def listening_again() -> int | None:
+            pids = [r["pid"] for r in await pool.fetch(listening)]
+            return pids[0] if pids and pids[0] != old_pid else None
+
+        await eventually(listening_again, timeout=5, what="the relay to LISTEN again")
+        async with pool.acquire() as conn, conn.transaction():
+            await add_to_outbox(conn, key, {"order_id": "o-3"})
+        message = await eventually(
+            lambda: queue.get(fail=False), timeout=5, what="the message after the reconnect"
+        )
+        await message.ack()
+        assert json.loads(message.body) == {"order_id": "o-3"}
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):

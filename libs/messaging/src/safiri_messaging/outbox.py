@@ -78,6 +78,14 @@ async def add_to_outbox(
     return message_id
 
 
+def _lost(conn: PoolConnectionProxy[Any]) -> bool:
+    """Closed, or already taken back by the pool (asyncpg does that when it terminates)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class OutboxRelay:
     """Publishes unsent outbox rows with publisher confirms and ``mandatory``.
 
@@ -107,10 +115,13 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        listener = await self._pool.acquire()
+        listener: PoolConnectionProxy[Any] | None = None
         try:
-            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
             while True:
+                if listener is None or _lost(listener):
+                    # First start, or the database restarted under the LISTEN connection:
+                    # without a new one the relay would only poll, one connection short.
+                    listener = await self._listen(listener)
                 try:
                     while await self.publish_pending() == self._batch_size:
                         pass
@@ -125,8 +136,38 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
                 self._wake.clear()
         finally:
-            await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            await self._pool.release(listener)
+            if listener is not None:
+                with contextlib.suppress(*_TRANSIENT):
+                    if not _lost(listener):
+                        await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+                        await self._pool.release(listener)
+
+    async def _listen(
+        self, old: PoolConnectionProxy[Any] | None
+    ) -> PoolConnectionProxy[Any] | None:
+        """A pool connection LISTENing for commits, in place of ``old``; ``None`` if the
+        database cannot be reached now (the relay polls until the next try)."""
+        if old is not None:
+            with contextlib.suppress(*_TRANSIENT):
+                await self._pool.release(old)
+        try:
+            listener = await self._pool.acquire()
+        except _TRANSIENT as exc:
+            logger.bind(error=repr(exc)).warning("outbox relay cannot listen yet; polling")
+            return None
+        try:
+            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            # Wake the loop when the connection dies, so it listens again at once.
+            listener.add_termination_listener(self._on_notify)
+        except _TRANSIENT as exc:
+            logger.bind(error=repr(exc)).warning("outbox relay cannot listen yet; polling")
+            with contextlib.suppress(*_TRANSIENT):
+                await self._pool.release(listener)
+            return None
+        if old is not None:
+            logger.info("outbox relay listening again after losing its connection")
+        self._wake.set()  # whatever was committed meanwhile is waiting
+        return listener
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows it published."""
