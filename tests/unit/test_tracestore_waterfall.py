@@ -152,6 +152,40 @@ def test_an_expired_order_is_explained_by_its_expire_hold_span() -> None:
     assert "expired" in cause.cause
 
 
+def test_a_query_answered_still_processing_is_not_the_root_cause() -> None:
+    """Daraja answers an STK query for an unfinished payment with HTTP 500: those spans are
+    errors, but the order's story is its expired hold."""
+    spans = [
+        span("a1", None, "gateway", "POST /api/v1/orders", 0, 5),
+        span(
+            "r1",
+            "a1",
+            "payment",
+            "reconcile_payment",
+            2000,
+            2010,
+            attributes={"safiri.payment.pending": True},
+        ),
+        span("q1", "r1", "payment", "POST", 2001, 2009, status_code=2),
+        span(
+            "s1",
+            "q1",
+            "mpesa-simulator",
+            "POST /mpesa/stkpushquery/v1/query",
+            2002,
+            2008,
+            status_code=2,
+        ),
+        span("b1", "a1", "ticketing", "expire_hold", 9000, 9001),
+    ]
+    cause = root_cause(spans)
+    assert cause is not None and (cause.service, cause.name) == ("ticketing", "expire_hold")
+
+    spans[1] = span("r1", "a1", "payment", "reconcile_payment", 2000, 2010)  # not pending
+    cause = root_cause(spans)
+    assert cause is not None and cause.name == "POST /mpesa/stkpushquery/v1/query"
+
+
 def test_a_successful_trace_has_no_root_cause() -> None:
     assert root_cause([span("a1", None, "gateway", "GET /trips", 0, 1)]) is None
 

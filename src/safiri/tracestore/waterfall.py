@@ -55,8 +55,30 @@ def _cause(span: SpanRow) -> str:
     return "error status, no message"
 
 
+# Set on a reconciliation the provider answered "still processing": Daraja says so with an
+# HTTP 500, which marks that call's spans as errors although nothing failed.
+_PENDING = "safiri.payment.pending"
+
+
+def _expected_errors(tree: list[tuple[SpanRow, int]]) -> set[str]:
+    """Spans under a span marked pending: their error status is the provider's way of
+    saying "not yet", not the failure a person tracing the order is looking for."""
+    children: dict[str, list[SpanRow]] = {}
+    for span, _ in tree:
+        children.setdefault(span.parent_span_id or "", []).append(span)
+    expected: set[str] = set()
+    stack = [s for s, _ in tree if s.attributes.get(_PENDING) is True]
+    while stack:
+        span = stack.pop()
+        if span.span_id not in expected:
+            expected.add(span.span_id)
+            stack.extend(children.get(span.span_id, []))
+    return expected
+
+
 def _root_cause(tree: list[tuple[SpanRow, int]]) -> RootCause | None:
-    failing = [(s, d) for s, d in tree if s.is_error]
+    expected = _expected_errors(tree)
+    failing = [(s, d) for s, d in tree if s.is_error and s.span_id not in expected]
     if failing:
         span, _ = min(failing, key=lambda sd: (-sd[1], sd[0].start_ns))
         return RootCause(span.service, span.name, _cause(span), span.span_id)

@@ -121,7 +121,11 @@ class OutboxRelay:
                 if listener is None or _lost(listener):
                     # First start, or the database restarted under the LISTEN connection:
                     # without a new one the relay would only poll, one connection short.
-                    listener = await self._listen(listener)
+                    try:
+                        listener = await self._listen(listener)
+                    except Exception:
+                        logger.exception("outbox relay cannot listen; polling")
+                        listener = None
                 try:
                     while await self.publish_pending() == self._batch_size:
                         pass
@@ -148,8 +152,10 @@ class OutboxRelay:
         """A pool connection LISTENing for commits, in place of ``old``; ``None`` if the
         database cannot be reached now (the relay polls until the next try)."""
         if old is not None:
-            with contextlib.suppress(*_TRANSIENT):
-                await self._pool.release(old)
+            # asyncpg hands a connection that closed back to its pool by itself; what is left
+            # is to make sure the old one is gone (releasing it again would raise).
+            with contextlib.suppress(Exception):
+                old.terminate()
         try:
             listener = await self._pool.acquire()
         except _TRANSIENT as exc:
