@@ -1,24 +1,56 @@
 """An OTLP/HTTP endpoint that accepts and discards: the collector's cost kept out of the benchmark.
 
 .venv/bin/python bench/otlp_sink.py PORT
+
+It counts what it receives, by service: ``GET /counts`` answers
+``{"spans": {service: n}, "logs": {service: n}}``, so a benchmark can say how many spans and
+log records one purchase costs.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 from aiohttp import web
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+COUNTS: dict[str, Counter[str]] = {"spans": Counter(), "logs": Counter()}
 
 
-async def accept(request: web.Request) -> web.Response:
-    await request.read()
+def _service(resource: object) -> str:
+    for attribute in getattr(resource, "attributes", []):
+        if attribute.key == "service.name":
+            return str(attribute.value.string_value)
+    return "unknown"
+
+
+async def traces(request: web.Request) -> web.Response:
+    body = ExportTraceServiceRequest.FromString(await request.read())
+    for resource_spans in body.resource_spans:
+        n = sum(len(scope.spans) for scope in resource_spans.scope_spans)
+        COUNTS["spans"][_service(resource_spans.resource)] += n
     return web.Response(body=b"", content_type="application/x-protobuf")
+
+
+async def logs(request: web.Request) -> web.Response:
+    body = ExportLogsServiceRequest.FromString(await request.read())
+    for resource_logs in body.resource_logs:
+        n = sum(len(scope.log_records) for scope in resource_logs.scope_logs)
+        COUNTS["logs"][_service(resource_logs.resource)] += n
+    return web.Response(body=b"", content_type="application/x-protobuf")
+
+
+async def counts(request: web.Request) -> web.Response:
+    return web.json_response({kind: dict(c) for kind, c in COUNTS.items()})
 
 
 def main() -> None:
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app.router.add_post("/v1/traces", accept)
-    app.router.add_post("/v1/logs", accept)
+    app.router.add_post("/v1/traces", traces)
+    app.router.add_post("/v1/logs", logs)
+    app.router.add_get("/counts", counts)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
 
