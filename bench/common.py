@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from safiri.suite import SuiteConfig
+from safiri.suite import SuiteConfig, free_port
 
 __all__ = [
     "ROOT",
@@ -48,12 +47,6 @@ ROUTES = [
     ("Mombasa", "Malindi"),
     ("Malindi", "Mombasa"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def vhost(action: str, name: str) -> None:

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -87,6 +88,55 @@ class SuiteConfig:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         env.update(self.extra_env)
         return env
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _rabbitmqctl(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    if process.returncode:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {(err or out).decode().strip()}")
+
+
+@contextlib.asynccontextmanager
+async def own_vhost(name: str) -> AsyncIterator[str]:
+    """A RabbitMQ vhost of the run's own (guest may use it), deleted afterwards; its URL."""
+    await _rabbitmqctl("add_vhost", name)
+    try:
+        await _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        await _rabbitmqctl("delete_vhost", name)
+
+
+def isolated_config(
+    *,
+    api_key: str,
+    database_prefix: str,
+    amqp_url: str,
+    log_dir: Path,
+    extra_env: dict[str, str],
+) -> SuiteConfig:
+    """The four processes on free loopback ports, with databases of their own."""
+    return SuiteConfig(
+        api_keys=[api_key],
+        gateway_port=free_port(),
+        ticketing_port=free_port(),
+        payment_port=free_port(),
+        mpesa_port=free_port(),
+        database_prefix=database_prefix,
+        amqp_url=amqp_url,
+        log_dir=log_dir,
+        extra_env=extra_env,
+    )
 
 
 async def ensure_databases(config: SuiteConfig) -> None:

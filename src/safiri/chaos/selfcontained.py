@@ -12,14 +12,13 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..suite import Suite, SuiteConfig, drop_databases
+from ..suite import Suite, SuiteConfig, drop_databases, isolated_config, own_vhost
 from .prometheus import experiment_prometheus
 
 __all__ = ["SelfContained", "running_suite", "self_contained_suite"]
@@ -46,31 +45,6 @@ class SelfContained:
 
     configuration: dict[str, Any]
     secrets: dict[str, Any]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _rabbitmqctl(*args: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    if process.returncode:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {(err or out).decode().strip()}")
-
-
-@contextlib.asynccontextmanager
-async def _own_vhost(name: str) -> AsyncIterator[str]:
-    await _rabbitmqctl("add_vhost", name)
-    try:
-        await _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
-    finally:
-        await _rabbitmqctl("delete_vhost", name)
 
 
 @contextlib.asynccontextmanager
@@ -100,13 +74,9 @@ async def self_contained_suite(
             env[variable] = str(c[key])
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         env["OTEL_SDK_DISABLED"] = "true"  # no trace store runs: don't export to nowhere
-    async with _own_vhost(f"safiri-chaos-{run_id}") as amqp_url:
-        config = SuiteConfig(
-            api_keys=[api_key],
-            gateway_port=_free_port(),
-            ticketing_port=_free_port(),
-            payment_port=_free_port(),
-            mpesa_port=_free_port(),
+    async with own_vhost(f"safiri-chaos-{run_id}") as amqp_url:
+        config = isolated_config(
+            api_key=api_key,
             database_prefix=f"safiri_chaos_{run_id}",
             amqp_url=amqp_url,
             log_dir=run_dir / "logs",

@@ -27,8 +27,7 @@ import asyncpg
 
 from safiri_ticketing.domain.trips import SEATS_PER_BUS, timetable
 
-from ..chaos.selfcontained import _free_port, _own_vhost
-from ..suite import Suite, SuiteConfig, drop_databases
+from ..suite import Suite, drop_databases, isolated_config, own_vhost
 from .check import (
     OrdersState,
     Verdict,
@@ -103,13 +102,9 @@ async def own_suite(run_dir: Path, scenario: Scenario) -> AsyncIterator[Target]:
     }
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         env["OTEL_SDK_DISABLED"] = "true"  # no trace store runs: don't export to nowhere
-    async with _own_vhost(f"safiri-load-{run_id}") as amqp_url:
-        config = SuiteConfig(
-            api_keys=[api_key],
-            gateway_port=_free_port(),
-            ticketing_port=_free_port(),
-            payment_port=_free_port(),
-            mpesa_port=_free_port(),
+    async with own_vhost(f"safiri-load-{run_id}") as amqp_url:
+        config = isolated_config(
+            api_key=api_key,
             database_prefix=f"safiri_load_{run_id}",
             amqp_url=amqp_url,
             log_dir=run_dir / "logs",

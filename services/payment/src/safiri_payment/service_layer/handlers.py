@@ -267,22 +267,10 @@ class Payments:
                 logger.bind(error=str(exc)).warning("STK query failed; will ask again")
                 return False
             self._observe(started, "stk_query", "pending" if outcome is None else "answered")
-            async with self._uow() as uow:
-                current = await uow.get(payment.payment_id)
-                assert current is not None
-                if outcome is None:
-                    self._metrics.reconciliations.labels(provider, "pending").inc()
-                    span.set_attribute("safiri.payment.pending", True)
-                    await uow.touch(payment.payment_id)
-                    await uow.commit()
-                    logger.info("provider still processing the payment; seats stay held")
-                    return False
-                span.set_attribute("safiri.payment.result_code", outcome.result_code)
-                settled = await self._settle(uow, current.payment, outcome, span)
-            self._metrics.reconciliations.labels(provider, "settled").inc()
-            if settled:
-                self._count_settled(current.payment)
-            return settled
+            if outcome is None:
+                span.set_attribute("safiri.payment.pending", True)
+                logger.info("provider still processing the payment; seats stay held")
+            return await self._conclude(payment.payment_id, outcome, span)
 
     async def _reconcile_unrecorded(self, stored: StoredPayment) -> bool:
         """A push whose answer was never recorded (a timeout, or a crash right after the
@@ -321,30 +309,34 @@ class Payments:
                 ),
                 None,
             )
-            async with self._uow() as uow:
-                current = await uow.get(payment.payment_id)
-                assert current is not None
-                if charge is not None:
-                    outcome = ProviderOutcome(
-                        0, "found in the provider's transactions", charge.receipt
-                    )
-                elif stored.age >= self._abandon_after:
-                    outcome = ProviderOutcome(
-                        -1,
-                        f"no charge at the provider {int(stored.age.total_seconds())} s after"
-                        " the request: the push was never completed",
-                    )
-                else:
-                    self._metrics.reconciliations.labels(provider, "pending").inc()
-                    await uow.touch(payment.payment_id)
-                    await uow.commit()
-                    return False
-                span.set_attribute("safiri.payment.result_code", outcome.result_code)
-                settled = await self._settle(uow, current.payment, outcome, span)
-            self._metrics.reconciliations.labels(provider, "settled").inc()
-            if settled:
-                self._count_settled(current.payment)
-            return settled
+            outcome: ProviderOutcome | None = None
+            if charge is not None:
+                outcome = ProviderOutcome(0, "found in the provider's transactions", charge.receipt)
+            elif stored.age >= self._abandon_after:
+                outcome = ProviderOutcome(
+                    -1,
+                    f"no charge at the provider {int(stored.age.total_seconds())} s after"
+                    " the request: the push was never completed",
+                )
+            return await self._conclude(payment.payment_id, outcome, span)
+
+    async def _conclude(self, payment_id: str, outcome: ProviderOutcome | None, span: Span) -> bool:
+        """A reconciliation's end: settle on a verdict, else ask again once overdue again."""
+        provider = self._provider.name
+        async with self._uow() as uow:
+            current = await uow.get(payment_id)
+            assert current is not None
+            if outcome is None:
+                self._metrics.reconciliations.labels(provider, "pending").inc()
+                await uow.touch(payment_id)
+                await uow.commit()
+                return False
+            span.set_attribute("safiri.payment.result_code", outcome.result_code)
+            settled = await self._settle(uow, current.payment, outcome, span)
+        self._metrics.reconciliations.labels(provider, "settled").inc()
+        if settled:
+            self._count_settled(current.payment)
+        return settled
 
     async def _settle(
         self, uow: UnitOfWork, payment: Payment, outcome: ProviderOutcome, span: Span
