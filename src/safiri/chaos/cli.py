@@ -6,9 +6,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
-from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from ..interrupt import until_signalled
 from ..suite import SuiteError
 from .checker import check_suite
 from .experiment import InvalidExperiment
@@ -23,7 +22,7 @@ from .history import read_history
 from .invariants import Limits
 from .invariants.read import Sources
 from .prometheus import PrometheusError
-from .run import RunOutcome, run_chaos_experiment
+from .run import run_chaos_experiment
 
 __all__ = ["add_chaos_command"]
 
@@ -123,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     try:
         outcome = asyncio.run(
-            _until_signalled(
+            until_signalled(
                 run_chaos_experiment(
                     args.experiment,
                     self_contained=args.self_contained,
@@ -146,19 +145,6 @@ def _run(args: argparse.Namespace) -> int:
     print(outcome.report.read_text())
     print(f"results: {outcome.results_dir}")
     return 0 if outcome.passed else 1
-
-
-async def _until_signalled(run: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
-    """Ctrl-C or SIGTERM cancels the run, which heals the fault and stops its suite first."""
-    task = asyncio.ensure_future(run)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        return await task
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -6,9 +6,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
-from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from ..interrupt import until_signalled
 from ..suite import SuiteError
 from .check import MetricMissing
-from .run import LoadError, LoadOptions, LoadOutcome, Target, render, run_load_scenario
+from .run import LoadError, LoadOptions, Target, render, run_load_scenario
 from .scenarios import DEFAULT_USER_RPS, SCENARIOS
 
 __all__ = ["add_load_command"]
@@ -121,7 +120,7 @@ def _load(args: argparse.Namespace) -> int:
             user_rps=args.user_rps,
             log=lambda line: print(f"{datetime.now():%H:%M:%S} {line}", file=sys.stderr),
         )
-        outcome = asyncio.run(_until_signalled(run_load_scenario(options)))
+        outcome = asyncio.run(until_signalled(run_load_scenario(options)))
     except asyncio.CancelledError:
         print("safiri load: interrupted (every process it started is stopped)", file=sys.stderr)
         return 130
@@ -142,16 +141,3 @@ def _load(args: argparse.Namespace) -> int:
     else:
         print(render(outcome.result))
     return 0 if outcome.passed else 1
-
-
-async def _until_signalled(run: Coroutine[Any, Any, LoadOutcome]) -> LoadOutcome:
-    """Ctrl-C or SIGTERM cancels the run, which stops Locust and the run's own suite."""
-    task = asyncio.ensure_future(run)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        return await task
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
