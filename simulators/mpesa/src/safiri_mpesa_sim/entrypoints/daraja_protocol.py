@@ -9,6 +9,8 @@ import secrets
 
 from aiohttp import web
 
+from ..appkeys import TOKENS
+
 __all__ = [
     "BAD_REQUEST",
     "INVALID_TOKEN",
@@ -56,3 +58,11 @@ async def json_object(request: web.Request) -> dict[str, object] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+async def authorized_body(request: web.Request) -> dict[str, object] | web.Response:
+    """The request's JSON object, or the Daraja error to answer (bad token, no object)."""
+    if not request.app[TOKENS].is_valid(bearer_token(request)):
+        return invalid_token()
+    body = await json_object(request)
+    return bad_request("Body") if body is None else body

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from ..appkeys import LEDGER, SETTINGS, TOKENS
-from .daraja_protocol import bad_request, bearer_token, invalid_token, json_object
+from ..appkeys import LEDGER, SETTINGS
+from .daraja_protocol import authorized_body, bad_request
 
 __all__ = ["PULL_TRANSACTIONS_PATH", "routes"]
 
@@ -33,11 +33,9 @@ def _when(value: object) -> datetime | None:
 @routes.post(PULL_TRANSACTIONS_PATH)
 async def pull_transactions(request: web.Request) -> web.Response:
     app = request.app
-    if not app[TOKENS].is_valid(bearer_token(request)):
-        return invalid_token()
-    body = await json_object(request)
-    if body is None:
-        return bad_request("Body")
+    body = await authorized_body(request)
+    if isinstance(body, web.Response):
+        return body
     if str(body.get("ShortCode", "")) != app[SETTINGS].shortcode:
         return bad_request("ShortCode")
     start, end = _when(body.get("StartDate")), _when(body.get("EndDate"))

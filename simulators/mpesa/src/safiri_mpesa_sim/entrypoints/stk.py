@@ -19,6 +19,7 @@ from ..stk_push import InvalidField, check_credentials, parse_stk_push
 from .daraja_protocol import (
     BAD_REQUEST,
     INVALID_TOKEN,
+    authorized_body,
     bad_request,
     bearer_token,
     daraja_error,
@@ -88,11 +89,9 @@ async def stk_push(request: web.Request) -> web.Response:
 @routes.post(STK_QUERY_PATH)
 async def stk_query(request: web.Request) -> web.Response:
     app = request.app
-    if not app[TOKENS].is_valid(bearer_token(request)):
-        return invalid_token()
-    body = await json_object(request)
-    if body is None:
-        return bad_request("Body")
+    body = await authorized_body(request)
+    if isinstance(body, web.Response):
+        return body
     settings = app[SETTINGS]
     try:
         check_credentials(body, settings.shortcode, settings.passkey.value)
