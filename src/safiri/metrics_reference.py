@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from safiri_gateway.entrypoints.rate_limit import rate_limit
 from safiri_messaging import MessagingMetrics
 from safiri_mpesa_sim.metrics import SimulatorMetrics
 from safiri_payment.metrics import PaymentMetrics
@@ -39,7 +40,7 @@ def _pool(registry: CollectorRegistry) -> None:
 
 # What each service registers besides the HTTP metrics every service has.
 SERVICES: dict[str, list[Callable[[CollectorRegistry], object]]] = {
-    "gateway": [_pool],
+    "gateway": [_pool, lambda registry: rate_limit(1.0, 1, registry)],
     "ticketing": [MessagingMetrics, TicketingMetrics, _pool],
     "payment": [MessagingMetrics, PaymentMetrics, _pool],
     "mpesa-simulator": [SimulatorMetrics],

@@ -50,6 +50,8 @@ def test_the_gateway_refuses_to_start_without_api_keys(raw: str | None) -> None:
         ("SAFIRI_GATEWAY_UPSTREAM_TIMEOUT", "0"),
         ("SAFIRI_GATEWAY_UPSTREAM_TIMEOUT", "60"),
         ("SAFIRI_API_KEYS", "good,with space"),
+        ("SAFIRI_RATE_LIMIT_PER_SECOND", "-1"),
+        ("SAFIRI_RATE_LIMIT_BURST", "0"),
     ],
 )
 def test_each_bad_value_is_named(name: str, value: str) -> None:

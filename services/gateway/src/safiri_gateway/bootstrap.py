@@ -15,6 +15,7 @@ from .adapters.ticketing import HttpTicketing
 from .entrypoints.auth import require_api_key
 from .entrypoints.http import MAX_BODY_BYTES, routes
 from .entrypoints.keys import IDEMPOTENCY, PLACE_ORDER, TICKETING
+from .entrypoints.rate_limit import rate_limit
 from .service_layer.place_order import PlaceOrder
 from .service_layer.ports import IdempotencyStore
 from .settings import IDEMPOTENCY_LOCK_SECONDS, Settings
@@ -28,7 +29,14 @@ def create_app(
     """The gateway application; ``idempotency`` replaces the PostgreSQL store (tests)."""
     app = web.Application(
         # Telemetry first so even a 401 or a 413 is traced and carries X-Trace-Id.
-        middlewares=[telemetry.middleware, problem_middleware, require_api_key(settings.api_keys)],
+        middlewares=[
+            telemetry.middleware,
+            problem_middleware,
+            require_api_key(settings.api_keys),
+            rate_limit(
+                settings.rate_limit_per_second, settings.rate_limit_burst, telemetry.registry
+            ),
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
 

@@ -21,6 +21,8 @@ class Settings:
     database_url: str
     api_keys: tuple[Secret, ...]
     upstream_timeout: float
+    rate_limit_per_second: float = 200.0
+    rate_limit_burst: int = 400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +48,11 @@ class Settings:
                 low=0.05,
                 high=IDEMPOTENCY_LOCK_SECONDS / 2,
             ),
+            # Per API key; 0 turns the limit off.
+            rate_limit_per_second=r.number(
+                "SAFIRI_RATE_LIMIT_PER_SECOND", 200.0, low=0.0, high=1_000_000.0
+            ),
+            rate_limit_burst=r.integer("SAFIRI_RATE_LIMIT_BURST", 400, low=1, high=1_000_000),
         )
         r.check()
         return settings

@@ -170,6 +170,11 @@ _RESPONSES: dict[str, Any] = {
         headers={"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
     ),
     "NotFound": _problem("No such order."),
+    "TooManyRequests": _problem(
+        "This API key is over its rate limit (SAFIRI_RATE_LIMIT_PER_SECOND, bursts of"
+        " SAFIRI_RATE_LIMIT_BURST); retry after the Retry-After seconds.",
+        headers={"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    ),
     "Conflict": _problem(
         "Seats are no longer available, or the first request with this Idempotency-Key is "
         "still being processed (retry later)."
@@ -187,6 +192,7 @@ _RESPONSES: dict[str, Any] = {
 
 _UPSTREAM_ERRORS = {
     "401": _ref("Unauthorized"),
+    "429": _ref("TooManyRequests"),
     "500": _ref("InternalError"),
     "503": _ref("ServiceUnavailable"),
     "504": _ref("GatewayTimeout"),
