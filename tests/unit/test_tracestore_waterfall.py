@@ -181,6 +181,26 @@ def test_a_query_answered_still_processing_is_not_the_root_cause() -> None:
     cause = root_cause(spans)
     assert cause is not None and (cause.service, cause.name) == ("ticketing", "expire_hold")
 
+    # Read mid-reconciliation: the payment service has not exported its spans yet, the
+    # simulator's answer (marked) is in, and the client span above it.
+    partial = [
+        spans[0],
+        span("q1", "p1", "payment", "POST", 2001, 2009, status_code=2),
+        span(
+            "s1",
+            "q1",
+            "mpesa-simulator",
+            "POST /mpesa/stkpushquery/v1/query",
+            2002,
+            2008,
+            status_code=2,
+            attributes={"safiri.payment.pending": True},
+        ),
+        spans[4],
+    ]
+    cause = root_cause(partial)
+    assert cause is not None and cause.name == "expire_hold"
+
     spans[1] = span("r1", "a1", "payment", "reconcile_payment", 2000, 2010)  # not pending
     cause = root_cause(spans)
     assert cause is not None and cause.name == "POST /mpesa/stkpushquery/v1/query"

@@ -58,21 +58,35 @@ def _cause(span: SpanRow) -> str:
 # Set on a reconciliation the provider answered "still processing": Daraja says so with an
 # HTTP 500, which marks that call's spans as errors although nothing failed.
 _PENDING = "safiri.payment.pending"
+_RECONCILE = "reconcile_payment"
 
 
 def _expected_errors(tree: list[tuple[SpanRow, int]]) -> set[str]:
-    """Spans under a span marked pending: their error status is the provider's way of
-    saying "not yet", not the failure a person tracing the order is looking for."""
+    """Spans marked pending, the spans under them and the spans above them up to the
+    reconciliation: their error status is the provider's way of saying "not yet", not the
+    failure a person tracing the order is looking for.
+
+    Each process exports its spans on its own schedule, so a trace read mid-reconciliation
+    may hold the simulator's marked span before the payment service's, or the other way
+    round: either end of the chain is enough to recognise it.
+    """
+    by_id = {s.span_id: s for s, _ in tree}
     children: dict[str, list[SpanRow]] = {}
     for span, _ in tree:
         children.setdefault(span.parent_span_id or "", []).append(span)
+    marked = [s for s, _ in tree if s.attributes.get(_PENDING) is True]
     expected: set[str] = set()
-    stack = [s for s, _ in tree if s.attributes.get(_PENDING) is True]
-    while stack:
+    stack = list(marked)
+    while stack:  # down from each marked span
         span = stack.pop()
         if span.span_id not in expected:
             expected.add(span.span_id)
             stack.extend(children.get(span.span_id, []))
+    for span in marked:  # up to the reconciliation that asked
+        parent = by_id.get(span.parent_span_id or "")
+        while parent is not None and parent.name != _RECONCILE and parent.span_id not in expected:
+            expected.add(parent.span_id)
+            parent = by_id.get(parent.parent_span_id or "")
     return expected
 
 

@@ -259,8 +259,9 @@ class Payments:
         ):
             started = perf_counter()
             try:
-                with business_span("provider.stk_query", attrs):
+                with business_span("provider.stk_query", attrs) as query:
                     outcome = await self._provider.stk_query(payment.checkout_request_id)
+                    query.set_attribute("safiri.payment.pending", outcome is None)
             except ProviderError as exc:
                 self._observe(started, "stk_query", "unavailable")
                 self._metrics.reconciliations.labels(provider, "error").inc()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from loguru import logger
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from safiri_telemetry import business_span
 
@@ -101,6 +102,8 @@ async def stk_query(request: web.Request) -> web.Response:
     except UnknownCheckout:
         return bad_request("CheckoutRequestID")
     if transaction.result is None or app[FAULTS].current.stk_query is StkQueryFault.PENDING:
+        # Daraja's "not yet" is an HTTP 500; the attribute tells a trace reader it is no failure.
+        trace.get_current_span().set_attribute("safiri.payment.pending", True)
         return daraja_error(500, "500.001.1001", "The transaction is being processed")
     return web.json_response(
         {
