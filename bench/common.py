@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import time
@@ -21,15 +22,15 @@ from typing import Any
 
 import aiohttp
 
-from safiri.suite import SuiteConfig, free_port
+from safiri.suite import SuiteConfig, drop_databases, free_port, isolated_config
 
 __all__ = [
     "ROOT",
     "ROUTES",
     "free_port",
+    "isolated_run",
     "machine",
     "otlp_sink",
-    "suite_config",
     "trips",
     "vhost",
 ]
@@ -115,30 +116,36 @@ async def otlp_sink() -> AsyncIterator[str]:
         await process.wait()
 
 
-def suite_config(
+@contextlib.asynccontextmanager
+async def isolated_run(
+    name: str,
     *,
-    key: str,
-    database_prefix: str,
-    vhost_name: str,
-    otlp_endpoint: str,
     log_dir: Path,
     extra_env: dict[str, str],
     service_env: dict[str, dict[str, str]] | None = None,
-) -> SuiteConfig:
-    """The suite on free ports, its own databases and vhost, exporting to ``otlp_endpoint``."""
-    return SuiteConfig(
-        api_keys=[key],
-        gateway_port=free_port(),
-        ticketing_port=free_port(),
-        payment_port=free_port(),
-        mpesa_port=free_port(),
-        database_prefix=database_prefix,
-        amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost_name}",
-        otlp_endpoint=otlp_endpoint,
-        log_dir=log_dir,
-        extra_env=extra_env,
-        service_env=service_env or {},
-    )
+) -> AsyncIterator[tuple[SuiteConfig, str]]:
+    """A suite configuration of its own (vhost, databases, free ports) exporting to a
+    discarding OTLP sink; the vhost and databases are removed afterwards. Yields the
+    configuration and the sink's URL; starting the suite is the caller's."""
+    vhost("add_vhost", f"safiri-bench-{name}")
+    try:
+        async with otlp_sink() as otlp_url:
+            config = isolated_config(
+                api_key=secrets.token_urlsafe(12),
+                database_prefix=f"safiri_bench_{name.replace('-', '_')}",
+                amqp_url=f"amqp://guest:guest@127.0.0.1:5672/safiri-bench-{name}",
+                otlp_endpoint=otlp_url,
+                log_dir=log_dir,
+                extra_env=extra_env,
+                service_env=service_env,
+            )
+            try:
+                yield config, otlp_url
+            finally:
+                await drop_databases(config)
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            vhost("delete_vhost", f"safiri-bench-{name}")
 
 
 def machine() -> dict[str, Any]:

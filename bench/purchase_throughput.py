@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import sys
 import time
@@ -36,9 +35,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from common import ROOT, machine, otlp_sink, suite_config, trips, vhost
+from common import ROOT, isolated_run, machine, trips
 
-from safiri.suite import Suite, SuiteConfig, drop_databases
+from safiri.suite import Suite, SuiteConfig
 
 
 async def _drive(config: SuiteConfig, key: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -156,41 +155,29 @@ async def _exported(sink_url: str, purchases: int) -> dict[str, dict[str, float]
 
 
 async def _one(variant: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
-    vhost_name = f"safiri-bench-{tag}-{variant}"
-    vhost("add_vhost", vhost_name)
-    key = secrets.token_urlsafe(12)
-    try:
-        async with otlp_sink() as otlp_url:
-            config = suite_config(
-                key=key,
-                database_prefix=f"safiri_bench_{tag}_{variant}",
-                vhost_name=vhost_name,
-                otlp_endpoint=otlp_url,
-                log_dir=Path(args.log_dir) / f"{tag}-{variant}",
-                service_env={"mpesa-simulator": {"OTEL_SDK_DISABLED": "false"}},
-                extra_env={
-                    "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0",
-                    "SAFIRI_SEED_DAYS": "4",
-                    "OTEL_SDK_DISABLED": "true" if variant == "off" else "false",
-                    "SAFIRI_LOG_LEVEL": "WARNING" if args.quiet_logs else "INFO",
-                },
+    extra_env = {
+        "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0",
+        "SAFIRI_SEED_DAYS": "4",
+        "OTEL_SDK_DISABLED": "true" if variant == "off" else "false",
+        "SAFIRI_LOG_LEVEL": "WARNING" if args.quiet_logs else "INFO",
+    }
+    async with isolated_run(
+        f"{tag}-{variant}",
+        log_dir=Path(args.log_dir) / f"{tag}-{variant}",
+        extra_env=extra_env,
+        service_env={"mpesa-simulator": {"OTEL_SDK_DISABLED": "false"}},
+    ) as (config, otlp_url):
+        async with Suite(config) as suite:
+            pids = [suite.processes[s].pid for s in MEASURED]
+            cpu_before = _cpu_seconds(pids)
+            result = await _drive(config, config.api_keys[0], args)
+            cpu = _cpu_seconds(pids) - cpu_before
+            result["services_cpu_ms_per_purchase"] = round(
+                cpu * 1000 / max(result["confirmed"], 1), 2
             )
-            try:
-                async with Suite(config) as suite:
-                    pids = [suite.processes[s].pid for s in MEASURED]
-                    cpu_before = _cpu_seconds(pids)
-                    result = await _drive(config, key, args)
-                    cpu = _cpu_seconds(pids) - cpu_before
-                    result["services_cpu_ms_per_purchase"] = round(
-                        cpu * 1000 / max(result["confirmed"], 1), 2
-                    )
-                if variant == "on":  # the suite has stopped: everything is flushed
-                    result["exported_per_purchase"] = await _exported(otlp_url, result["confirmed"])
-            finally:
-                await drop_databases(config)
-            return result
-    finally:
-        vhost("delete_vhost", vhost_name)
+        if variant == "on":  # the suite has stopped: everything is flushed
+            result["exported_per_purchase"] = await _exported(otlp_url, result["confirmed"])
+        return result
 
 
 async def main() -> None:

@@ -32,11 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import json
 import math
 import re
-import secrets
 import statistics
 import subprocess
 import sys
@@ -48,9 +46,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from common import ROOT, machine, otlp_sink, suite_config, trips, vhost
+from common import ROOT, isolated_run, machine, trips, vhost
 
-from safiri.suite import Suite, SuiteConfig, drop_databases
+from safiri.suite import Suite, SuiteConfig
 
 TARGET_RATIO = 0.20
 SEED_DAYS = 30  # 22 departures a day x 40 seats: room for every order of a long ladder
@@ -446,40 +444,29 @@ async def main() -> None:
 
     raw_runs = [] if args.profile_rate else [raw_amqp(args, tag, 0)]
 
-    vhost_name = f"safiri-bench-sustained-{tag}"
-    vhost("add_vhost", vhost_name)
-    key = secrets.token_urlsafe(12)
-    try:
-        async with otlp_sink() as otlp_url:
-            config = suite_config(
-                key=key,
-                database_prefix=f"safiri_bench_sr_{tag}",
-                vhost_name=vhost_name,
-                otlp_endpoint=otlp_url,
-                log_dir=Path(args.log_dir) / f"sustained-{tag}",
-                extra_env={
-                    "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0",
-                    "SAFIRI_SEED_DAYS": str(SEED_DAYS),
-                },
-            )
-            try:
-                async with Suite(config) as suite:
-                    base = f"http://127.0.0.1:{config.gateway_port}/api/v1"
-                    connector = aiohttp.TCPConnector(limit=512)
-                    timeout = aiohttp.ClientTimeout(total=30)
-                    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                        auth = {"Authorization": f"Bearer {key}"}
-                        trip_ids = await trips(http, base, auth, range(1, SEED_DAYS - 1))
-                        load = Load(http, base, key, trip_ids)
-                        if args.profile_rate:
-                            await profile(suite, load, args, tag)
-                            return
-                        steps, best = await ladder(config, load, args)
-            finally:
-                await drop_databases(config)
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            vhost("delete_vhost", vhost_name)
+    async with (
+        isolated_run(
+            f"sustained-{tag}",
+            log_dir=Path(args.log_dir) / f"sustained-{tag}",
+            extra_env={
+                "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0",
+                "SAFIRI_SEED_DAYS": str(SEED_DAYS),
+            },
+        ) as (config, _),
+        Suite(config) as suite,
+    ):
+        base = f"http://127.0.0.1:{config.gateway_port}/api/v1"
+        connector = aiohttp.TCPConnector(limit=512)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            key = config.api_keys[0]
+            auth = {"Authorization": f"Bearer {key}"}
+            trip_ids = await trips(http, base, auth, range(1, SEED_DAYS - 1))
+            load = Load(http, base, key, trip_ids)
+            if args.profile_rate:
+                await profile(suite, load, args, tag)
+                return
+            steps, best = await ladder(config, load, args)
 
     raw_runs.append(raw_amqp(args, tag, 1))
     raw = statistics.mean(r["msgs_per_second"] for r in raw_runs)

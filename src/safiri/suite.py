@@ -124,6 +124,8 @@ def isolated_config(
     amqp_url: str,
     log_dir: Path,
     extra_env: dict[str, str],
+    otlp_endpoint: str | None = None,
+    service_env: dict[str, dict[str, str]] | None = None,
 ) -> SuiteConfig:
     """The four processes on free loopback ports, with databases of their own."""
     return SuiteConfig(
@@ -134,8 +136,10 @@ def isolated_config(
         mpesa_port=free_port(),
         database_prefix=database_prefix,
         amqp_url=amqp_url,
+        otlp_endpoint=otlp_endpoint,
         log_dir=log_dir,
         extra_env=extra_env,
+        service_env=service_env or {},
     )
 
 

@@ -19,8 +19,8 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from safiri.otlp import SpanStore, running_receiver
-from safiri.suite import Suite, SuiteConfig, drop_databases
-from tests.conftest import eventually, free_port
+from safiri.suite import Suite, SuiteConfig, drop_databases, isolated_config
+from tests.conftest import eventually
 
 FINAL = {"CONFIRMED", "PAYMENT_FAILED", "EXPIRED"}
 HOLD_TTL_SECONDS = 8
@@ -152,12 +152,8 @@ async def suite_running(
 ) -> AsyncIterator[Running]:
     """The four processes on free ports with databases named ``name``, dropped afterwards."""
     api_key = secrets.token_urlsafe(16)
-    config = SuiteConfig(
-        api_keys=[api_key],
-        gateway_port=free_port(),
-        ticketing_port=free_port(),
-        payment_port=free_port(),
-        mpesa_port=free_port(),
+    config = isolated_config(
+        api_key=api_key,
         database_prefix=name,
         amqp_url=amqp_url,
         otlp_endpoint=otlp_endpoint,
