@@ -97,19 +97,25 @@ async def eventually(probe: Callable[[], Awaitable[_T | None]], timeout: float =
 
 
 async def test_stk_query_is_pending_until_the_customer_answers_then_gives_the_result(
-    sim: RunningSimulator, session: aiohttp.ClientSession
+    sim: RunningSimulator, session: aiohttp.ClientSession, spans: InMemorySpanExporter
 ) -> None:
     client = daraja(session, sim.base_url)
     checkout = await client.stk_push(push("254700001032"))  # the customer cancels
+    spans.clear()
     assert await client.stk_query(checkout) is None
+    # Daraja's "not yet" is an HTTP 500: the span says it is no failure for a trace reader.
+    (answer,) = [s for s in spans.get_finished_spans() if "stkpushquery" in s.name]
+    assert (answer.attributes or {}).get("safiri.payment.pending") is True
     outcome = await eventually(lambda: client.stk_query(checkout))
     assert outcome.result_code == 1032
     assert not outcome.succeeded
 
 
 async def test_a_lost_callback_is_found_by_query_and_the_charge_is_in_the_ledger(
-    sim: RunningSimulator, session: aiohttp.ClientSession
+    sim: RunningSimulator, session: aiohttp.ClientSession, telemetry: Telemetry
 ) -> None:
+    lost = {"outcome": "lost"}
+    before = telemetry.registry.get_sample_value("mpesa_sim_callbacks_total", lost) or 0.0
     sim.faults.set(Faults(callbacks=CallbackFault.LOST))
     client = daraja(session, sim.base_url)
     checkout = await client.stk_push(push())
@@ -118,6 +124,7 @@ async def test_a_lost_callback_is_found_by_query_and_the_charge_is_in_the_ledger
     entry = sim.ledger.get(checkout)
     assert entry.charged
     assert entry.callback is CallbackDelivery.NOT_SENT
+    assert telemetry.registry.get_sample_value("mpesa_sim_callbacks_total", lost) == before + 1
 
 
 async def test_the_transaction_list_shows_each_charge_under_its_account_reference(
