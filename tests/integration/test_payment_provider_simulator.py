@@ -1,6 +1,7 @@
 """Payment's Daraja client, behind its breaker and retries, against the real simulator on loopback:
 STK query answers, a lost callback found by query, an outage opening the breaker, and a
-connection refused retried."""
+connection refused retried; and against a stand-in provider on loopback for what the simulator
+never sends (a malformed Pull Transactions row)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
@@ -218,6 +221,84 @@ async def test_a_refused_connection_is_retried_and_reported_as_never_sent(
         "payment_provider_retries_total", {"provider": "mpesa", "operation": "stk_push"}
     )
     assert retries == 2
+
+
+GOOD_ROW = {
+    "transactionId": "RCPT000001",
+    "trxDate": "2026-03-01T10:00:00Z",
+    "msisdn": 254712345678,
+    "transactiontype": "c2b-pay-bill-debit",
+    "billreference": "order-12345",
+    "amount": "1500.0",
+}
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[tuple[str, list[Any]]]:
+    """A stand-in Daraja on loopback answering Pull Transactions with the rows the test puts in
+    the list it is given; yields its base URL and that list."""
+    rows: list[Any] = []
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "stand-in", "expires_in": "3599"})
+
+    async def pull(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer stand-in"
+        return web.json_response(
+            {
+                "ResponseRefID": "r",
+                "ResponseCode": "1000",
+                "ResponseMessage": "Success",
+                "Response": [rows],
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/oauth/v1/generate", token)
+    app.router.add_post("/pulltransactions/v1/query", pull)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/"), rows
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        {k: v for k, v in GOOD_ROW.items() if k != "billreference"},
+        {**GOOD_ROW, "amount": "fifteen hundred"},
+        {**GOOD_ROW, "amount": None},
+        {**GOOD_ROW, "amount": "1e400"},  # a float, but infinite: no whole shillings
+        {**GOOD_ROW, "amount": True},
+        {**GOOD_ROW, "transactionId": None},
+        "RCPT000002",
+    ],
+    ids=[
+        "missing-field",
+        "amount-not-a-number",
+        "amount-null",
+        "amount-infinite",
+        "amount-boolean",
+        "receipt-null",
+        "not-an-object",
+    ],
+)
+async def test_a_malformed_transaction_row_is_skipped_and_the_good_rows_are_kept(
+    standin: tuple[str, list[Any]], session: aiohttp.ClientSession, bad_row: object
+) -> None:
+    """A bad row is not an outage: raising would be retried, count against the breaker every
+    operation shares and hide the good rows for as long as the bad one stays in the window."""
+    base_url, rows = standin
+    client = daraja(session, base_url)
+    window = (datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC))
+    later = {**GOOD_ROW, "transactionId": "RCPT000003", "billreference": "order-3", "amount": 700}
+    rows.extend([GOOD_ROW, bad_row, later])
+    assert await client.charges(*window) == [
+        Charge("RCPT000001", "order-12345", 1500),
+        Charge("RCPT000003", "order-3", 700),
+    ]
 
 
 def sim_requests(telemetry: Telemetry, result_code: str) -> float:

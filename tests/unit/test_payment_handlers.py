@@ -341,6 +341,35 @@ async def test_a_failed_transaction_list_changes_nothing() -> None:
     assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="error")
 
 
+@pytest.mark.parametrize(
+    ("ledger", "outcome"),
+    [([], "answered"), (ProviderUnavailable("provider answered 503"), "unavailable")],
+    ids=["answered", "unavailable"],
+)
+async def test_a_transaction_list_call_observes_one_pull_transactions_duration(
+    ledger: list[Charge] | Exception, outcome: str
+) -> None:
+    payments, db, provider, registry = setup(ProviderTimeout("no answer in 5 s"))
+    await payments.request_payment(request())  # no CheckoutRequestID: found by list only
+    provider.ledger = ledger
+    db.now += OVERDUE
+
+    def count(series_outcome: str) -> float:
+        return sample(
+            registry,
+            "payment_provider_request_duration_seconds_count",
+            provider="mpesa",
+            operation="pull_transactions",
+            outcome=series_outcome,
+        )
+
+    outcomes = ("answered", "unavailable")
+    assert [count(o) for o in outcomes] == [0, 0]
+    assert await payments.reconcile(OVERDUE) == 0
+    assert {o: count(o) for o in outcomes} == {o: 1 if o == outcome else 0 for o in outcomes}
+    assert provider.queries == []  # no stk_query: the one call was the list
+
+
 def test_the_push_answer_arriving_after_the_verdict_only_records_the_checkout_id() -> None:
     payment = Payment("p", ORDER, 3000, "KES", "254712345678")
     payment.settle(ProviderOutcome(0, "ok", "R1"))

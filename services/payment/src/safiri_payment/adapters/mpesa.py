@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+from loguru import logger
 
 from ..domain.payments import ProviderOutcome
 from ..service_layer.provider import (
@@ -139,16 +141,15 @@ class DarajaClient:
         found: list[Charge] = []
         for page in pages if isinstance(pages, list) else []:
             for row in page if isinstance(page, list) else []:
-                try:
-                    found.append(
-                        Charge(
-                            str(row["transactionId"]),
-                            str(row["billreference"]),
-                            round(float(row["amount"])),
-                        )
+                charge = _charge(row)
+                if charge is None:
+                    # One bad row must not hide the good ones, nor count as an outage that
+                    # opens the breaker for every payment: it is reported and passed over.
+                    logger.bind(row=repr(row)[:300]).warning(
+                        "pull transactions: malformed row skipped"
                     )
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise ProviderUnavailable(f"pull transactions: bad row {row!r}") from exc
+                else:
+                    found.append(charge)
         return found
 
     async def _call(self, method: str, path: str, **kwargs: object) -> dict[str, object]:
@@ -184,3 +185,22 @@ class DarajaClient:
         except aiohttp.ClientError as exc:
             # The request may have been sent: its outcome is unknown, not failed.
             raise ProviderTimeout(f"provider connection broke: {exc!r}") from exc
+
+
+def _charge(row: object) -> Charge | None:
+    """A Pull Transactions row as a charge in whole shillings, or ``None`` if it is malformed."""
+    if not isinstance(row, dict):
+        return None
+    receipt, reference, amount = (row.get(k) for k in ("transactionId", "billreference", "amount"))
+    # An empty reference is a payment to the shortcode that names no order: not ours, not bad.
+    if not (isinstance(receipt, str) and receipt and isinstance(reference, str)):
+        return None
+    if isinstance(amount, bool) or not isinstance(amount, str | int | float):
+        return None
+    try:
+        shillings = float(amount)
+    except ValueError:
+        return None
+    if not math.isfinite(shillings):
+        return None
+    return Charge(receipt, reference, round(shillings))
