@@ -60,7 +60,7 @@ test-e2e: venv
 
 # Purchases/s with telemetry on vs OTEL_SDK_DISABLED=true, alternating; writes bench/results/.
 bench-telemetry: venv deps
-	$(PY) bench/purchase_throughput.py --orders 400 --concurrency 16 --rounds 3
+	$(PY) bench/purchase_throughput.py --orders 1000 --concurrency 16 --rounds 3
 
 # Game day: the provider-outage experiment in its full form (20 rps, shipped alert rules).
 chaos-outage: venv deps

@@ -4,7 +4,7 @@
 
 It counts what it receives, by service: ``GET /counts`` answers
 ``{"spans": {service: n}, "logs": {service: n}}``, so a benchmark can say how many spans and
-log records one purchase costs.
+log records one purchase costs; ``GET /counts?by=name`` answers ``{"service span-name": n}``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 COUNTS: dict[str, Counter[str]] = {"spans": Counter(), "logs": Counter()}
+# Spans by "service span-name", for ``GET /counts?by=name``: which spans a purchase costs.
+SPAN_NAMES: Counter[str] = Counter()
 
 
 def _service(resource: object) -> str:
@@ -29,8 +31,10 @@ def _service(resource: object) -> str:
 async def traces(request: web.Request) -> web.Response:
     body = ExportTraceServiceRequest.FromString(await request.read())
     for resource_spans in body.resource_spans:
-        n = sum(len(scope.spans) for scope in resource_spans.scope_spans)
-        COUNTS["spans"][_service(resource_spans.resource)] += n
+        service = _service(resource_spans.resource)
+        for scope in resource_spans.scope_spans:
+            COUNTS["spans"][service] += len(scope.spans)
+            SPAN_NAMES.update(f"{service} {span.name}" for span in scope.spans)
     return web.Response(body=b"", content_type="application/x-protobuf")
 
 
@@ -43,6 +47,8 @@ async def logs(request: web.Request) -> web.Response:
 
 
 async def counts(request: web.Request) -> web.Response:
+    if request.query.get("by") == "name":
+        return web.json_response(dict(SPAN_NAMES.most_common()))
     return web.json_response({kind: dict(c) for kind, c in COUNTS.items()})
 
 

@@ -1,0 +1,143 @@
+"""libs/telemetry: ``Telemetry.client_session()`` calls are CLIENT spans that carry the trace on.
+
+Against a real aiohttp server on loopback: the span's parent, name and attributes, the
+``traceparent`` the server receives, the status of an answered error and of a refused
+connection, the query string kept out, and the client latency histogram moving once per call.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from safiri_telemetry import Telemetry, business_span
+
+pytestmark = pytest.mark.unit
+
+
+@pytest_asyncio.fixture
+async def upstream() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A server answering ``/status/{code}``; yields its base URL and the headers it saw."""
+    seen: list[dict[str, str]] = []
+
+    async def status(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({}, status=int(request.match_info["code"]))
+
+    app = web.Application()
+    app.router.add_get("/status/{code}", status)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def telemetry() -> Telemetry:
+    return Telemetry.setup("client-svc", install_global=False)
+
+
+def client_spans(spans: InMemorySpanExporter) -> list[ReadableSpan]:
+    return [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+
+
+def client_count(telemetry: Telemetry, host: str, status: str) -> float:
+    value = telemetry.registry.get_sample_value(
+        "http_client_request_duration_seconds_count",
+        {"http_request_method": "GET", "server_address": host, "http_response_status_code": status},
+    )
+    return value or 0.0
+
+
+async def test_a_call_is_a_client_span_under_the_caller_and_the_server_gets_its_context(
+    telemetry: Telemetry,
+    upstream: tuple[str, list[dict[str, str]]],
+    spans: InMemorySpanExporter,
+) -> None:
+    base, seen = upstream
+    port = base.rsplit(":", 1)[1]
+    async with telemetry.client_session() as http:
+        with business_span("request_order") as parent:
+            async with http.get(f"{base}/status/200?token=s3cret&phone=254712345678") as r:
+                assert r.status == 200
+
+    [span] = client_spans(spans)
+    assert span.name == "GET"
+    assert span.parent is not None
+    assert span.parent.span_id == parent.get_span_context().span_id
+    assert span.context.trace_id == parent.get_span_context().trace_id
+    assert dict(span.attributes or {}) == {
+        "http.request.method": "GET",
+        "url.full": f"{base}/status/200",
+        "server.address": "127.0.0.1",
+        "server.port": int(port),
+        "http.response.status_code": 200,
+    }
+    assert span.status.status_code is StatusCode.UNSET
+    # W3C trace context on the wire names this very span as the server's parent.
+    ctx = span.context
+    trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    assert seen[0]["traceparent"] == f"00-{trace_id}-{span_id}-{format(ctx.trace_flags, '02x')}"
+
+
+@pytest.mark.parametrize("code", [404, 503])
+async def test_an_error_answer_marks_the_client_span_and_is_counted_by_status(
+    telemetry: Telemetry,
+    upstream: tuple[str, list[dict[str, str]]],
+    spans: InMemorySpanExporter,
+    code: int,
+) -> None:
+    base, _ = upstream
+    async with telemetry.client_session() as http, http.get(f"{base}/status/{code}") as r:
+        assert r.status == code
+
+    [span] = client_spans(spans)
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == str(code)
+    assert (span.attributes or {})["http.response.status_code"] == code
+    assert client_count(telemetry, "127.0.0.1", str(code)) == 1.0
+
+
+async def test_a_refused_connection_is_an_error_span_with_the_exception_and_counted_once(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with telemetry.client_session() as http:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            async with http.get(f"http://127.0.0.1:{port}/status/200"):
+                pass
+
+    [span] = client_spans(spans)
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "ClientConnectorError"
+    assert "http.response.status_code" not in (span.attributes or {})
+    assert [e.name for e in span.events] == ["exception"]
+    assert client_count(telemetry, "127.0.0.1", "error") == 1.0
+
+
+async def test_each_call_is_one_span_and_one_latency_sample(
+    telemetry: Telemetry,
+    upstream: tuple[str, list[dict[str, str]]],
+    spans: InMemorySpanExporter,
+) -> None:
+    base, _ = upstream
+    async with telemetry.client_session() as http:
+        for _ in range(3):
+            async with http.get(f"{base}/status/200") as r:
+                await r.read()
+
+    assert len(client_spans(spans)) == 3
+    assert client_count(telemetry, "127.0.0.1", "200") == 3.0
