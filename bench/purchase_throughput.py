@@ -167,6 +167,12 @@ VARIANTS: dict[str, dict[str, str]] = {
     "no-log-export": {"OTEL_SDK_DISABLED": "false", "OTEL_LOGS_EXPORTER": "none"},
     # Every span sampled out: context propagation, metrics and logs, no span recorded.
     "not-sampled": {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_SAMPLER": "always_off"},
+    # One purchase in ten traced (decided at the gateway, followed downstream); logs all exported.
+    "sampled-10pct": {
+        "OTEL_SDK_DISABLED": "false",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    },
 }
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
@@ -16,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from ._config import TelemetryConfig
 from ._export import BoundedBatchSpanProcessor, DroppedSpans
+from ._otlp_wire import WireSpanExporter
 from ._redaction import redact_value
 
 __all__ = [
@@ -76,7 +76,7 @@ def build_tracer_provider(
     """
     provider = TracerProvider(resource=build_resource(config))
     if processor is None:
-        exporter = OTLPSpanExporter(
+        exporter = WireSpanExporter(
             endpoint=config.traces_endpoint, timeout=config.batch.export_timeout_millis / 1000
         )
         if dropped is None:
@@ -105,12 +105,11 @@ def context_from_carrier(carrier: Mapping[str, Any] | None) -> otel_context.Cont
     return propagate.extract(clean)
 
 
-def set_attributes(span: Span, attributes: Mapping[str, Any]) -> None:
-    if not span.is_recording():
-        return  # sampled out or telemetry off: nothing would keep them
-    for key, value in attributes.items():
-        if value is not None:
-            span.set_attribute(key, redact_value(key, value))
+def _recording_possible() -> bool:
+    """False when no SDK is behind the tracer (``OTEL_SDK_DISABLED=true``): skip the work."""
+    return not isinstance(
+        trace.get_tracer_provider(), trace.NoOpTracerProvider | trace.ProxyTracerProvider
+    )
 
 
 @contextmanager
@@ -127,15 +126,22 @@ def business_span(
     Attributes are redacted like log fields; an exception marks the span as an error,
     is recorded on it, and propagates.
     """
+    clean = (
+        {k: redact_value(k, v) for k, v in attributes.items() if v is not None}
+        if attributes and _recording_possible()
+        else None
+    )
+    # Given at the start, the attributes are checked in one go instead of one call, one lock
+    # and one check each (span_cost.py: ~3 µs a span less with five attributes).
     with _TRACER.start_as_current_span(
         name,
         context=parent,
         kind=kind,
+        attributes=clean,
         links=links,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
-        set_attributes(span, attributes or {})
         try:
             yield span
         except BaseException as exc:
