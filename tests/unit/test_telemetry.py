@@ -11,8 +11,16 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
 
 from safiri_telemetry import (
     ConfigError,
@@ -214,6 +222,15 @@ def test_secrets_and_phone_numbers_are_redacted() -> None:
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
         ({"OTEL_RESOURCE_ATTRIBUTES": "novalue"}, "OTEL_RESOURCE_ATTRIBUTES"),
         ({"SAFIRI_LOG_LEVEL": "LOUD"}, "SAFIRI_LOG_LEVEL"),
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER"),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10%"},
+            "OTEL_TRACES_SAMPLER_ARG",
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+            "OTEL_TRACES_SAMPLER_ARG",
+        ),
     ],
 )
 def test_a_bad_otel_variable_is_refused_by_name(env: dict[str, str], named: str) -> None:
@@ -334,3 +351,50 @@ def test_the_access_line_stays_on_stdout_and_business_lines_go_over_otlp() -> No
 
     assert not exported_over_otlp({"name": "safiri_telemetry._aiohttp"})  # type: ignore[typeddict-item]
     assert exported_over_otlp({"name": "safiri_ticketing.service_layer.handlers"})  # type: ignore[typeddict-item]
+
+
+@pytest.mark.parametrize(
+    ("env", "sampled_roots", "child_of_sampled", "child_of_unsampled"),
+    [
+        ({}, 200, True, False),  # parentbased_always_on, the specification's default
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, 0, False, False),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, 200, True, True),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},
+            range(25, 80),  # 200 random trace ids at 1 in 4: 50 expected
+            True,
+            False,
+        ),
+    ],
+)
+def test_the_sampler_comes_from_the_variables_given_to_setup(
+    env: dict[str, str],
+    sampled_roots: int | range,
+    child_of_sampled: bool,
+    child_of_unsampled: bool,
+) -> None:
+    """From ``env``, not from the process environment, like every other setting."""
+    telemetry = Telemetry.setup(
+        "sampled-svc",
+        env=env,
+        install_global=False,
+        log_stream=io.StringIO(),
+        span_processor=SimpleSpanProcessor(InMemorySpanExporter()),
+    )
+    provider = telemetry.tracer_provider
+    assert provider is not None
+    tracer = provider.get_tracer("test")
+    roots = [tracer.start_span("root") for _ in range(200)]
+    count = sum(span.get_span_context().trace_flags.sampled for span in roots)
+    if isinstance(sampled_roots, range):
+        assert count in sampled_roots
+    else:
+        assert count == sampled_roots
+
+    def child_sampled(parent_sampled: bool) -> bool:
+        parent = SpanContext(0xABC, 0xDEF, True, TraceFlags(1 if parent_sampled else 0))
+        context = set_span_in_context(NonRecordingSpan(parent))
+        return tracer.start_span("child", context=context).get_span_context().trace_flags.sampled
+
+    assert child_sampled(True) is child_of_sampled
+    assert child_sampled(False) is child_of_unsampled

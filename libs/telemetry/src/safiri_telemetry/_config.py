@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,35 @@ class BatchSettings:
         )
 
 
+# OTEL_TRACES_SAMPLER values the SDK knows (the specification's, less the Jaeger/X-Ray ones).
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+def _sampler(env: Mapping[str, str]) -> tuple[str, float]:
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+    if name not in SAMPLERS:
+        raise ConfigError(f"OTEL_TRACES_SAMPLER={name!r} is not one of {', '.join(SAMPLERS)}")
+    text = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if not name.endswith("traceidratio") or not text:
+        return name, 1.0
+    try:
+        ratio = float(text)
+    except ValueError:
+        ratio = math.nan
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(
+            f"OTEL_TRACES_SAMPLER_ARG={text!r} is not a ratio between 0 and 1 (for {name})"
+        )
+    return name, ratio
+
+
 @dataclass(frozen=True)
 class TelemetryConfig:
     """What the standard variables say, read once at start-up."""
@@ -117,6 +147,9 @@ class TelemetryConfig:
     # Log records also go to the OTLP endpoint (OTEL_LOGS_EXPORTER=otlp, the default) so a
     # trace store or collector holds each trace's log lines; "none" keeps them on stdout only.
     logs_endpoint: str | None = "http://127.0.0.1:4318/v1/logs"
+    # OTEL_TRACES_SAMPLER and, for the ratio samplers, OTEL_TRACES_SAMPLER_ARG.
+    sampler: str = "parentbased_always_on"
+    sampler_ratio: float = 1.0
 
     @classmethod
     def from_env(
@@ -143,7 +176,10 @@ class TelemetryConfig:
         level = env.get("SAFIRI_LOG_LEVEL", "INFO").strip().upper()
         if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"SAFIRI_LOG_LEVEL={level!r} is not a log level such as INFO")
+        sampler, ratio = _sampler(env)
         return cls(
+            sampler=sampler,
+            sampler_ratio=ratio,
             service_name=name,
             service_version=attrs.pop("service.version", service_version),
             service_namespace=attrs.pop("service.namespace", "safiri"),

@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry
 
@@ -63,6 +63,17 @@ def build_resource(config: TelemetryConfig) -> Resource:
     return _HashedOnceResource(resource.attributes, resource.schema_url)
 
 
+def build_sampler(config: TelemetryConfig) -> sampling.Sampler:
+    """The sampler ``OTEL_TRACES_SAMPLER`` names, from the variables given to ``setup``."""
+    ratio = config.sampler_ratio
+    root: sampling.Sampler = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "traceidratio": sampling.TraceIdRatioBased(ratio),
+    }.get(config.sampler.removeprefix("parentbased_"), sampling.ALWAYS_ON)
+    return sampling.ParentBased(root) if config.sampler.startswith("parentbased_") else root
+
+
 def build_tracer_provider(
     config: TelemetryConfig,
     processor: SpanProcessor | None = None,
@@ -74,7 +85,7 @@ def build_tracer_provider(
     Spans that cannot be exported are counted in ``dropped``. The exporter's ``timeout``
     bounds one export including its retries (``OTEL_BSP_EXPORT_TIMEOUT``).
     """
-    provider = TracerProvider(resource=build_resource(config))
+    provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config))
     if processor is None:
         exporter = WireSpanExporter(
             endpoint=config.traces_endpoint, timeout=config.batch.export_timeout_millis / 1000
