@@ -58,9 +58,11 @@ test-e2e: venv
 	@bash scripts/deps.sh --install --test
 	$(PYTEST) tests/e2e
 
-# Purchases/s with telemetry on vs OTEL_SDK_DISABLED=true, alternating; writes bench/results/.
+# Purchases/s with telemetry on vs OTEL_SDK_DISABLED=true, alternating; then CPU per purchase
+# with both suites running at once (--together); writes bench/results/ (telemetry_overhead.md).
 bench-telemetry: venv deps
-	$(PY) bench/purchase_throughput.py --orders 1000 --concurrency 16 --rounds 3
+	$(PY) bench/purchase_throughput.py --orders 1000 --concurrency 16 --rounds 5
+	$(PY) bench/purchase_throughput.py --orders 800 --rounds 5 --together --name telemetry_overhead_together
 
 # Game day: the provider-outage experiment in its full form (20 rps, shipped alert rules).
 chaos-outage: venv deps
