@@ -11,8 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from safiri_telemetry import Telemetry
-from tests.conftest import eventually
+from tests.conftest import eventually, serving
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +36,6 @@ def readme_example() -> str:
     found = [block for block in blocks if "def create_app" in block]
     assert len(found) == 1, "the README should hold exactly one example service"
     return cast(str, found[0])
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 class ShutdownRecorded(SimpleSpanProcessor):

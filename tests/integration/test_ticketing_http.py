@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +17,7 @@ from safiri_telemetry import Telemetry, TelemetryConfig
 from safiri_ticketing.bootstrap import create_app
 from safiri_ticketing.settings import Settings
 from tests.conftest import own_vhost
+from tests.integration.test_ticketing_postgres import small_trip
 
 pytestmark = pytest.mark.integration
 
@@ -45,20 +45,6 @@ async def running_ticketing(
         await client.close()
 
 
-async def add_trip(conn: asyncpg.Connection[Any], seats: int) -> str:
-    trip_id = str(uuid.uuid4())
-    await conn.execute(
-        "INSERT INTO trips VALUES ($1::uuid, 'Nairobi', 'Nakuru', now() + interval '1 day',"
-        " now() + interval '1 day 3 hours', 'KB1', 600, 'KES', $2)",
-        trip_id,
-        seats,
-    )
-    await conn.execute(
-        "INSERT INTO seats SELECT $1::uuid, g FROM generate_series(1, $2) g", trip_id, seats
-    )
-    return trip_id
-
-
 async def test_an_over_long_idempotency_key_is_refused_with_a_problem_and_no_order(
     make_database: Callable[[str], Awaitable[str]],
 ) -> None:
@@ -67,7 +53,7 @@ async def test_an_over_long_idempotency_key_is_refused_with_a_problem_and_no_ord
         async with running_ticketing(database_url, amqp_url) as client:
             conn = await asyncpg.connect(database_url)
             try:
-                trip_id = await add_trip(conn, 4)
+                trip_id = await small_trip(conn, 4)
                 body = {"trip_id": trip_id, "seat_count": 2, "phone": PHONE}
 
                 refused = await client.post(

@@ -37,7 +37,8 @@ async def pool(make_database: Callable[[str], Awaitable[str]]) -> AsyncIterator[
         await pool.close()
 
 
-async def small_trip(pool: asyncpg.Pool[Any], seats: int) -> str:
+async def small_trip(pool: asyncpg.Pool[Any] | asyncpg.Connection[Any], seats: int) -> str:
+    """A trip tomorrow with ``seats`` seats, straight into ticketing's tables; its id."""
     trip_id = str(uuid.uuid4())
     await pool.execute(
         "INSERT INTO trips VALUES ($1::uuid, 'Nairobi', 'Nakuru', now() + interval '1 day',"

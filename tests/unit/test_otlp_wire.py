@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +38,7 @@ from opentelemetry.trace import (
 )
 
 from safiri_telemetry._otlp_wire import WireSpanExporter, encode_spans
+from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.unit
 
@@ -164,13 +164,8 @@ async def collector() -> AsyncIterator[tuple[str, list[ExportTraceServiceRequest
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/traces", received
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield f"{base}/v1/traces", received
 
 
 async def test_the_exporter_delivers_the_batch_to_a_real_endpoint(
@@ -198,9 +193,7 @@ async def test_the_exporter_delivers_the_batch_to_a_real_endpoint(
 
 
 async def test_the_exporter_reports_failure_when_nothing_listens() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     spec = {
         "name": "x",
         "scope": ("safiri", None),

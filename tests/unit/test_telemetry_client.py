@@ -7,7 +7,6 @@ connection, the query string kept out, and the client latency histogram moving o
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -19,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from safiri_telemetry import Telemetry, business_span
+from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.unit
 
@@ -34,13 +34,8 @@ async def upstream() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_get("/status/{code}", status)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield base, seen
 
 
 @pytest.fixture
@@ -112,9 +107,7 @@ async def test_an_error_answer_marks_the_client_span_and_is_counted_by_status(
 async def test_a_refused_connection_is_an_error_span_with_the_exception_and_counted_once(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     async with telemetry.client_session() as http:
         with pytest.raises(aiohttp.ClientConnectorError):
             async with http.get(f"http://127.0.0.1:{port}/status/200"):

@@ -10,8 +10,7 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import aiohttp
@@ -33,6 +32,7 @@ from safiri_telemetry import (
     publish_message,
     traced_consumer,
 )
+from tests.conftest import serving
 
 pytestmark = pytest.mark.unit
 
@@ -46,17 +46,6 @@ def quiet_telemetry(
         log_stream=logs or io.StringIO(),
         span_processor=processor or SimpleSpanProcessor(InMemorySpanExporter()),
     )
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 class FakeExchange:
