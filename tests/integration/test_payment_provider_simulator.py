@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from loguru import logger
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
@@ -295,9 +296,22 @@ async def test_a_malformed_transaction_row_is_skipped_and_the_good_rows_are_kept
     window = (datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC))
     later = {**GOOD_ROW, "transactionId": "RCPT000003", "billreference": "order-3", "amount": 700}
     rows.extend([GOOD_ROW, bad_row, later])
-    assert await client.charges(*window) == [
+    warnings: list[dict[str, Any]] = []
+    sink = logger.add(
+        lambda m: warnings.append({**m.record["extra"], "msg": m.record["message"]}),
+        level="WARNING",
+    )
+    try:
+        charges = await client.charges(*window)
+    finally:
+        logger.remove(sink)
+    assert charges == [
         Charge("RCPT000001", "order-12345", 1500),
         Charge("RCPT000003", "order-3", 700),
+    ]
+    # Reported once, with the row (cut short) to find it by at the provider.
+    assert warnings == [
+        {"row": repr(bad_row)[:300], "msg": "pull transactions: malformed row skipped"}
     ]
 
 

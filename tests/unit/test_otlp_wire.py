@@ -212,3 +212,29 @@ async def test_the_exporter_reports_failure_when_nothing_listens() -> None:
         assert exporter.export(spans) is SpanExportResult.FAILURE  # after shutdown: not sent
     finally:
         exporter.shutdown()
+
+
+async def test_a_batch_larger_than_the_request_limit_is_not_sent(
+    collector: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    """As the SDK's exporter does: a request the collector would refuse fails here instead."""
+    endpoint, received = collector
+    spec = {
+        "name": "x" * 200,
+        "scope": ("safiri", None),
+        "kind": SpanKind.INTERNAL,
+        "attributes": {},
+        "events": [],
+        "links": [],
+        "status": None,
+        "parent": None,
+    }
+    spans = record([spec] * 3, Resource.create({"service.name": "gateway"}))
+    size = len(encode_spans(spans))
+    exporter = WireSpanExporter(endpoint=endpoint, timeout=5, max_request_size=size - 1)
+    try:
+        assert await asyncio.to_thread(exporter.export, spans) is SpanExportResult.FAILURE
+        assert await asyncio.to_thread(exporter.export, spans[:1]) is SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+    assert received == [sdk_encode(spans[:1])]
