@@ -10,7 +10,7 @@ PYTEST := .venv/bin/pytest
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
-	@echo "make up                run the suite in the foreground until Ctrl-C (gateway :8080)"
+	@echo "make up                run the suite, Prometheus and Alertmanager until Ctrl-C (gateway :8080)"
 	@echo "make test              every test tier (unit, integration, e2e)"
 	@echo "make test-unit | test-integration | test-deploy | test-e2e"
 	@echo "make lint              ruff check, ruff format --check, mypy"
@@ -35,7 +35,9 @@ deps:
 demo: venv deps
 	.venv/bin/safiri demo
 
-up: venv deps
+# The suite, with Prometheus and Alertmanager (Debian's, installed when missing) on the rules.
+up: venv
+	@bash scripts/deps.sh --install --monitoring
 	.venv/bin/safiri up
 
 # The tests install what they need on a fresh machine (Debian packages, as root).

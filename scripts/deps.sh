@@ -3,16 +3,18 @@
 # Starts them when they are installed but stopped; with --install, installs them when missing.
 # With --test, also makes sure promtool, amtool and prometheus-alertmanager (Debian's
 # prometheus packages), headless Chromium and docker-compose (to validate docker-compose.yml)
-# are there.
+# are there. With --monitoring (make up), Prometheus and Alertmanager.
 set -euo pipefail
 
 install=0
 tools=0
+monitoring=0
 for arg in "$@"; do
   case "$arg" in
     --install) install=1 ;;
     --test) tools=1 ;;
-    *) echo "usage: $0 [--install] [--test]" >&2; exit 2 ;;
+    --monitoring) monitoring=1 ;;
+    *) echo "usage: $0 [--install] [--test] [--monitoring]" >&2; exit 2 ;;
   esac
 done
 
@@ -55,7 +57,8 @@ if ! port_open 5672; then
 fi
 rabbitmqctl -q await_startup >/dev/null 2>&1 || true
 
-if [ "$tools" = 1 ] && ! command -v promtool >/dev/null; then
+if { [ "$tools" = 1 ] || [ "$monitoring" = 1 ]; } &&
+   ! { command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; }; then
   need_apt prometheus prometheus-alertmanager
 fi
 if [ "$tools" = 1 ] && ! command -v chromium >/dev/null; then

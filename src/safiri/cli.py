@@ -9,23 +9,47 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
 
 from .chaos.cli import add_chaos_command
+from .chaos.prometheus import (
+    PrometheusError,
+    running_alertmanager,
+    running_prometheus,
+    write_rules,
+)
 from .load.cli import add_load_command
-from .suite import Suite, SuiteConfig, SuiteError
+from .ps import add_ps_command
+from .suite import SERVICES, ProcessEntry, Suite, SuiteConfig, SuiteError
 from .trace_cli import add_trace_command
 from .tracestore import StoreSettings, running_store
 
 __all__ = ["main"]
 
 
-def _config(args: argparse.Namespace) -> tuple[SuiteConfig, str]:
+STATE_PATH = Path(os.environ.get("SAFIRI_SUITE_STATE", "var/suite.json"))
+KEY_PATH = Path("var/api-key")
+
+
+def _api_keys() -> tuple[list[str], bool]:
+    """The accepted keys, and whether ``safiri up`` made the key up (kept in var/api-key)."""
     keys = [k.strip() for k in os.environ.get("SAFIRI_API_KEYS", "").split(",") if k.strip()]
-    if not keys:
-        keys = [f"sk_local_{secrets.token_urlsafe(18)}"]
+    if keys:
+        return keys, False
+    if KEY_PATH.exists():
+        return [KEY_PATH.read_text().strip()], True
+    key = f"sk_local_{secrets.token_urlsafe(18)}"
+    KEY_PATH.parent.mkdir(parents=True, exist_ok=True)
+    KEY_PATH.touch(mode=0o600)
+    KEY_PATH.write_text(key + "\n")
+    return [key], True
+
+
+def _config(args: argparse.Namespace) -> tuple[SuiteConfig, list[str], bool]:
+    keys, made_up = _api_keys()
     env = os.environ
     config = SuiteConfig(
         api_keys=keys,
@@ -35,73 +59,106 @@ def _config(args: argparse.Namespace) -> tuple[SuiteConfig, str]:
         mpesa_port=int(env.get("SAFIRI_MPESA_SIM_PORT", 8090)),
         amqp_url=env.get("SAFIRI_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         log_dir=args.log_dir,
+        ledger_path=Path(env.get("SAFIRI_MPESA_SIM_LEDGER_PATH", "var/mpesa-ledger.jsonl")),
     )
-    return config, keys[0]
+    return config, keys, made_up
 
 
 async def _up(args: argparse.Namespace) -> int:
-    config, key = _config(args)
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return await _run_until_stopped(config, key)
-    # No collector configured: the embedded trace store takes the services' spans and logs
-    # on the standard OTLP port, and `safiri trace` reads them back.
-    store = StoreSettings.from_env()
+    config, keys, made_up = _config(args)
+    config.state_path = STATE_PATH
     async with contextlib.AsyncExitStack() as stack:
-        try:
-            url = await stack.enter_async_context(
-                running_store(
-                    store.host,
-                    store.port,
-                    store.path,
-                    retention_hours=store.retention_hours,
-                    max_spans=store.max_spans,
+        others: list[ProcessEntry] = []
+        if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            # No collector configured: the embedded trace store takes the services' spans and
+            # logs on the standard OTLP port, and `safiri trace` reads them back.
+            store = StoreSettings.from_env()
+            try:
+                url = await stack.enter_async_context(
+                    running_store(
+                        store.host,
+                        store.port,
+                        store.path,
+                        retention_hours=store.retention_hours,
+                        max_spans=store.max_spans,
+                    )
                 )
+            except OSError as exc:
+                raise SuiteError(
+                    f"the trace store cannot listen on {store.host}:{store.port}: {exc}"
+                    " (set SAFIRI_TRACE_STORE_PORT)"
+                ) from None
+            config.otlp_endpoint = url
+            others.append(ProcessEntry("trace-store", 0, os.getpid(), store.port, "/"))
+            print(
+                f"safiri: traces and logs → {url} (open it in a browser; `safiri trace ORDER_ID`)",
+                file=sys.stderr,
+                flush=True,
             )
-        except OSError as exc:
-            raise SuiteError(
-                f"the trace store cannot listen on {store.host}:{store.port}: {exc}"
-                " (set SAFIRI_TRACE_STORE_PORT)"
-            ) from None
-        config.otlp_endpoint = url
+        if args.no_monitoring:
+            return await _run_until_stopped(config, keys, made_up, others)
+        try:
+            await stack.enter_async_context(_monitoring(config, others))
+        except PrometheusError as exc:
+            raise SuiteError(f"{exc} (or run with --no-monitoring)") from None
+        return await _run_until_stopped(config, keys, made_up, others)
+
+
+@contextlib.asynccontextmanager
+async def _monitoring(config: SuiteConfig, others: list[ProcessEntry]) -> AsyncIterator[None]:
+    """Alertmanager and Prometheus (Debian's) with the repository's rules, scraping the suite."""
+    env = os.environ
+    workdir = Path(env.get("SAFIRI_MONITORING_DIR", "var/monitoring"))
+    am_port = int(env.get("SAFIRI_ALERTMANAGER_PORT", 9093))
+    prom_port = int(env.get("SAFIRI_PROMETHEUS_PORT", 9090))
+
+    def started(role: str, health: str) -> Callable[[int, int], None]:
+        return lambda pid, port: others.append(ProcessEntry(role, 0, pid, port, health))
+
+    targets = {s: f"127.0.0.1:{config.port(s)}" for s in SERVICES}
+    async with (
+        running_alertmanager(
+            workdir / "alertmanager", port=am_port, on_started=started("alertmanager", "/-/ready")
+        ) as am_url,
+        running_prometheus(
+            targets,
+            write_rules(workdir / "rules", fast=False),
+            workdir / "prometheus",
+            "15s",
+            port=prom_port,
+            alertmanager=f"127.0.0.1:{am_port}",
+            on_started=started("prometheus", "/-/ready"),
+        ) as prom_url,
+    ):
         print(
-            f"safiri: traces and logs → {url} (open it in a browser; `safiri trace ORDER_ID`)",
+            f"safiri: Prometheus {prom_url} (the repository's rules), Alertmanager {am_url}",
             file=sys.stderr,
             flush=True,
         )
-        return await _run_until_stopped(config, key)
+        yield
 
 
-async def _run_until_stopped(config: SuiteConfig, key: str) -> int:
+async def _run_until_stopped(
+    config: SuiteConfig, keys: list[str], made_up: bool, others: list[ProcessEntry]
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     suite = Suite(config)
+    suite.others = others
     await suite.start()
+    key = f"  API key: {keys[0]} (made up; kept in {KEY_PATH})" if made_up else ""
     print(
-        f"safiri: up. Gateway http://127.0.0.1:{config.gateway_port}/api/v1"
-        f"  API key: {key}\nsafiri: Ctrl-C stops every process.",
+        f"safiri: up. Gateway http://127.0.0.1:{config.gateway_port}/api/v1{key}\n"
+        "safiri: a process that dies is started again (`safiri ps`); Ctrl-C stops every process.",
         file=sys.stderr,
         flush=True,
     )
-    exited = asyncio.ensure_future(
-        asyncio.wait(
-            [asyncio.ensure_future(p.wait()) for p in suite.processes.values()],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-    )
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if not stop.is_set():
-        dead = [s for s, p in suite.processes.items() if p.returncode is not None]
-        print(f"safiri: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
-        code = 1
-    exited.cancel()
-    stopping.cancel()
+    await stop.wait()
     await suite.stop()
     print("safiri: stopped.", file=sys.stderr)
-    return code
+    return 0
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -120,13 +177,19 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="write each service's JSON log to DIR/<service>.log instead of stdout",
     )
+    up.add_argument(
+        "--no-monitoring",
+        action="store_true",
+        help="run no Prometheus (127.0.0.1:9090) and Alertmanager (127.0.0.1:9093)",
+    )
     demo = sub.add_parser("demo", help="start the suite, buy tickets twice, print, stop")
     demo.add_argument("--log-dir", type=Path, default=None)
     add_trace_command(sub)
     add_chaos_command(sub)
     add_load_command(sub)
+    add_ps_command(sub, STATE_PATH)
     args = parser.parse_args(argv)
-    if args.command in ("trace", "chaos", "load"):
+    if args.command in ("trace", "chaos", "load", "ps"):
         raise SystemExit(args.func(args))
     runner = {"up": _up, "demo": _demo}[args.command]
     try:

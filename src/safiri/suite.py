@@ -1,26 +1,38 @@
 """Start, watch and stop Safiri's four processes: gateway, ticketing, payment, simulator.
 
 ``make up``, ``make demo`` and the end-to-end tests all run the suite through this module, so
-what the tests prove is what a user starts.
+what the tests prove is what a user starts. Once the suite is ready, a process that dies is
+started again on its port with its settings, after a back-off that grows while it keeps
+dying (as Kubernetes restarts a crashed container); each restart is logged, counted and
+written to the state file that ``safiri ps`` reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
 import aiohttp
 import asyncpg
 
-__all__ = ["Suite", "SuiteConfig", "SuiteError", "drop_databases", "ensure_databases"]
+__all__ = [
+    "ProcessEntry",
+    "Suite",
+    "SuiteConfig",
+    "SuiteError",
+    "drop_databases",
+    "ensure_databases",
+]
 
 SERVICES = ("mpesa-simulator", "payment", "ticketing", "gateway")
 _MODULES = {
@@ -51,6 +63,13 @@ class SuiteConfig:
     # Per process, on top of extra_env (e.g. the simulator's telemetry held constant in a
     # benchmark that switches the services' telemetry off).
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Where the supervisor writes what it runs (``safiri ps`` reads it); None: nowhere.
+    state_path: Path | None = None
+    # The first restart waits this long; each quick death after it doubles the wait.
+    restart_backoff_seconds: float = 0.5
+    restart_backoff_max_seconds: float = 10.0
+    # The simulator's ledger journal: its charges outlive a restart (None: memory only).
+    ledger_path: Path | None = None
 
     def database_url(self, service: str) -> str:
         return f"{self.postgres_url}/{self.database_prefix}_{service}"
@@ -86,6 +105,8 @@ class SuiteConfig:
         )
         if self.otlp_endpoint is not None:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
+        if self.ledger_path is not None:
+            env["SAFIRI_MPESA_SIM_LEDGER_PATH"] = str(self.ledger_path)
         env.update(self.extra_env)
         return env
 
@@ -140,6 +161,7 @@ def isolated_config(
         log_dir=log_dir,
         extra_env=extra_env,
         service_env=service_env or {},
+        ledger_path=log_dir / "mpesa-ledger.jsonl",
     )
 
 
@@ -170,8 +192,14 @@ class Suite:
     def __init__(self, config: SuiteConfig) -> None:
         self.config = config
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.restarts: dict[str, int] = dict.fromkeys(SERVICES, 0)
+        self.others: list[ProcessEntry] = []  # Prometheus, the trace store, ...: for `ps`
         self._logs: dict[str, IO[bytes]] = {}
         self._envs: dict[str, dict[str, str]] = {}  # each service's environment, for a restart
+        self._started_at: dict[str, float] = {}
+        self._backoff: dict[str, float] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
 
     def log_path(self, service: str) -> Path | None:
         return self.config.log_dir / f"{service}.log" if self.config.log_dir else None
@@ -193,6 +221,9 @@ class Suite:
         except BaseException:
             await self.stop()
             raise
+        for service in SERVICES:
+            self._watch(service)
+        self.write_state()
 
     async def start_service(self, service: str, env: dict[str, str] | None = None) -> None:
         env = dict(env or self.config.env())
@@ -213,6 +244,7 @@ class Suite:
             stderr=asyncio.subprocess.STDOUT if stdout else None,
             start_new_session=True,
         )
+        self._started_at[service] = time.time()
 
     async def wait_ready(self, timeout: float, services: Iterable[str] = SERVICES) -> None:
         """Until every one of ``services`` answers ``/readyz`` with 200 (or ``SuiteError``)."""
@@ -242,6 +274,83 @@ class Suite:
             return ""
         return ":\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
 
+    def _watch(self, service: str) -> None:
+        watcher = self._watchers.get(service)
+        if watcher is None or watcher.done():
+            self._watchers[service] = asyncio.ensure_future(self._supervise(service))
+
+    async def _supervise(self, service: str) -> None:
+        """Start ``service`` again whenever it dies, until the suite stops or ``stop_service``."""
+        while not self._stopping:
+            proc = self.processes.get(service)
+            if proc is None:
+                return
+            code = await proc.wait()
+            if self._stopping or self.processes.get(service) is not proc:
+                return  # stopped on purpose, or already replaced by restart_service
+            up_for = time.time() - self._started_at.get(service, 0.0)
+            delay = self._next_backoff(service, up_for)
+            self.restarts[service] += 1
+            print(
+                f"safiri: {service} (pid {proc.pid}) exited with {code} after {up_for:.1f} s;"
+                f" restarting in {delay:.1f} s (restart {self.restarts[service]})",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._close_log(service)
+            self.write_state()
+            await asyncio.sleep(delay)
+            if self._stopping or self.processes.get(service) is not proc:
+                return
+            await self.start_service(service, self._envs.get(service))
+            self.write_state()
+
+    def _next_backoff(self, service: str, up_for: float) -> float:
+        """The base wait after a process that ran a while; doubled after each quick death."""
+        c = self.config
+        previous = self._backoff.get(service)
+        if previous is not None and up_for < 30.0:
+            delay = min(previous * 2, c.restart_backoff_max_seconds)
+        else:
+            delay = c.restart_backoff_seconds
+        self._backoff[service] = delay
+        return delay
+
+    def entries(self) -> list[ProcessEntry]:
+        """Every process the suite runs, as ``safiri ps`` lists them."""
+        listed = [
+            ProcessEntry(
+                role=service,
+                replica=0,
+                pid=proc.pid if proc.returncode is None else None,
+                port=self.config.port(service),
+                health="/readyz",
+                restarts=self.restarts[service],
+                started_at=self._started_at.get(service),
+            )
+            for service, proc in sorted(self.processes.items())
+        ]
+        return [*listed, *self.others]
+
+    def write_state(self) -> None:
+        path = self.config.state_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "supervisor_pid": os.getpid(),
+            "gateway_url": f"http://127.0.0.1:{self.config.gateway_port}",
+            "processes": [asdict(e) for e in self.entries()],
+        }
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(state, indent=2) + "\n")
+        partial.replace(path)  # readers never see half a file
+
+    def _close_log(self, service: str) -> None:
+        log = self._logs.pop(service, None)
+        if log is not None:
+            log.close()
+
     async def stop_service(self, service: str, grace: float = 15.0) -> int | None:
         proc = self.processes.pop(service, None)
         if proc is None:
@@ -255,27 +364,8 @@ class Suite:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        log = self._logs.pop(service, None)
-        if log is not None:
-            log.close()
+        self._close_log(service)
         return proc.returncode
-
-    async def kill_service(self, service: str) -> int:
-        """SIGKILL ``service``, as a crash or the OOM killer would: no shutdown, no flush, no
-        goodbye to the broker or the database. Returns its exit status (-9)."""
-        proc = self.processes.get(service)
-        if proc is None or proc.returncode is not None:
-            raise SuiteError(f"{service} is not running")
-        # Its own session (start_new_session): the whole process group goes, children too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        code = await proc.wait()
-        log = self._logs.pop(service, None)
-        if log is not None:
-            log.close()
-        return code
 
     async def restart_service(self, service: str, timeout: float = 45.0) -> None:
         """Start ``service`` again, on its port with the settings it had, until it is ready.
@@ -287,6 +377,27 @@ class Suite:
             await self.stop_service(service)
         await self.start_service(service, self._envs.get(service) or self.config.env())
         await self.wait_ready(timeout, services=[service])
+        self._watch(service)
+        self.write_state()
 
     async def stop(self) -> None:
+        self._stopping = True
+        for watcher in self._watchers.values():
+            watcher.cancel()
+        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
         await asyncio.gather(*(self.stop_service(s) for s in list(self.processes)))
+        if self.config.state_path is not None:
+            self.config.state_path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ProcessEntry:
+    """One process in ``safiri ps``: what it is, where it listens, how to ask if it is ready."""
+
+    role: str
+    replica: int
+    pid: int | None  # None: dead, waiting to be started again
+    port: int
+    health: str  # the path answering 200 when ready
+    restarts: int = 0
+    started_at: float | None = None

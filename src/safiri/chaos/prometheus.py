@@ -9,25 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import shutil
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 __all__ = [
+    "ALERTMANAGER_TEMPLATE",
     "RULES_DIR",
     "PrometheusError",
     "experiment_prometheus",
     "fast_rules",
+    "local_alertmanager_config",
+    "running_alertmanager",
     "running_prometheus",
     "write_rules",
 ]
 
-RULES_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "rules"
+_DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+RULES_DIR = _DEPLOY / "prometheus" / "rules"
+ALERTMANAGER_TEMPLATE = _DEPLOY / "alertmanager" / "alertmanager.yml.tmpl"
+_PLACEHOLDER = re.compile(r"\$\{(SAFIRI_[A-Z_]+)\}")
 _WINDOW = re.compile(r"\[(\d+)([mh])\]")
 _FOR = re.compile(r"^(\s+for:\s*)(\d+)([smh])\s*$", re.MULTILINE)
 
@@ -56,15 +64,23 @@ def write_rules(directory: Path, fast: bool, window: str = "15s", hold: str = "3
     return out
 
 
-def _config(targets: Mapping[str, str], rules: list[Path], interval: str) -> str:
+def _config(
+    targets: Mapping[str, str], rules: list[Path], interval: str, alertmanager: str | None
+) -> str:
     jobs = "".join(
         f"  - job_name: safiri-{service}\n    static_configs:\n      - targets: ['{address}']\n"
         for service, address in targets.items()
     )
     files = "".join(f"  - '{p.resolve()}'\n" for p in rules)
+    alerting = ""
+    if alertmanager:
+        alerting = (
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: ['{alertmanager}']\n"
+        )
     return (
         f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-        f"rule_files:\n{files}scrape_configs:\n{jobs}"
+        f"rule_files:\n{files}{alerting}scrape_configs:\n{jobs}"
     )
 
 
@@ -84,14 +100,20 @@ async def running_prometheus(
     workdir: Path,
     interval: str = "1s",
     ready_timeout: float = 30.0,
+    *,
+    port: int = 0,
+    alertmanager: str | None = None,
+    on_started: Callable[[int, int], None] | None = None,
 ) -> AsyncIterator[str]:
-    """Prometheus scraping ``targets`` (service → host:port) until the block exits; its URL."""
+    """Prometheus scraping ``targets`` (service → host:port) until the block exits; its URL.
+
+    ``port`` 0 takes a free one; ``alertmanager`` (host:port) receives the alerts;
+    ``on_started(pid, port)`` is told where it runs.
+    """
     if shutil.which("prometheus") is None:
         raise PrometheusError("prometheus is not installed (Debian: apt-get install prometheus)")
-    _write_config(workdir, _config(targets, rules, interval))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    _write_config(workdir, _config(targets, rules, interval, alertmanager))
+    port = port or _free_port()
     url = f"http://127.0.0.1:{port}"
     with (workdir / "prometheus.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
@@ -106,15 +128,90 @@ async def running_prometheus(
         )
     try:
         await _wait_ready(url, process, workdir / "prometheus.log", ready_timeout)
+        if on_started is not None:
+            on_started(process.pid, port)
         yield url
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await _terminate(process)
+
+
+async def _terminate(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def local_alertmanager_config(env: Mapping[str, str]) -> str:
+    """The shipped routing and inhibitions; a receiver whose webhook variable is unset
+    records its alerts only (no webhook to nowhere)."""
+    config = yaml.safe_load(
+        _PLACEHOLDER.sub(
+            lambda m: env.get(m.group(1), m.group(0)), ALERTMANAGER_TEMPLATE.read_text()
+        )
+    )
+    for receiver in config.get("receivers", []):
+        hooks = [h for h in receiver.get("webhook_configs", []) if "${" not in str(h["url"])]
+        if hooks:
+            receiver["webhook_configs"] = hooks
+        else:
+            receiver.pop("webhook_configs", None)
+    return str(yaml.safe_dump(config, sort_keys=False))
+
+
+def _write_alertmanager_config(workdir: Path, env: Mapping[str, str]) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "alertmanager.yml"
+    config.write_text(local_alertmanager_config(env))
+    return config
+
+
+@contextlib.asynccontextmanager
+async def running_alertmanager(
+    workdir: Path,
+    *,
+    port: int = 0,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 30.0,
+    on_started: Callable[[int, int], None] | None = None,
+) -> AsyncIterator[str]:
+    """Debian's Alertmanager with the shipped routing (``local_alertmanager_config``); its URL."""
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        raise PrometheusError(
+            "alertmanager is not installed (Debian: apt-get install prometheus-alertmanager)"
+        )
+    config = _write_alertmanager_config(workdir, os.environ if env is None else env)
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (workdir / "alertmanager.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # one instance: no gossip port to collide on
+            "--log.level=warn",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        await _wait_ready(url, process, workdir / "alertmanager.log", ready_timeout)
+        if on_started is not None:
+            on_started(process.pid, port)
+        yield url
+    finally:
+        await _terminate(process)
 
 
 async def _wait_ready(
@@ -124,13 +221,13 @@ async def _wait_ready(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         while True:
             if process.returncode is not None:
-                raise PrometheusError(f"prometheus exited: {_read(log)}")
+                raise PrometheusError(f"{log.stem} exited: {_read(log)}")
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with http.get(f"{url}/-/ready") as response:
                     if response.status == 200:
                         return
             if asyncio.get_running_loop().time() > deadline:
-                raise PrometheusError(f"prometheus at {url} not ready after {timeout} s")
+                raise PrometheusError(f"{log.stem} at {url} not ready after {timeout} s")
             await asyncio.sleep(0.1)
 
 
