@@ -17,6 +17,7 @@ import asyncpg
 from ..interrupt import until_signalled
 from ..suite import SuiteError
 from .checker import check_suite
+from .control import default_api_key
 from .experiment import InvalidExperiment
 from .history import read_history
 from .invariants import Limits
@@ -104,6 +105,16 @@ def _add_check(sub: Any) -> None:
     check.add_argument("--settle-bound", type=float, default=60.0, help="seconds after the heal")
     check.add_argument("--outbox-max-age", type=float, default=30.0)
     check.add_argument("--allow-dead-letters", action="store_true")
+    check.add_argument(
+        "--api-key",
+        help="the key the --history purchases used (default: SAFIRI_CHAOS_API_KEY, the first of"
+        " SAFIRI_API_KEYS, or make up's var/api-key): resolves purchases the gateway released",
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on nothing to check: an empty database, no ledger, a missing dead-letter queue",
+    )
     check.add_argument("--wait", action="store_true", help="let pending orders settle first")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_check)
@@ -163,10 +174,19 @@ def _check(args: argparse.Namespace) -> int:
         healed_at=args.healed_at,
         outbox_max_age_seconds=args.outbox_max_age,
         allow_dead_letters=args.allow_dead_letters,
+        strict=args.strict,
     )
     ops = list(read_history(args.history)) if args.history else None
     try:
-        report = asyncio.run(check_suite(sources, limits, ops, wait_for_in_flight=args.wait))
+        report = asyncio.run(
+            check_suite(
+                sources,
+                limits,
+                ops,
+                api_key=args.api_key or default_api_key(_ENV),
+                wait_for_in_flight=args.wait,
+            )
+        )
     except (OSError, asyncpg.PostgresError, aiohttp.ClientError) as exc:
         print(f"safiri chaos check: cannot read the suite's state: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 """Chaos Toolkit actions for faults outside the simulator: the broker stopped, the database
-restarted, a service killed with SIGKILL and started again.
+restarted, a service killed with SIGKILL (again each time it comes back) until healed.
 
 Each records the fault in the run's timeline (``fault_injected`` / ``fault_healed``) as the
 simulator faults do, so ``hold_fault``, the symptom probes, the invariant checker's settle
@@ -14,9 +14,13 @@ databases on them, but stopping RabbitMQ or PostgreSQL stops them for everyone).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,12 +30,12 @@ import aio_pika
 import asyncpg
 
 from .events import FAULT_HEALED, FAULT_INJECTED
-from .selfcontained import running_suite
 from .target import Target
 
 __all__ = [
-    "kill_service",
-    "restart_service",
+    "crash_loop",
+    "end_crash_loop",
+    "service_recovers",
     "start_broker",
     "start_database",
     "stop_broker",
@@ -143,46 +147,95 @@ def _postgres_answers(url: str) -> Any:
 # ---- the services -----------------------------------------------------------------------------
 
 
-def kill_service(
+def crash_loop(
     service: str, configuration: Config, delay_seconds: float | str = 0
 ) -> dict[str, Any]:
-    """After ``delay_seconds`` of healthy load, SIGKILL ``service`` of the run's own suite."""
+    """After ``delay_seconds`` of healthy load, SIGKILL ``service``, and every process the
+    supervisor starts in its place, until ``end_crash_loop`` (a background activity).
+
+    The processes are found in the supervisor's state file (``suite_state``: ``make up``'s
+    ``var/suite.json``, or a self-contained run's own), so this works against any suite that
+    ``safiri`` supervises. The supervisor restarts each with a growing back-off, as a
+    Kubernetes pod in CrashLoopBackOff; the service is down for the fault's whole length.
+    """
     target = Target.from_config(configuration)
-    suite, loop = running_suite(str(configuration.get("suite_id") or ""))
+    state = _state_path(configuration)
     if service not in SERVICES:
         raise ValueError(f"service must be one of {', '.join(SERVICES)}, not {service!r}")
     time.sleep(float(delay_seconds))
-    pid = suite.processes[service].pid
-    status = asyncio.run_coroutine_threadsafe(suite.kill_service(service), loop).result(30)
-    target.events.record(FAULT_INJECTED, faults={"kill -9": service}, pid=pid, status=status)
-    return {"killed": service, "pid": pid, "exit_status": status}
+    pids = _kill(state, service)
+    if not pids:
+        raise RuntimeError(f"no running {service} in {state}")
+    injected = target.events.record(FAULT_INJECTED, faults={"kill -9": service}, pids=pids).at
+    killed = list(pids)
+    while target.events.first(FAULT_HEALED, after=injected) is None:
+        killed += _kill(state, service)
+        time.sleep(POLL / 5)
+    unique = list(dict.fromkeys(killed))
+    return {"killed": service, "processes_killed": len(unique), "pids": unique}
 
 
-def restart_service(
-    service: str,
-    configuration: Config,
-    timeout_seconds: float | str = 60,
-    only_if_down: bool = False,
+def end_crash_loop(service: str, configuration: Config) -> dict[str, Any]:
+    """Stop killing ``service`` (also the rollback: harmless when nothing is being killed)."""
+    Target.from_config(configuration).events.record(FAULT_HEALED, stopped_killing=service)
+    return {"service": service, "killing": False}
+
+
+def service_recovers(
+    service: str, configuration: Config, timeout_seconds: float | str = 60
 ) -> dict[str, Any]:
-    """Start ``service`` again on its port with its settings and wait until ``/readyz`` is 200.
-
-    ``only_if_down`` (the rollback): leave a service that runs alone.
-    """
-    target = Target.from_config(configuration)
-    suite, loop = running_suite(str(configuration.get("suite_id") or ""))
-    process = suite.processes.get(service)
-    if only_if_down and process is not None and process.returncode is None:
-        return {"service": service, "running": True, "pid": process.pid}
+    """Wait until the supervisor has ``service`` running again and its ``/readyz`` is 200."""
+    state = _state_path(configuration)
     started = time.monotonic()
-    timeout = float(timeout_seconds)
-    restart = suite.restart_service(service, timeout)
-    asyncio.run_coroutine_threadsafe(restart, loop).result(timeout + 30)
-    target.events.record(FAULT_HEALED, restarted=service)
-    return {
-        "service": service,
-        "pid": suite.processes[service].pid,
-        "ready_after_s": round(time.monotonic() - started, 1),
-    }
+    deadline = started + float(timeout_seconds)
+    while True:
+        entry = _entry(state, service)
+        if entry is not None and entry.get("pid") and _ready(int(entry["port"])):
+            return {
+                "service": service,
+                "pid": entry["pid"],
+                "restarts": entry.get("restarts"),
+                "ready_after_s": round(time.monotonic() - started, 1),
+            }
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{service} not running and ready within {timeout_seconds} s")
+        time.sleep(POLL)
+
+
+def _state_path(configuration: Config) -> Path:
+    path = Path(str(configuration.get("suite_state") or "var/suite.json"))
+    if not path.exists():
+        raise RuntimeError(
+            f"no supervisor state at {path}: killing a service needs a suite that `safiri up`"
+            " (make up) or `safiri chaos run --self-contained` supervises"
+        )
+    return path
+
+
+def _entry(state: Path, service: str) -> dict[str, Any] | None:
+    processes = json.loads(state.read_text())["processes"]
+    return next((p for p in processes if p["role"] == service), None)
+
+
+def _kill(state: Path, service: str) -> list[int]:
+    """SIGKILL the live ``service`` process(es) in ``state``, each with its process group."""
+    killed = []
+    for entry in json.loads(state.read_text())["processes"]:
+        pid = entry.get("pid")
+        if entry["role"] != service or not pid:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # its own session: children go too
+            killed.append(pid)
+    return killed
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 # ---- helpers ----------------------------------------------------------------------------------

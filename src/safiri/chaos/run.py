@@ -1,11 +1,21 @@
-"""One experiment, end to end: configuration, the suite (its own or a running one), the run,
-and the results folder (journal.json, report.md, events, history, invariants, logs)."""
+"""``safiri chaos run``: one experiment played by the real ``chaos run``, with conveniences.
+
+The experiment is run by Chaos Toolkit's own command line (the ``chaos`` of the same virtual
+environment), so what the tests prove is what a user's ``chaos run`` does. This module only
+prepares around it: the short form's configuration (``--short``), ``--var`` overrides, and
+with ``--self-contained`` a suite and a Prometheus of the run's own, whose addresses reach the
+experiment through a ``--var-file``. The results folder then holds Chaos Toolkit's
+``journal.json`` and log, and what Safiri's control writes (``report.md``, the invariants).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,22 +23,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .activity import execute_activity
-from .experiment import (
-    InvalidExperiment,
-    load_experiment,
-    resolve_configuration,
-    resolve_secrets,
-    safiri_extension,
-)
-from .probes import invariant_violations
+from .experiment import InvalidExperiment, load_experiment, safiri_extension
 from .prometheus import experiment_prometheus
-from .run_report import passed, write_results
-from .runner import Journal, run_experiment
+from .run_report import Journal, passed
 from .selfcontained import self_contained_suite
-from .threads import in_daemon_thread
 
-__all__ = ["RunOutcome", "run_chaos_experiment"]
+__all__ = ["RunOutcome", "chaos_command", "run_chaos_experiment"]
+
+# Chaos Toolkit plays the rollbacks after an interrupt; give them this long before giving up.
+ROLLBACK_GRACE_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,16 @@ class RunOutcome:
     journal: Journal
     results_dir: Path
     report: Path
+    exit_code: int
 
     @property
     def passed(self) -> bool:
-        return passed(self.journal, self.results_dir)
+        return self.exit_code == 0 and passed(self.journal, self.results_dir)
+
+
+def chaos_command() -> list[str]:
+    """Chaos Toolkit's CLI of this environment."""
+    return [str(Path(sys.executable).parent / "chaos")]
 
 
 async def run_chaos_experiment(
@@ -51,51 +60,76 @@ async def run_chaos_experiment(
     results_root: Path = Path("chaos/results"),
     log: Callable[[str], None] = lambda _: None,
 ) -> RunOutcome:
-    """Run the experiment at ``path``; ``overrides`` are ``--var`` values (they win)."""
+    """Run the experiment at ``path`` with ``chaos run``; ``overrides`` (``--var``) win."""
+    from chaoslib.configuration import load_configuration
+
     experiment = load_experiment(path)
     run_dir = results_root / f"{path.stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     chosen = {**(safiri_extension(experiment).get("short_form", {}) if short else {})}
     chosen.update(overrides or {})
+    secret_keys = ("api_key", "simulator_admin_key")
+    secrets = {k: chosen.pop(k) for k in secret_keys if chosen.get(k)}
     chosen["results_dir"] = str(run_dir)
-    configuration = resolve_configuration(experiment.get("configuration", {}), chosen)
-    secrets = resolve_secrets(experiment.get("secrets", {}), chosen)
-    if not self_contained and not any(group.get("api_key") for group in secrets.values()):
-        raise InvalidExperiment(
-            "no API key for the running suite: give the one `make up` printed (--api-key or"
-            " SAFIRI_CHAOS_API_KEY), or run --self-contained"
-        )
+    try:
+        configuration = {**load_configuration(experiment.get("configuration", {})), **chosen}
+    except Exception as exc:
+        raise InvalidExperiment(f"{path}: {exc}") from None
     run_dir.mkdir(parents=True, exist_ok=True)
     async with _target(self_contained, run_dir, configuration, log) as (more, more_secrets):
         configuration.update(more)
-        for group in secrets.values():
-            group.update({k: v for k, v in more_secrets.items() if k in group})
-        log(f"running {experiment['title']} → {run_dir}")
-        abandoned = threading.Event()
-
-        def thread_log(line: str) -> None:
-            if not abandoned.is_set():
-                log(line)
-
-        try:
-            journal = await in_daemon_thread(
-                run_experiment, experiment, configuration, secrets, thread_log
+        secrets.update(more_secrets)
+        var_file = run_dir / "vars.json"  # holds the API key: readable by its owner only
+        var_file.touch(mode=0o600)
+        var_file.write_text(
+            json.dumps(
+                {
+                    "configuration": configuration,
+                    "secrets": {"safiri": {k: secrets.get(k, "") for k in secret_keys}},
+                },
+                indent=2,
             )
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            # Interrupted (Ctrl-C): never leave a fault on. The experiment's thread is a
-            # daemon and dies with the process; its rollbacks are played here instead.
-            abandoned.set()
-            log("interrupted: playing the rollbacks")
-            for rollback in experiment.get("rollbacks", []):
-                run = await asyncio.to_thread(execute_activity, rollback, configuration, secrets)
-                log(f"  {rollback['name']}: {run['status']}")
-            raise
-        # The final invariant check runs whatever happened to the steady state before it.
-        log("final invariant check")
-        flat = {k: v for group in secrets.values() for k, v in group.items()}
-        violations = await asyncio.to_thread(invariant_violations, configuration, flat)
-        log(f"  → {violations} violation(s)")
-    report = write_results(journal, run_dir)
-    return RunOutcome(journal, run_dir, report)
+        )
+        log(f"chaos run {path} → {run_dir}")
+        code = await _chaos_run(path, run_dir, var_file, log)
+    journal_path = run_dir / "journal.json"
+    if not journal_path.exists():
+        raise RuntimeError(f"chaos run exited {code} without a journal (see {run_dir})")
+    journal: Journal = json.loads(journal_path.read_text())
+    return RunOutcome(journal, run_dir, run_dir / "report.md", code)
+
+
+async def _chaos_run(path: Path, run_dir: Path, var_file: Path, log: Callable[[str], None]) -> int:
+    process = await asyncio.create_subprocess_exec(
+        *chaos_command(),
+        "--no-version-check",
+        "--log-file",
+        str(run_dir / "chaostoolkit.log"),
+        "run",
+        "--journal-path",
+        str(run_dir / "journal.json"),
+        "--var-file",
+        str(var_file),
+        str(path),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    try:
+        async for line in process.stdout:
+            log(line.decode(errors="replace").rstrip())
+        return await process.wait()
+    except asyncio.CancelledError:
+        # Interrupted (Ctrl-C): Chaos Toolkit plays the rollbacks on SIGINT (the experiments
+        # ask for them always), so the fault is healed before the suite is taken down.
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), ROLLBACK_GRACE_SECONDS)
+            if process.returncode is None:
+                process.kill()
+        raise
 
 
 @contextlib.asynccontextmanager
@@ -111,7 +145,7 @@ async def _target(
     elif configuration.get("prometheus_url"):
         yield {}, {}
     else:
-        # A running suite without a Prometheus of its own (`make up`): bring one that scrapes it.
+        # A running suite without a Prometheus (`safiri up --no-monitoring`): bring one.
         targets = {
             service: urlsplit(str(configuration[f"{key}_url"])).netloc
             for service, key in _SCRAPED.items()

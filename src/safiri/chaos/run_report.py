@@ -15,9 +15,10 @@ from .events import (
     FAULT_INJECTED,
     EventLog,
 )
-from .runner import Journal
 
-__all__ = ["failures", "passed", "render_report", "write_results"]
+__all__ = ["Journal", "failures", "passed", "render_report", "why_failed", "write_results"]
+
+Journal = dict[str, Any]  # a Chaos Toolkit journal, as `chaos run` writes it
 
 
 def failures(journal: Journal, results_dir: Path | None = None) -> list[str]:
@@ -34,17 +35,32 @@ def failures(journal: Journal, results_dir: Path | None = None) -> list[str]:
         if state and not state["steady_state_met"]:
             probe = state["probes"][-1]
             out.append(f"steady state {phase} the method not met: {probe['activity']['name']}")
-    invariants = results_dir / "invariants.json" if results_dir else None
-    if invariants is not None and invariants.exists():
-        found = json.loads(invariants.read_text())
-        if not found["ok"]:
-            out.append(f"the final invariant check found {found['violations']} violation(s)")
+    hypothesis = journal.get("experiment", {}).get("steady-state-hypothesis")
+    if hypothesis and journal["status"] == "completed":
+        for phase in ("before", "after"):
+            if not journal["steady_states"][phase]:
+                out.append(f"the steady state {phase} the method was never checked")
+    if results_dir is not None:
+        invariants = results_dir / "invariants.json"
+        if not invariants.exists():
+            out.append("the final invariant check did not run (no invariants.json)")
+        else:
+            found = json.loads(invariants.read_text())
+            if not found["ok"]:
+                out.append(f"the final invariant check found {found['violations']} violation(s)")
     for kind in ("run", "rollbacks"):
         for run in journal[kind]:
             if run["status"] != "succeeded":
                 name = run["activity"]["name"]
-                out.append(f"{name} failed: {''.join(run.get('exception', [])).strip()}")
+                out.append(f"{name} failed: {why_failed(run)}")
     return out
+
+
+def why_failed(run: dict[str, Any]) -> str:
+    """A failed activity's error, one line (Chaos Toolkit keeps the whole traceback)."""
+    lines = [line.strip() for line in run.get("exception", []) if line.strip()]
+    last = lines[-1].splitlines()[-1] if lines else "failed"
+    return last.removeprefix("chaoslib.exceptions.ActivityFailed: ")
 
 
 def passed(journal: Journal, results_dir: Path | None = None) -> bool:
@@ -129,7 +145,7 @@ def _flat(value: Any) -> str:
 
 def _run_line(run: dict[str, Any]) -> str:
     mark = "✓" if run["status"] == "succeeded" and run.get("tolerance_met", True) else "✗"
-    output = run["output"] if run["status"] == "succeeded" else run.get("exception", [""])[-1]
+    output = run["output"] if run["status"] == "succeeded" else why_failed(run)
     return f"  {mark} {run['activity']['name']}: {json.dumps(output, default=str)}"
 
 

@@ -7,7 +7,6 @@ It is what the tests use, and ``safiri chaos run --self-contained``: nothing of 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -21,22 +20,7 @@ from typing import Any
 from ..suite import Suite, SuiteConfig, drop_databases, isolated_config, own_vhost
 from .prometheus import experiment_prometheus
 
-__all__ = ["SelfContained", "running_suite", "self_contained_suite"]
-
-# The suites running in this process, by run id, with the loop that owns their processes:
-# an experiment's actions (in threads of their own) reach them through ``running_suite``.
-_RUNNING: dict[str, tuple[Suite, asyncio.AbstractEventLoop]] = {}
-
-
-def running_suite(run_id: str) -> tuple[Suite, asyncio.AbstractEventLoop]:
-    """The self-contained suite of run ``run_id`` and its event loop (``LookupError`` if none)."""
-    try:
-        return _RUNNING[run_id]
-    except KeyError:
-        raise LookupError(
-            f"no self-contained suite {run_id!r} runs in this process: killing and restarting a"
-            " service needs `safiri chaos run --self-contained`"
-        ) from None
+__all__ = ["SelfContained", "self_contained_suite"]
 
 
 @dataclass(frozen=True)
@@ -82,18 +66,20 @@ async def self_contained_suite(
             log_dir=run_dir / "logs",
             extra_env=env,
         )
+        config.state_path = run_dir / "suite-state.json"
         _describe(run_dir, config)
         try:
-            async with Suite(config) as suite:
-                _RUNNING[run_id] = (suite, asyncio.get_running_loop())
+            async with Suite(config):
                 targets = {s: f"127.0.0.1:{config.port(s)}" for s in _SERVICES}
                 async with experiment_prometheus(targets, run_dir, c) as prometheus_url:
                     yield SelfContained(
-                        configuration={**_urls(config, prometheus_url), "suite_id": run_id},
+                        configuration={
+                            **_urls(config, prometheus_url),
+                            "suite_state": str(config.state_path),
+                        },
                         secrets={"api_key": api_key},
                     )
         finally:
-            _RUNNING.pop(run_id, None)
             await drop_databases(config)
 
 

@@ -1,5 +1,8 @@
-"""The runner plays an experiment as ``chaos run`` does and keeps the same journal; the
-history recorder and the load generator behave."""
+"""Safiri's Chaos Toolkit control, under Chaos Toolkit's own runner (chaoslib, in process):
+a failed activity of the method stops the run, rollbacks always play, the journal and the
+report land in the results folder, and the defaults fill what the environment leaves empty.
+Also the parts of the extension that need no suite: the history, the load's pacing, the report.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chaoslib.experiment import run_experiment
 
+from safiri.chaos import control
 from safiri.chaos.history import HistoryRecorder, Op, read_history
 from safiri.chaos.load import run_load
-from safiri.chaos.run_report import failures, passed, render_report
-from safiri.chaos.runner import run_experiment
-from safiri.chaos.threads import in_daemon_thread
+from safiri.chaos.run_report import failures, render_report
 
 pytestmark = pytest.mark.unit
 
@@ -48,6 +51,7 @@ def release() -> None:
 
 
 def broken() -> None:
+    BACKGROUND_DONE.set()  # the method stops here: let the background load end now
     raise RuntimeError("the alert never fired")
 
 
@@ -57,6 +61,7 @@ def python(func: str, **arguments: Any) -> dict[str, Any]:
 
 def experiment(before: Any = True, symptom: str = "release") -> dict[str, Any]:
     return {
+        "version": "1.0.0",
         "title": "t",
         "description": "d",
         "steady-state-hypothesis": {
@@ -83,20 +88,51 @@ def experiment(before: Any = True, symptom: str = "release") -> dict[str, Any]:
         "rollbacks": [
             {"type": "action", "name": "heal", "provider": python("action", name="heal")}
         ],
-        "configuration": {"ok": before, "fault": "outage", "where": "here"},
+        "configuration": {"ok": before, "fault": "outage", "where": "here", "results_dir": ""},
+        "secrets": {"safiri": {"api_key": "k", "simulator_admin_key": ""}},
+        "runtime": {"rollbacks": {"strategy": "always"}},
+        "controls": [
+            {"name": "safiri", "provider": {"type": "python", "module": "safiri.chaos.control"}}
+        ],
+        "extensions": [{"name": "safiri", "id": "unit"}],
     }
 
 
+CHECKED: list[dict[str, Any]] = []
+
+
 @pytest.fixture(autouse=True)
-def _fresh() -> None:
+def _fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     CALLS.clear()
     BACKGROUND_DONE.clear()
+    CHECKED.clear()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # no trace store here
+
+    def final_check(configuration: Mapping[str, Any], secrets: Mapping[str, Any]) -> int:
+        # The invariant checker reads a suite's databases: out of a unit test's reach.
+        CHECKED.append(dict(configuration))
+        results = Path(configuration["results_dir"])
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "invariants.json").write_text(json.dumps({"ok": True, "violations": 0}))
+        (results / "invariants.txt").write_text("invariants HOLD\n")
+        return 0
+
+    monkeypatch.setattr(control, "invariant_violations", final_check)
+    monkeypatch.chdir(tmp_path)
 
 
 def run(exp: dict[str, Any], **configuration: Any) -> dict[str, Any]:
-    return run_experiment(
-        exp, {**exp["configuration"], **configuration}, {"safiri": {"api_key": "k"}}
+    """``chaos run`` as chaostoolkit's CLI does it (the experiment's runtime, its vars)."""
+    settings = {"runtime": exp["runtime"]}
+    journal: dict[str, Any] = run_experiment(
+        exp, settings=settings, experiment_vars=(configuration, None)
     )
+    return journal
+
+
+def results_of(journal: dict[str, Any]) -> Path:
+    [results] = Path("chaos/results").iterdir()
+    return results
 
 
 def test_a_passing_run_has_the_journal_chaos_toolkit_writes() -> None:
@@ -110,9 +146,13 @@ def test_a_passing_run_has_the_journal_chaos_toolkit_writes() -> None:
     assert journal["run"][0]["output"] == "bg"
     assert [r["activity"]["name"] for r in journal["rollbacks"]] == ["heal"]
     assert CALLS[0] == "probe True here"
-    assert "action outage {'api_key': 'k'}" in CALLS
+    assert "action outage {'api_key': 'k', 'simulator_admin_key': 'safiri-sim-admin'}" in CALLS
     assert CALLS.index("release") < CALLS.index("background done")
-    assert passed(journal)
+    results = results_of(journal)
+    assert results.name.startswith("unit-")
+    assert json.loads((results / "journal.json").read_text())["status"] == "completed"
+    assert (results / "report.md").read_text().startswith("# t\n\nResult: PASSED")
+    assert len(CHECKED) == 1
 
 
 def test_a_steady_state_not_met_before_skips_the_method_but_still_heals() -> None:
@@ -126,12 +166,57 @@ def test_a_steady_state_not_met_before_skips_the_method_but_still_heals() -> Non
     ]
 
 
-def test_a_symptom_that_never_showed_fails_the_run_though_chaos_toolkit_completes() -> None:
+def test_a_symptom_that_never_showed_interrupts_the_run_and_still_heals() -> None:
     journal = run(experiment(symptom="broken"))
-    assert journal["status"] == "completed"
+    assert journal["status"] == "interrupted"
     [failed] = [r for r in journal["run"] if r["status"] == "failed"]
     assert "RuntimeError: the alert never fired" in failed["exception"][-1]
-    assert failures(journal) == ["symptom failed: RuntimeError: the alert never fired"]
+    assert [r["activity"]["name"] for r in journal["run"]][-1] == "symptom"  # release never ran
+    assert journal["rollbacks"][0]["status"] == "succeeded"
+    assert "symptom failed: RuntimeError: the alert never fired" in failures(journal)
+
+
+def test_without_the_control_chaos_toolkit_would_complete_the_same_broken_run() -> None:
+    """Why the control is there: plain chaos run records a failed symptom and carries on."""
+    plain = experiment(symptom="broken")
+    del plain["controls"]
+    journal = run(plain)
+    assert journal["status"] == "completed"
+
+
+def test_a_missing_api_key_stops_the_run_before_the_steady_state_saying_where_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SAFIRI_CHAOS_API_KEY", "SAFIRI_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    exp = experiment()
+    exp["secrets"]["safiri"]["api_key"] = ""
+    journal = run(exp)
+    assert journal["status"] == "interrupted"
+    assert journal["steady_states"]["before"] is None
+    assert CALLS == ["action heal {}"]  # the rollback only
+    assert not CHECKED  # nothing to check: the run never reached the suite
+
+
+def test_defaults_come_from_the_environment_then_make_up_s_key_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def resolved(env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+        configuration: dict[str, Any] = {"results_dir": "", "gateway_url": "http://g"}
+        secrets: dict[str, Any] = {"safiri": {"api_key": "", "simulator_admin_key": ""}}
+        problems = control.resolve_defaults(configuration, secrets, experiment(), env)
+        return {**configuration, **secrets["safiri"]}, problems
+
+    got, problems = resolved({"SAFIRI_CHAOS_API_KEY": "a", "SAFIRI_API_KEYS": "b,c"})
+    assert (got["api_key"], got["simulator_admin_key"], problems) == ("a", "safiri-sim-admin", [])
+    assert got["results_dir"].startswith("chaos/results/unit-")
+    assert resolved({"SAFIRI_API_KEYS": " b ,c"})[0]["api_key"] == "b"
+    assert resolved({"SAFIRI_MPESA_SIM_ADMIN_KEY": "z"})[0]["simulator_admin_key"] == "z"
+    got, problems = resolved({})
+    assert got["api_key"] == "" and "SAFIRI_CHAOS_API_KEY" in problems[0]
+    Path("var").mkdir()
+    Path("var/api-key").write_text("sk_local_made_up\n")
+    assert resolved({})[0]["api_key"] == "sk_local_made_up"
 
 
 def test_the_report_names_what_failed(tmp_path: Path) -> None:
@@ -200,12 +285,6 @@ async def test_the_load_stops_at_its_time_limit() -> None:
     assert summary["purchases"] <= 11
 
 
-async def test_blocking_work_in_a_daemon_thread_hands_back_its_result_or_error() -> None:
-    assert await in_daemon_thread(sum, [1, 2, 3]) == 6
-    with pytest.raises(ZeroDivisionError):
-        await in_daemon_thread(divmod, 1, 0)
-
-
 def test_the_report_says_what_was_injected_what_fired_and_when(tmp_path: Path) -> None:
     journal = run(experiment())
     start = datetime.fromisoformat(journal["start"])
@@ -231,3 +310,18 @@ def test_the_report_says_what_was_injected_what_fired_and_when(tmp_path: Path) -
         "Fired:    SafiriPaymentProviderFailing: pending 3.5 s after the fault,"
         " firing 5.5 s after the fault, resolved 5.0 s after healing"
     ) in report
+
+
+def test_a_run_whose_final_check_never_ran_or_whose_steady_state_was_skipped_fails(
+    tmp_path: Path,
+) -> None:
+    journal = run(experiment())
+    assert failures(journal, results_of(journal)) == []
+    assert failures(journal, tmp_path) == [
+        "the final invariant check did not run (no invariants.json)"
+    ]
+    skipped = {**journal, "steady_states": {"before": None, "after": None, "during": []}}
+    assert failures(skipped) == [
+        "the steady state before the method was never checked",
+        "the steady state after the method was never checked",
+    ]
