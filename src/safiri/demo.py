@@ -79,6 +79,8 @@ async def run_demo(args: argparse.Namespace) -> int:
             otlp_endpoint=otlp_url,
             log_dir=log_dir,
             extra_env={"SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0.3"},
+            # The same databases as `make up`: the same ledger, so `safiri chaos check` agrees.
+            ledger_path=Path("var/mpesa-ledger.jsonl"),
         )
         print(f"Starting Safiri (logs in {log_dir}) ...", flush=True)
         async with Suite(config), aiohttp.ClientSession() as http:

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -320,3 +321,31 @@ def sim_requests(telemetry: Telemetry, result_code: str) -> float:
         "mpesa_sim_stk_requests_total", {"result_code": result_code}
     )
     return value or 0.0
+
+
+async def test_a_charge_outlives_a_simulator_restart_when_the_ledger_has_a_journal(
+    session: aiohttp.ClientSession, telemetry: Telemetry, tmp_path: Path
+) -> None:
+    """The invariant checker reads the ledger as ground truth: after a restart it must still
+    hold every charge, or say from when it knows (``since``) so the check is scoped."""
+    from dataclasses import replace
+
+    from safiri.chaos.invariants.ledger import read_ledger
+
+    settings = replace(SIM, ledger_path=tmp_path / "ledger.jsonl")
+    async with run_in_process(settings, telemetry) as first:
+        client = daraja(session, first.base_url)
+        checkout = await client.stk_push(push())
+        await eventually(lambda: client.stk_query(checkout))
+        before = await read_ledger(f"{first.base_url}/simulator/ledger", SIM.admin_key.value)
+    async with run_in_process(settings, telemetry) as again:
+        after = await read_ledger(f"{again.base_url}/simulator/ledger", SIM.admin_key.value)
+    async with run_in_process(SIM, telemetry) as forgetful:
+        memory = await read_ledger(f"{forgetful.base_url}/simulator/ledger", SIM.admin_key.value)
+    assert before is not None and after is not None and memory is not None
+    [charge] = [e for e in after.entries if e.checkout_request_id == checkout]
+    assert charge.charged and charge.account_reference == "order-12345"
+    assert after.entries == before.entries
+    assert after.durable and after.since == before.since
+    assert not memory.durable and memory.entries == []
+    assert memory.since is not None and before.since is not None and memory.since > before.since

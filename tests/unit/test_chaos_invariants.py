@@ -20,6 +20,7 @@ from safiri.chaos.invariants import (
     TripSeats,
     check,
 )
+from safiri.chaos.invariants.operations import client_id, request_key
 
 pytestmark = pytest.mark.unit
 
@@ -230,7 +231,7 @@ def test_a_charge_of_another_amount_than_the_order_is_a_violation() -> None:
 
 def test_unpaid_pushes_and_failed_results_are_no_charge() -> None:
     report = check(clean(), LIMITS)
-    facts = report.check("every charge matches one confirmed order or a recorded refund").facts
+    facts = report.check("the ledger and the confirmed orders agree, both ways").facts
     assert facts == {"pushes": 3, "charged": 1, "failed": 1, "never settled": 1}
 
 
@@ -239,7 +240,7 @@ def test_without_a_ledger_the_money_check_says_so() -> None:
     snapshot.ledger = None
     report = check(snapshot, LIMITS)
     assert report.ok
-    assert report.check("every charge matches one confirmed order or a recorded refund").facts == {
+    assert report.check("the ledger and the confirmed orders agree, both ways").facts == {
         "ledger": "not read"
     }
 
@@ -330,4 +331,110 @@ def test_the_report_lists_violations_for_a_person_and_all_of_them_in_json() -> N
     text = report.render(max_listed=10)
     assert "VIOLATED (12 violations)" in text
     assert "… and 2 more (--json lists all)" in text
-    assert len(report.to_dict()["checks"][2]["violations"]) == 12
+    assert len(report.check("every accepted order final in time").violations) == 12
+    assert len(report.to_dict()["checks"][3]["violations"]) == 12
+
+
+# ---- the ledger both ways --------------------------------------------------------------------
+
+
+def test_a_confirmed_order_with_a_payment_row_but_no_charge_is_a_free_ticket() -> None:
+    """What the payments table alone cannot show: Safiri believes it was paid, the provider
+    never took the money."""
+    snapshot = clean()
+    snapshot.ledger = [e for e in snapshot.ledger or [] if e.account_reference != order_id(1)[:12]]
+    assert violations(snapshot) == {"confirmed order without a charge"}
+    assert violations(replace(snapshot, ledger=[])) == {"confirmed order without a charge"}
+
+
+def test_an_order_charged_twice_is_a_violation_even_with_one_payment_row() -> None:
+    snapshot = clean()
+    snapshot.ledger = [*(snapshot.ledger or []), charge(1, receipt="R2")]
+    assert violations(snapshot) == {"order charged twice"}
+
+
+def test_orders_before_the_ledger_began_are_stated_and_fail_only_in_chaos_mode() -> None:
+    snapshot = clean()
+    snapshot.ledger = []
+    snapshot.ledger_since = NOW - timedelta(seconds=5)  # the simulator restarted, memory only
+    report = check(snapshot, LIMITS)
+    assert report.ok, report.render()
+    facts = report.check("the ledger and the confirmed orders agree, both ways").facts
+    assert facts["confirmed before the ledger began (not checked)"] == 1
+    strict = replace(LIMITS, strict=True)
+    assert violations(snapshot, strict, ops=[]) == {"ledger does not cover the orders"}
+
+
+# ---- nothing to check is not a pass in chaos mode ----------------------------------------------
+
+STRICT = replace(LIMITS, strict=True)
+
+
+def test_a_clean_run_passes_in_chaos_mode_too() -> None:
+    report = check(clean(), STRICT, [])
+    assert report.ok, report.render()
+
+
+def test_an_empty_snapshot_fails_in_chaos_mode() -> None:
+    empty = Snapshot(taken_at=NOW, ledger=[], dead_letters=clean().dead_letters)
+    assert check(empty, LIMITS, []).ok  # `safiri chaos check` on a fresh suite: fine
+    assert violations(empty, STRICT, ops=[]) == {"empty snapshot"}
+    no_orders = replace(empty, trips=clean().trips)
+    assert violations(no_orders, STRICT, ops=[]) == {"empty snapshot"}
+
+
+def test_an_unread_ledger_fails_in_chaos_mode() -> None:
+    assert violations(replace(clean(), ledger=None), STRICT, ops=[]) == {"ledger not read"}
+
+
+def test_a_missing_or_unread_dead_letter_queue_fails_in_chaos_mode() -> None:
+    missing = replace(clean(), dead_letters={"payment.requests.dlq": 0, "x.dlq": None})
+    assert violations(missing, STRICT, ops=[]) == {"dead-letter queue missing"}
+    unread = replace(clean(), dead_letters={})
+    assert violations(unread, STRICT, ops=[]) == {"dead-letter queues not read"}
+
+
+def test_a_missing_history_fails_in_chaos_mode() -> None:
+    assert violations(clean(), STRICT, ops=None) == {"no recorded history"}
+
+
+# ---- purchases the gateway released, found through ticketing's request key ---------------------
+
+API_KEY = "sk_test_key"
+
+
+def test_an_unknown_purchase_released_by_the_gateway_is_found_in_ticketing() -> None:
+    """A gateway timeout releases the key (so the client may retry), but ticketing may have
+    created the order: it is found by the request key the gateway passed on."""
+    client = client_id(API_KEY)
+    snapshot = clean()
+    snapshot.request_keys = {request_key(client, "k1"): order_id(1)}
+    ops = [op("invoke", "k1"), op("unknown", "k1", status=503)]
+    report = check(snapshot, LIMITS, ops, client)
+    assert report.ok, report.render()
+    facts = report.check("recorded operations accounted for").facts
+    assert facts["unknown_became"] == {"CONFIRMED": 1}
+    # Without the client the same purchase is (wrongly) believed never to have happened:
+    unresolved = check(snapshot, LIMITS, ops).check("recorded operations accounted for").facts
+    assert unresolved["unknown_became"] == {"never took effect": 1}
+    assert "no API key" in unresolved["released keys"]
+
+
+def test_a_refused_purchase_that_ticketing_created_anyway_took_effect() -> None:
+    client = client_id(API_KEY)
+    snapshot = clean()
+    snapshot.request_keys = {request_key(client, "k9"): order_id(1)}
+    ops = [op("invoke", "k9"), op("fail", "k9", status=409)]
+    assert {v.invariant for v in check(snapshot, LIMITS, ops, client).violations} == {
+        "failed purchase took effect"
+    }
+
+
+def test_the_request_key_is_derived_as_the_gateway_derives_it() -> None:
+    """The checker may not import the gateway (an operator tool); it keeps the contract's
+    derivation, and this test holds the two together."""
+    from safiri_gateway.entrypoints.auth import client_id as gateway_client_id
+    from safiri_gateway.service_layer.place_order import request_key as gateway_request_key
+
+    assert client_id(API_KEY) == gateway_client_id(API_KEY)
+    assert request_key("c", "k") == gateway_request_key("c", "k")

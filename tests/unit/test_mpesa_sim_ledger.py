@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,37 @@ def test_callback_delivery_is_recorded() -> None:
     assert ledger.get(delivered.checkout_request_id).callback is CallbackDelivery.DELIVERED
     assert ledger.get(failed.checkout_request_id).callback is CallbackDelivery.FAILED
     assert ledger.transactions() == [delivered, failed]
+
+
+def test_a_ledger_with_a_journal_remembers_every_charge_across_a_restart(tmp_path: Path) -> None:
+    journal = tmp_path / "ledger.jsonl"
+    first = Ledger(journal, now=NOW)
+    paid = first.open(a_push(), SUCCESS, NOW)
+    first.complete(paid.checkout_request_id, NOW + timedelta(seconds=1))
+    first.record_callback(paid.checkout_request_id, delivered=True)
+    refused = first.open(a_push(amount=900), CANCELLED, NOW)
+    first.complete(refused.checkout_request_id, NOW + timedelta(seconds=2))
+    waiting = first.open(a_push(amount=700), None, NOW)
+    first.close()  # as a kill -9 would leave it: every line was flushed when written
+
+    again = Ledger(journal, now=NOW + timedelta(hours=1))
+    assert again.durable and again.since == NOW  # the record began with the first process
+    restored = {t.checkout_request_id: t for t in again.transactions()}
+    assert list(restored) == [
+        paid.checkout_request_id,
+        refused.checkout_request_id,
+        waiting.checkout_request_id,
+    ]
+    assert restored[paid.checkout_request_id].charged
+    assert restored[paid.checkout_request_id].receipt == paid.receipt
+    assert restored[paid.checkout_request_id].callback is CallbackDelivery.DELIVERED
+    assert not restored[refused.checkout_request_id].charged
+    assert restored[waiting.checkout_request_id].state is TransactionState.PENDING
+    later = again.open(a_push(), SUCCESS, NOW + timedelta(hours=1))
+    again.close()
+    assert later.checkout_request_id not in restored
+
+
+def test_without_a_journal_the_ledger_begins_with_the_process() -> None:
+    ledger = Ledger(now=NOW)
+    assert (ledger.durable, ledger.since) == (False, NOW)

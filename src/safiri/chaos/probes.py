@@ -99,7 +99,15 @@ def invariant_violations(configuration: Config, secrets: Config | None = None) -
     target = Target.from_config(configuration, secrets)
     history = target.history_path
     ops = list(read_history(history)) if history.exists() else None
-    report = asyncio.run(check_suite(target.sources, target.limits(), ops, wait_for_in_flight=True))
+    report = asyncio.run(
+        check_suite(
+            target.sources,
+            target.limits(),
+            ops,
+            api_key=target.api_key or None,
+            wait_for_in_flight=True,
+        )
+    )
     target.results_dir.mkdir(parents=True, exist_ok=True)
     (target.results_dir / "invariants.txt").write_text(report.render() + "\n")
     (target.results_dir / "invariants.json").write_text(report.to_json() + "\n")

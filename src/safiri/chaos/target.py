@@ -87,4 +87,5 @@ class Target:
             final_grace_seconds=self.final_grace_seconds,
             settle_bound_seconds=self.settle_bound_seconds,
             healed_at=healed_at if healed_at is not None else self.events.healed_at(),
+            strict=True,  # an experiment's check must look at something to pass
         )

@@ -9,6 +9,7 @@ from .inbox import first_delivery
 from .lifecycle import broker_connected, repeat_forever, running_messaging, stop_task
 from .metrics import MessagingMetrics
 from .outbox import OUTBOX_SCHEMA, OutboxRelay, add_to_outbox
+from .single_active import SingleActive
 from .topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
@@ -35,6 +36,7 @@ __all__ = [
     "OutboxUnitOfWork",
     "PoisonMessage",
     "QueueSpec",
+    "SingleActive",
     "add_to_outbox",
     "broker_connected",
     "connect",

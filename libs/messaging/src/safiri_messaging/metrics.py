@@ -67,3 +67,10 @@ class MessagingMetrics:
             "Age of the oldest outbox row not yet published; 0 when every row is published.",
             registry=registry,
         )
+        self.job_active = Gauge(
+            "safiri_background_job_active",
+            "1 in the replica that runs a single-active background job (elected through a "
+            "PostgreSQL advisory lock), 0 in the others: summed over replicas it is 1.",
+            ["job"],
+            registry=registry,
+        )

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from safiri_messaging import (
     MessagingMetrics,
+    SingleActive,
     broker_connected,
-    repeat_forever,
     running_messaging,
     stop_task,
 )
@@ -80,8 +80,16 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         async def reconcile() -> None:
             await app[PAYMENTS].reconcile(overdue)
 
+        # One replica at a time asks the provider about overdue payments (an advisory lock
+        # elects it; another takes over within seconds when it dies).
         reconciler = asyncio.create_task(
-            repeat_forever("reconcile_payments", reconcile, settings.reconcile_interval_seconds)
+            SingleActive(
+                "reconcile_payments",
+                settings.database_url,
+                reconcile,
+                settings.reconcile_interval_seconds,
+                active=messaging.job_active,
+            ).run()
         )
         yield
         await stop_task(reconciler)

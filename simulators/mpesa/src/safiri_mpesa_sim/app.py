@@ -38,7 +38,7 @@ def create_app(
     # Faults go innermost so a faulted Daraja answer is still traced, measured and logged.
     app = web.Application(middlewares=[telemetry.middleware, problem_middleware, daraja_faults])
     app[SETTINGS] = settings
-    app[LEDGER] = Ledger()
+    app[LEDGER] = Ledger(settings.ledger_path)
     app[TOKENS] = AccessTokens()
     app[METRICS] = simulator_metrics(telemetry.registry)
     app[FAULTS] = faults if faults is not None else FaultState()
@@ -65,3 +65,4 @@ async def _callback_tasks(
         yield
         # Tasks go first: a task still delivering needs the session it is about to lose.
         await notifier.aclose()
+        app[LEDGER].close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from safiri_web import EnvReader, Secret
 
@@ -24,6 +25,8 @@ class Settings:
     passkey: Secret = Secret("safiri-sim-passkey")  # noqa: RUF009
     callback_delay: float = 0.5
     admin_key: Secret = Secret("safiri-sim-admin")  # noqa: RUF009
+    # The ledger's journal (JSON lines), replayed at start-up; None: memory only.
+    ledger_path: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +47,9 @@ class Settings:
                 "SAFIRI_MPESA_SIM_CALLBACK_DELAY", cls.callback_delay, low=0.0, high=3600.0
             ),
             admin_key=Secret(r.text("SAFIRI_MPESA_SIM_ADMIN_KEY", cls.admin_key.value)),
+            ledger_path=Path(path)
+            if (path := r.text("SAFIRI_MPESA_SIM_LEDGER_PATH", ""))
+            else None,
         )
         r.check()
         return settings

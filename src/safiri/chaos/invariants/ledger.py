@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 
 import aiohttp
 
 from .model import LedgerEntry
 
-__all__ = ["ADMIN_KEY_HEADER", "read_ledger"]
+__all__ = ["ADMIN_KEY_HEADER", "Ledger", "read_ledger"]
 
 ADMIN_KEY_HEADER = "X-Simulator-Admin-Key"
 
 
-async def read_ledger(url: str | None, admin_key: str) -> list[LedgerEntry] | None:
+@dataclass(frozen=True)
+class Ledger:
+    entries: list[LedgerEntry]
+    since: datetime | None  # when the simulator's record begins
+    durable: bool  # kept across simulator restarts (a journal file)
+
+
+async def read_ledger(url: str | None, admin_key: str) -> Ledger | None:
     if url is None:
         return None
     timeout = aiohttp.ClientTimeout(total=10)
@@ -23,7 +32,7 @@ async def read_ledger(url: str | None, admin_key: str) -> list[LedgerEntry] | No
     ):
         response.raise_for_status()
         body = json.loads(await response.text())
-    return [
+    entries = [
         LedgerEntry(
             checkout_request_id=str(t["checkout_request_id"]),
             account_reference=str(t["account_reference"]),
@@ -34,3 +43,7 @@ async def read_ledger(url: str | None, admin_key: str) -> list[LedgerEntry] | No
         )
         for t in body["transactions"]
     ]
+    since = body.get("since")
+    return Ledger(
+        entries, datetime.fromisoformat(since) if since else None, bool(body.get("durable"))
+    )

@@ -28,9 +28,17 @@ def check_outboxes_drained(snapshot: Snapshot, limits: Limits) -> Check:
 def check_dead_letters(snapshot: Snapshot, limits: Limits) -> Check:
     """Dead-lettered messages are not lost, but each needs a person: list every queue's depth."""
     check = Check("dead letters accounted for")
+    if limits.strict and not snapshot.dead_letters:
+        check.violate("dead-letter queues not read", "the broker", "no queue depth was read")
     for queue, depth in sorted(snapshot.dead_letters.items()):
         if depth is None:
             check.facts[queue] = "not declared"
+            if limits.strict:
+                check.violate(
+                    "dead-letter queue missing",
+                    queue,
+                    "not declared on the broker: a message dead-lettered now would be dropped",
+                )
         else:
             check.facts[queue] = depth
             if depth and not limits.allow_dead_letters:

@@ -92,6 +92,7 @@ class IdempotencyRecord:
     key: str
     status: int | None
     order_id: str | None
+    by_request_key: bool = False  # found among ticketing's orders, not in the gateway's records
 
 
 @dataclass
@@ -103,10 +104,13 @@ class Snapshot:
     orders: list[OrderRow] = field(default_factory=list)
     payments: list[PaymentRow] = field(default_factory=list)
     ledger: list[LedgerEntry] | None = None  # None: no ledger was read (a real provider)
+    ledger_since: datetime | None = None  # when the ledger's record begins (None: always)
+    ledger_durable: bool = False  # kept across simulator restarts
     outbox: list[OutboxRow] = field(default_factory=list)
     dead_letters: dict[str, int | None] = field(default_factory=dict)  # None: queue missing
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)
     refunds: dict[str, int] = field(default_factory=dict)  # order id -> amount owed back
+    request_keys: dict[str, str] = field(default_factory=dict)  # ticketing's key -> order id
 
 
 @dataclass(frozen=True)
@@ -119,3 +123,6 @@ class Limits:
     healed_at: datetime | None = None
     outbox_max_age_seconds: float = 30.0
     allow_dead_letters: bool = False
+    # Chaos mode: a check with nothing to look at (an empty snapshot, an unread ledger, a
+    # missing dead-letter queue or history) fails instead of passing vacuously.
+    strict: bool = False

@@ -1,14 +1,17 @@
-"""Money: at most one charge per order, and every charge paid for a confirmed order or owed back.
+"""Money: every confirmed order charged exactly once, every charge paid for a confirmed order
+or owed back.
 
 The provider's ledger is the ground truth for "was money taken"; the payments table is what
-Safiri believes. Both are checked against the orders.
+Safiri believes. Both are checked against the orders, and the ledger both ways: a charge
+without its order is money without tickets, a confirmed order without its charge is a free
+ticket (which the payments table alone would not show: it is Safiri's own belief).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .model import LedgerEntry, OrderRow, Snapshot
+from .model import LedgerEntry, Limits, OrderRow, Snapshot
 from .report import Check
 
 __all__ = ["ACCOUNT_REFERENCE_LENGTH", "check_ledger", "check_payments"]
@@ -47,10 +50,17 @@ def check_payments(snapshot: Snapshot) -> Check:
     return check
 
 
-def check_ledger(snapshot: Snapshot) -> Check:
-    check = Check("every charge matches one confirmed order or a recorded refund")
+def check_ledger(snapshot: Snapshot, limits: Limits | None = None) -> Check:
+    strict = limits is not None and limits.strict
+    check = Check("the ledger and the confirmed orders agree, both ways")
     if snapshot.ledger is None:
         check.facts = {"ledger": "not read"}
+        if strict:
+            check.violate(
+                "ledger not read",
+                "the provider's ledger",
+                "without it nothing shows whether money was taken, or taken once",
+            )
         return check
     by_reference: dict[str, list[OrderRow]] = defaultdict(list)
     for order in snapshot.orders:
@@ -88,9 +98,43 @@ def check_ledger(snapshot: Snapshot) -> Check:
                 f"order {confirmed[0].order_id}",
                 f"charged {entries[0].amount}, order amount {confirmed[0].amount}",
             )
+    uncovered = _confirmed_orders_charged(check, snapshot, charges)
     states = Counter(
         "charged" if e.charged else ("failed" if e.state == "completed" else "never settled")
         for e in snapshot.ledger
     )
     check.facts = {"pushes": len(snapshot.ledger), **dict(sorted(states.items()))}
+    if snapshot.ledger_since is not None:
+        check.facts["since"] = f"{snapshot.ledger_since:%Y-%m-%d %H:%M:%S}"
+        check.facts["durable"] = snapshot.ledger_durable
+    if uncovered:
+        check.facts["confirmed before the ledger began (not checked)"] = len(uncovered)
+        if strict:
+            check.violate(
+                "ledger does not cover the orders",
+                f"{len(uncovered)} confirmed order(s), e.g. {uncovered[0].order_id}",
+                f"created before the ledger began ({snapshot.ledger_since:%H:%M:%S}): the"
+                " simulator restarted without its journal (SAFIRI_MPESA_SIM_LEDGER_PATH)",
+            )
     return check
+
+
+def _confirmed_orders_charged(
+    check: Check, snapshot: Snapshot, charges: dict[str, list[LedgerEntry]]
+) -> list[OrderRow]:
+    """Every confirmed order the ledger covers has its charge; returns those it does not cover."""
+    since = snapshot.ledger_since
+    uncovered = []
+    for order in snapshot.orders:
+        if order.status != "CONFIRMED":
+            continue
+        if since is not None and order.created_at < since:
+            uncovered.append(order)
+        elif not charges.get(order.order_id[:ACCOUNT_REFERENCE_LENGTH]):
+            check.violate(
+                "confirmed order without a charge",
+                f"order {order.order_id}",
+                f"CONFIRMED for {order.amount}, but the provider holds no charge for it"
+                " (a free ticket)",
+            )
+    return uncovered

@@ -2,12 +2,16 @@
 
 An ``ok`` purchase must have its order; a ``fail`` must not have taken effect; an ``unknown``
 is resolved through the gateway's record of its Idempotency-Key: to the order's final state,
-to "refused" when the gateway stored a refusal, to "never took effect" when it has no record
-of the key, and to "unresolved" while its record is still in flight.
+to "refused" when the gateway stored a refusal, and to "unresolved" while its record is still
+in flight. The gateway releases its record when ticketing timed out or failed (so the client
+may retry), yet ticketing may have created the order: a key the gateway holds no record of is
+looked up among ticketing's orders by the request key the gateway passed on (derived from the
+client and the Idempotency-Key); only when neither has it did it "never take effect".
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 
@@ -15,7 +19,14 @@ from ..history import Op
 from .model import IdempotencyRecord, Snapshot
 from .report import Check
 
-__all__ = ["NEVER_TOOK_EFFECT", "REFUSED", "UNRESOLVED", "check_operations"]
+__all__ = [
+    "NEVER_TOOK_EFFECT",
+    "REFUSED",
+    "UNRESOLVED",
+    "check_operations",
+    "client_id",
+    "request_key",
+]
 
 NEVER_TOOK_EFFECT = "never took effect"
 REFUSED = "refused"
@@ -23,7 +34,19 @@ UNRESOLVED = "unresolved"
 MISSING = "order missing"
 
 
-def check_operations(ops: Iterable[Op], snapshot: Snapshot) -> Check:
+def client_id(api_key: str) -> str:
+    """The gateway's name for the holder of ``api_key`` (its public contract with ticketing)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
+def request_key(client: str, key: str) -> str:
+    """The key ticketing deduplicates a purchase on, as the gateway derives it."""
+    return hashlib.sha256(f"{client}\x00{key}".encode()).hexdigest()
+
+
+def check_operations(ops: Iterable[Op], snapshot: Snapshot, client: str | None = None) -> Check:
+    """``client``: the ``client_id`` of the API key the operations used; without it a key
+    the gateway released cannot be looked up in ticketing (the facts say so)."""
     check = Check("recorded operations accounted for")
     invoked: list[str] = []
     completed: dict[str, Op] = {}
@@ -38,6 +61,11 @@ def check_operations(ops: Iterable[Op], snapshot: Snapshot) -> Check:
     for key in invoked:
         op = completed.get(key)
         record = snapshot.idempotency.get(key)
+        if record is None and client is not None:
+            # Released by the gateway (ticketing timed out): did ticketing create it anyway?
+            created = snapshot.request_keys.get(request_key(client, key))
+            if created is not None:
+                record = IdempotencyRecord(key, None, created, by_request_key=True)
         if op is None or op.type == "unknown":
             # An invoke that never completed (the recorder died) is as uncertain as a timeout.
             counts["unknown"] += 1
@@ -63,7 +91,7 @@ def check_operations(ops: Iterable[Op], snapshot: Snapshot) -> Check:
                 check.violate(
                     "failed purchase took effect",
                     f"order {record.order_id}",
-                    f"answered {op.status} for key {key}, but the gateway holds an order",
+                    f"answered {op.status} for key {key}, but an order exists for it",
                 )
     check.facts = {
         "invoked": len(invoked),
@@ -71,12 +99,16 @@ def check_operations(ops: Iterable[Op], snapshot: Snapshot) -> Check:
         "ok_became": dict(sorted(became["ok"].items())),
         "unknown_became": dict(sorted(became["unknown"].items())),
     }
+    if client is None:
+        check.facts["released keys"] = "not looked up in ticketing (no API key given)"
     return check
 
 
 def _resolve(record: IdempotencyRecord | None, orders: dict[str, str]) -> str:
     if record is None:
         return NEVER_TOOK_EFFECT
+    if record.by_request_key:
+        return orders.get(record.order_id or "", MISSING)
     if record.status is None:
         return UNRESOLVED
     if record.order_id is None:

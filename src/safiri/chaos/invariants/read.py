@@ -47,7 +47,10 @@ class Sources:
 async def read_snapshot(sources: Sources) -> Snapshot:
     ledger = await read_ledger(sources.ledger_url, sources.simulator_admin_key)
     async with _read_only(sources.ticketing_database_url) as conn:
-        snapshot = Snapshot(taken_at=await conn.fetchval("SELECT now()"), ledger=ledger)
+        snapshot = Snapshot(taken_at=await conn.fetchval("SELECT now()"))
+        if ledger is not None:
+            snapshot.ledger = ledger.entries
+            snapshot.ledger_since, snapshot.ledger_durable = ledger.since, ledger.durable
         await _read_ticketing(conn, snapshot)
         snapshot.outbox += await _outbox(conn, "ticketing")
     async with _read_only(sources.payment_database_url) as conn:
@@ -114,6 +117,12 @@ async def _read_ticketing(conn: asyncpg.Connection[Any], snapshot: Snapshot) -> 
     snapshot.refunds = {
         r["order_id"]: r["amount"]
         for r in await conn.fetch("SELECT order_id::text, amount FROM refunds")
+    }
+    snapshot.request_keys = {
+        r["request_key"]: r["order_id"]
+        for r in await conn.fetch(
+            "SELECT request_key, order_id::text FROM orders WHERE request_key IS NOT NULL"
+        )
     }
 
 

@@ -26,8 +26,11 @@ routes = web.RouteTableDef()
 @routes.get("/simulator/ledger")
 async def ledger(request: web.Request) -> web.Response:
     _require_admin(request)
-    transactions = [_row(t) for t in request.app[LEDGER].transactions()]
-    return web.json_response({"transactions": transactions})
+    ledger = request.app[LEDGER]
+    transactions = [_row(t) for t in ledger.transactions()]
+    return web.json_response(
+        {"since": ledger.since.isoformat(), "durable": ledger.durable, "transactions": transactions}
+    )
 
 
 @routes.get("/simulator/faults")
