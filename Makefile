@@ -6,13 +6,14 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: help demo up test test-unit test-integration test-deploy test-e2e bench-telemetry bench-throughput chaos-outage lint format docs deps venv clean load-baseline load-spike load-sustained load-mixed
+.PHONY: help demo up up-cluster test test-unit test-integration test-deploy test-e2e test-cluster bench-telemetry bench-throughput chaos-outage lint format docs deps venv clean load-baseline load-spike load-sustained load-mixed
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
 	@echo "make up                run the suite, Prometheus and Alertmanager until Ctrl-C (gateway :8080)"
+	@echo "make up-cluster        the same with 2 replicas of each service (HAProxy) and 3 RabbitMQ nodes"
 	@echo "make test              every test tier (unit, integration, e2e)"
-	@echo "make test-unit | test-integration | test-deploy | test-e2e"
+	@echo "make test-unit | test-integration | test-deploy | test-e2e | test-cluster"
 	@echo "make lint              ruff check, ruff format --check, mypy"
 	@echo "make bench-telemetry   purchases/s with telemetry on vs off (bench/results/)"
 	@echo "make bench-throughput  highest sustained purchases/s (p99 POST <= 50 ms) vs raw aio-pika msgs/s"
@@ -40,6 +41,11 @@ up: venv
 	@bash scripts/deps.sh --install --monitoring
 	.venv/bin/safiri up
 
+# Cluster mode: 2 replicas of each service behind HAProxy, 3 RabbitMQ nodes of the suite's own.
+up-cluster: venv
+	@bash scripts/deps.sh --install --cluster
+	.venv/bin/safiri up --replicas 2 --rabbitmq-nodes 3
+
 # The tests install what they need on a fresh machine (Debian packages, as root).
 test: venv
 	@bash scripts/deps.sh --install --test
@@ -59,6 +65,11 @@ test-deploy: venv
 test-e2e: venv
 	@bash scripts/deps.sh --install --test
 	$(PYTEST) tests/e2e
+
+# Cluster mode: 2 replicas of each service behind HAProxy on 3 RabbitMQ nodes of the run's own.
+test-cluster: venv
+	@bash scripts/deps.sh --install --test
+	$(PYTEST) tests/cluster
 
 # Purchases/s with telemetry on vs OTEL_SDK_DISABLED=true, alternating; then CPU per purchase
 # with both suites running at once (--together); writes bench/results/ (telemetry_overhead.md).

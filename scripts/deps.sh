@@ -3,18 +3,21 @@
 # Starts them when they are installed but stopped; with --install, installs them when missing.
 # With --test, also makes sure promtool, amtool and prometheus-alertmanager (Debian's
 # prometheus packages), headless Chromium and docker-compose (to validate docker-compose.yml)
-# are there. With --monitoring (make up), Prometheus and Alertmanager.
+# are there. With --monitoring (make up), Prometheus and Alertmanager; with --cluster
+# (make up-cluster) HAProxy too.
 set -euo pipefail
 
 install=0
 tools=0
 monitoring=0
+cluster=0
 for arg in "$@"; do
   case "$arg" in
     --install) install=1 ;;
     --test) tools=1 ;;
     --monitoring) monitoring=1 ;;
-    *) echo "usage: $0 [--install] [--test] [--monitoring]" >&2; exit 2 ;;
+    --cluster) monitoring=1; cluster=1 ;;
+    *) echo "usage: $0 [--install] [--test] [--monitoring] [--cluster]" >&2; exit 2 ;;
   esac
 done
 
@@ -60,6 +63,10 @@ rabbitmqctl -q await_startup >/dev/null 2>&1 || true
 if { [ "$tools" = 1 ] || [ "$monitoring" = 1 ]; } &&
    ! { command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; }; then
   need_apt prometheus prometheus-alertmanager
+fi
+# Cluster mode (make up-cluster, and its tests): HAProxy in front of the replicas.
+if { [ "$tools" = 1 ] || [ "$cluster" = 1 ]; } && ! command -v haproxy >/dev/null; then
+  need_apt haproxy
 fi
 if [ "$tools" = 1 ] && ! command -v chromium >/dev/null; then
   need_apt chromium

@@ -23,7 +23,7 @@ from .chaos.prometheus import (
 )
 from .load.cli import add_load_command
 from .ps import add_ps_command
-from .suite import SERVICES, ProcessEntry, Suite, SuiteConfig, SuiteError
+from .suite import ProcessEntry, Suite, SuiteConfig, SuiteError
 from .trace_cli import add_trace_command
 from .tracestore import StoreSettings, running_store
 
@@ -67,6 +67,14 @@ def _config(args: argparse.Namespace) -> tuple[SuiteConfig, list[str], bool]:
 async def _up(args: argparse.Namespace) -> int:
     config, keys, made_up = _config(args)
     config.state_path = STATE_PATH
+    config.replicas = args.replicas
+    config.rabbitmq_nodes = args.rabbitmq_nodes
+    if config.replicas > 1 or config.rabbitmq_nodes > 1:
+        config.log_dir = config.log_dir or Path("var/cluster")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         others: list[ProcessEntry] = []
         if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
@@ -95,33 +103,51 @@ async def _up(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        if args.no_monitoring:
-            return await _run_until_stopped(config, keys, made_up, others)
-        try:
-            await stack.enter_async_context(_monitoring(config, others))
-        except PrometheusError as exc:
-            raise SuiteError(f"{exc} (or run with --no-monitoring)") from None
-        return await _run_until_stopped(config, keys, made_up, others)
+        suite = await stack.enter_async_context(Suite(config))
+        suite.others[:0] = others
+        if not args.no_monitoring:
+            try:
+                await stack.enter_async_context(_monitoring(suite))
+            except PrometheusError as exc:
+                raise SuiteError(f"{exc} (or run with --no-monitoring)") from None
+        suite.write_state()
+        key = f"  API key: {keys[0]} (made up; kept in {KEY_PATH})" if made_up else ""
+        shape = ""
+        if config.replicas > 1 or config.rabbitmq_nodes > 1:
+            shape = (
+                f"\nsafiri: {config.replicas} replica(s) of each service behind HAProxy,"
+                f" {config.rabbitmq_nodes} RabbitMQ node(s) ({config.amqp_url})"
+            )
+        print(
+            f"safiri: up. Gateway http://127.0.0.1:{config.gateway_port}/api/v1{key}{shape}\n"
+            "safiri: a process that dies is started again (`safiri ps`);"
+            " Ctrl-C stops every process.",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+    print("safiri: stopped.", file=sys.stderr)
+    return 0
 
 
 @contextlib.asynccontextmanager
-async def _monitoring(config: SuiteConfig, others: list[ProcessEntry]) -> AsyncIterator[None]:
-    """Alertmanager and Prometheus (Debian's) with the repository's rules, scraping the suite."""
+async def _monitoring(suite: Suite) -> AsyncIterator[None]:
+    """Alertmanager and Prometheus (Debian's) with the repository's rules, scraping every
+    replica of the suite (and its RabbitMQ nodes)."""
     env = os.environ
     workdir = Path(env.get("SAFIRI_MONITORING_DIR", "var/monitoring"))
     am_port = int(env.get("SAFIRI_ALERTMANAGER_PORT", 9093))
     prom_port = int(env.get("SAFIRI_PROMETHEUS_PORT", 9090))
 
     def started(role: str, health: str) -> Callable[[int, int], None]:
-        return lambda pid, port: others.append(ProcessEntry(role, 0, pid, port, health))
+        return lambda pid, port: suite.others.append(ProcessEntry(role, 0, pid, port, health))
 
-    targets = {s: f"127.0.0.1:{config.port(s)}" for s in SERVICES}
     async with (
         running_alertmanager(
             workdir / "alertmanager", port=am_port, on_started=started("alertmanager", "/-/ready")
         ) as am_url,
         running_prometheus(
-            targets,
+            suite.scrape_targets(),
             write_rules(workdir / "rules", fast=False),
             workdir / "prometheus",
             "15s",
@@ -136,29 +162,6 @@ async def _monitoring(config: SuiteConfig, others: list[ProcessEntry]) -> AsyncI
             flush=True,
         )
         yield
-
-
-async def _run_until_stopped(
-    config: SuiteConfig, keys: list[str], made_up: bool, others: list[ProcessEntry]
-) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    suite = Suite(config)
-    suite.others = others
-    await suite.start()
-    key = f"  API key: {keys[0]} (made up; kept in {KEY_PATH})" if made_up else ""
-    print(
-        f"safiri: up. Gateway http://127.0.0.1:{config.gateway_port}/api/v1{key}\n"
-        "safiri: a process that dies is started again (`safiri ps`); Ctrl-C stops every process.",
-        file=sys.stderr,
-        flush=True,
-    )
-    await stop.wait()
-    await suite.stop()
-    print("safiri: stopped.", file=sys.stderr)
-    return 0
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -176,6 +179,18 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=None,
         help="write each service's JSON log to DIR/<service>.log instead of stdout",
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("SAFIRI_REPLICAS", 1)),
+        help="replicas of gateway, ticketing and payment, behind HAProxy on the usual ports",
+    )
+    up.add_argument(
+        "--rabbitmq-nodes",
+        type=int,
+        default=int(os.environ.get("SAFIRI_RABBITMQ_NODES", 1)),
+        help="RabbitMQ nodes of the suite's own, clustered (1: the machine's broker)",
     )
     up.add_argument(
         "--no-monitoring",

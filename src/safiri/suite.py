@@ -16,7 +16,9 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +26,8 @@ from typing import IO
 
 import aiohttp
 import asyncpg
+
+from .cluster import HAProxyBackend, RunningNode, rabbitmq_cluster, running_haproxy
 
 __all__ = [
     "ProcessEntry",
@@ -35,6 +39,13 @@ __all__ = [
 ]
 
 SERVICES = ("mpesa-simulator", "payment", "ticketing", "gateway")
+REPLICATED = ("payment", "ticketing", "gateway")  # the simulator stands for one provider
+_PORT_VARIABLES = {
+    "gateway": "SAFIRI_GATEWAY_PORT",
+    "ticketing": "SAFIRI_TICKETING_PORT",
+    "payment": "SAFIRI_PAYMENT_PORT",
+    "mpesa-simulator": "SAFIRI_MPESA_SIM_PORT",
+}
 _MODULES = {
     "gateway": "safiri_gateway",
     "ticketing": "safiri_ticketing",
@@ -70,6 +81,10 @@ class SuiteConfig:
     restart_backoff_max_seconds: float = 10.0
     # The simulator's ledger journal: its charges outlive a restart (None: memory only).
     ledger_path: Path | None = None
+    # Cluster mode: replicas of gateway, ticketing and payment behind HAProxy, and RabbitMQ
+    # nodes of the suite's own (1: the broker at amqp_url).
+    replicas: int = 1
+    rabbitmq_nodes: int = 1
 
     def database_url(self, service: str) -> str:
         return f"{self.postgres_url}/{self.database_prefix}_{service}"
@@ -101,6 +116,9 @@ class SuiteConfig:
                 "SAFIRI_TICKETING_DATABASE_URL": self.database_url("ticketing"),
                 "SAFIRI_PAYMENT_DATABASE_URL": self.database_url("payment"),
                 "SAFIRI_AMQP_URL": self.amqp_url,
+                # The provider calls back through the payment service's own port, whichever
+                # replica (or HAProxy) serves it.
+                "SAFIRI_PAYMENT_CALLBACK_BASE_URL": f"http://127.0.0.1:{self.payment_port}",
             }
         )
         if self.otlp_endpoint is not None:
@@ -187,22 +205,33 @@ async def drop_databases(config: SuiteConfig) -> None:
 
 
 class Suite:
-    """The four processes of one configuration; ``async with Suite(config):`` runs them."""
+    """The processes of one configuration; ``async with Suite(config):`` runs them.
+
+    With ``config.replicas`` > 1 each of the gateway, ticketing and payment runs that many
+    times, each replica on a port of its own, behind one HAProxy that keeps the usual ports;
+    with ``config.rabbitmq_nodes`` > 1 the suite runs its own RabbitMQ cluster too and its
+    services reach it through HAProxy's AMQP front.
+    """
 
     def __init__(self, config: SuiteConfig) -> None:
         self.config = config
         self.processes: dict[str, asyncio.subprocess.Process] = {}
-        self.restarts: dict[str, int] = dict.fromkeys(SERVICES, 0)
+        self.slots: dict[str, Slot] = {}
+        self.restarts: dict[str, int] = {}
         self.others: list[ProcessEntry] = []  # Prometheus, the trace store, ...: for `ps`
+        self.rabbit_nodes: list[RunningNode] = []
         self._logs: dict[str, IO[bytes]] = {}
-        self._envs: dict[str, dict[str, str]] = {}  # each service's environment, for a restart
+        self._envs: dict[str, dict[str, str]] = {}  # each process's environment, for a restart
         self._started_at: dict[str, float] = {}
+        self._last_exit: dict[str, int] = {}
         self._backoff: dict[str, float] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._stack = contextlib.AsyncExitStack()
+        self._haproxy: asyncio.subprocess.Process | None = None
         self._stopping = False
 
-    def log_path(self, service: str) -> Path | None:
-        return self.config.log_dir / f"{service}.log" if self.config.log_dir else None
+    def log_path(self, name: str) -> Path | None:
+        return self.config.log_dir / f"{name}.log" if self.config.log_dir else None
 
     async def __aenter__(self) -> Suite:
         await self.start()
@@ -211,124 +240,182 @@ class Suite:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def replicas_of(self, role: str) -> list[Slot]:
+        return [slot for slot in self.slots.values() if slot.role == role]
+
     async def start(self, timeout: float = 45.0) -> None:
-        await ensure_databases(self.config)
-        env = self.config.env()
-        for service in SERVICES:
-            await self.start_service(service, env)
         try:
-            await self.wait_ready(timeout)
+            await self._start(timeout)
         except BaseException:
             await self.stop()
             raise
-        for service in SERVICES:
-            self._watch(service)
+        for name in self.slots:
+            self._watch(name)
         self.write_state()
 
-    async def start_service(self, service: str, env: dict[str, str] | None = None) -> None:
+    async def _start(self, timeout: float) -> None:
+        c = self.config
+        self.slots = plan_slots(c)
+        self.restarts = dict.fromkeys(self.slots, 0)
+        backends = self._service_backends()
+        if c.rabbitmq_nodes > 1:
+            # The rabbitmq user must reach the nodes' directories: not under a private tmp.
+            base = Path(tempfile.mkdtemp(prefix="safiri-rabbitmq-"))
+            run_id = uuid.uuid4().hex[:8]
+            self.rabbit_nodes = await self._stack.enter_async_context(
+                rabbitmq_cluster(c.rabbitmq_nodes, run_id, base)
+            )
+            amqp_port = free_port()
+            ports = tuple(r.node.amqp_port for r in self.rabbit_nodes)
+            backends.append(HAProxyBackend("amqp", amqp_port, ports, mode="tcp"))
+            c.amqp_url = f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
+        await ensure_databases(c)
+        if backends:
+            stats = free_port()
+            workdir = c.log_dir or Path(tempfile.mkdtemp(prefix="safiri-haproxy-"))
+            self._haproxy = await self._stack.enter_async_context(
+                running_haproxy(backends, workdir / "haproxy", stats)
+            )
+            self.others.append(ProcessEntry("haproxy", 0, self._haproxy.pid, stats, "/healthz"))
+        for node in self.rabbit_nodes:
+            n = node.node
+            self.others.append(
+                ProcessEntry(
+                    "rabbitmq",
+                    int(n.short.rsplit("-", 1)[1]) - 1,
+                    node.process.pid,
+                    n.prometheus_port,
+                    "/metrics",
+                    name=n.name,
+                )
+            )
+        env = c.env()
+        for name in self.slots:
+            await self.start_service(name, env)
+        await self.wait_ready(timeout)
+
+    def _service_backends(self) -> list[HAProxyBackend]:
+        if self.config.replicas <= 1:
+            return []
+        return [
+            HAProxyBackend(
+                role, self.config.port(role), tuple(s.port for s in self.replicas_of(role))
+            )
+            for role in REPLICATED
+        ]
+
+    async def start_service(self, name: str, env: dict[str, str] | None = None) -> None:
+        slot = self.slots[name]
         env = dict(env or self.config.env())
-        env.update(self.config.service_env.get(service, {}))
-        env["OTEL_SERVICE_NAME"] = service
-        self._envs[service] = env
+        env.update(self.config.service_env.get(slot.role, {}))
+        env[_PORT_VARIABLES[slot.role]] = str(slot.port)
+        env["OTEL_SERVICE_NAME"] = slot.role
+        named = f"service.instance.id={name}"
+        given = env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        env["OTEL_RESOURCE_ATTRIBUTES"] = f"{given},{named}" if given else named
+        self._envs[name] = env
         stdout: int | IO[bytes] | None = None
-        path = self.log_path(service)
+        path = self.log_path(name)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._logs[service] = stdout = path.open("ab")
-        self.processes[service] = await asyncio.create_subprocess_exec(
+            self._logs[name] = stdout = path.open("ab")
+        self.processes[name] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            _MODULES[service],
+            _MODULES[slot.role],
             env=env,
             stdout=stdout,
             stderr=asyncio.subprocess.STDOUT if stdout else None,
             start_new_session=True,
         )
-        self._started_at[service] = time.time()
+        self._started_at[name] = time.time()
 
-    async def wait_ready(self, timeout: float, services: Iterable[str] = SERVICES) -> None:
-        """Until every one of ``services`` answers ``/readyz`` with 200 (or ``SuiteError``)."""
+    async def wait_ready(self, timeout: float, services: Iterable[str] | None = None) -> None:
+        """Until every one of ``services`` (process names; all by default) answers ``/readyz``
+        with 200 (or ``SuiteError``)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        pending = set(services)
+        pending = set(self.slots if services is None else services)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while pending:
-                for service in sorted(pending):
-                    proc = self.processes[service]
+                for name in sorted(pending):
+                    proc = self.processes[name]
                     if proc.returncode is not None:
-                        raise SuiteError(
-                            f"{service} exited with {proc.returncode}{self._tail(service)}"
-                        )
-                    url = f"http://127.0.0.1:{self.config.port(service)}/readyz"
+                        raise SuiteError(f"{name} exited with {proc.returncode}{self._tail(name)}")
+                    url = f"http://127.0.0.1:{self.slots[name].port}/readyz"
                     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                         async with session.get(url) as response:
                             if response.status == 200:
-                                pending.discard(service)
+                                pending.discard(name)
                 if pending and asyncio.get_running_loop().time() > deadline:
                     raise SuiteError(f"not ready after {timeout:.0f} s: {sorted(pending)}")
                 if pending:
                     await asyncio.sleep(0.1)
 
-    def _tail(self, service: str) -> str:
-        path = self.log_path(service)
+    def _tail(self, name: str) -> str:
+        path = self.log_path(name)
         if path is None or not path.exists():
             return ""
         return ":\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
 
-    def _watch(self, service: str) -> None:
-        watcher = self._watchers.get(service)
+    def _watch(self, name: str) -> None:
+        watcher = self._watchers.get(name)
         if watcher is None or watcher.done():
-            self._watchers[service] = asyncio.ensure_future(self._supervise(service))
+            self._watchers[name] = asyncio.ensure_future(self._supervise(name))
 
-    async def _supervise(self, service: str) -> None:
-        """Start ``service`` again whenever it dies, until the suite stops or ``stop_service``."""
+    async def _supervise(self, name: str) -> None:
+        """Start ``name`` again whenever it dies, until the suite stops or ``stop_service``."""
         while not self._stopping:
-            proc = self.processes.get(service)
+            proc = self.processes.get(name)
             if proc is None:
                 return
             code = await proc.wait()
-            if self._stopping or self.processes.get(service) is not proc:
+            if self._stopping or self.processes.get(name) is not proc:
                 return  # stopped on purpose, or already replaced by restart_service
-            up_for = time.time() - self._started_at.get(service, 0.0)
-            delay = self._next_backoff(service, up_for)
-            self.restarts[service] += 1
+            up_for = time.time() - self._started_at.get(name, 0.0)
+            self._last_exit[name] = code
+            delay = self._next_backoff(name, up_for)
+            self.restarts[name] = self.restarts.get(name, 0) + 1
             print(
-                f"safiri: {service} (pid {proc.pid}) exited with {code} after {up_for:.1f} s;"
-                f" restarting in {delay:.1f} s (restart {self.restarts[service]})",
+                f"safiri: {name} (pid {proc.pid}) exited with {code} after {up_for:.1f} s;"
+                f" restarting in {delay:.1f} s (restart {self.restarts[name]})",
                 file=sys.stderr,
                 flush=True,
             )
-            self._close_log(service)
+            self._close_log(name)
             self.write_state()
             await asyncio.sleep(delay)
-            if self._stopping or self.processes.get(service) is not proc:
+            if self._stopping or self.processes.get(name) is not proc:
                 return
-            await self.start_service(service, self._envs.get(service))
+            await self.start_service(name, self._envs.get(name))
             self.write_state()
 
-    def _next_backoff(self, service: str, up_for: float) -> float:
+    def _next_backoff(self, name: str, up_for: float) -> float:
         """The base wait after a process that ran a while; doubled after each quick death."""
         c = self.config
-        previous = self._backoff.get(service)
+        previous = self._backoff.get(name)
         if previous is not None and up_for < 30.0:
             delay = min(previous * 2, c.restart_backoff_max_seconds)
         else:
             delay = c.restart_backoff_seconds
-        self._backoff[service] = delay
+        self._backoff[name] = delay
         return delay
 
     def entries(self) -> list[ProcessEntry]:
         """Every process the suite runs, as ``safiri ps`` lists them."""
         listed = [
             ProcessEntry(
-                role=service,
-                replica=0,
-                pid=proc.pid if proc.returncode is None else None,
-                port=self.config.port(service),
+                role=slot.role,
+                replica=slot.replica,
+                pid=proc.pid
+                if (proc := self.processes.get(name)) and proc.returncode is None
+                else None,
+                port=slot.port,
                 health="/readyz",
-                restarts=self.restarts[service],
-                started_at=self._started_at.get(service),
+                restarts=self.restarts.get(name, 0),
+                started_at=self._started_at.get(name),
+                last_exit=self._last_exit.get(name),
             )
-            for service, proc in sorted(self.processes.items())
+            for name, slot in sorted(self.slots.items())
         ]
         return [*listed, *self.others]
 
@@ -340,19 +427,29 @@ class Suite:
         state = {
             "supervisor_pid": os.getpid(),
             "gateway_url": f"http://127.0.0.1:{self.config.gateway_port}",
+            "amqp_url": self.config.amqp_url,
             "processes": [asdict(e) for e in self.entries()],
         }
         partial = path.with_suffix(".tmp")
         partial.write_text(json.dumps(state, indent=2) + "\n")
         partial.replace(path)  # readers never see half a file
 
-    def _close_log(self, service: str) -> None:
-        log = self._logs.pop(service, None)
+    def scrape_targets(self) -> dict[str, list[str]]:
+        """Prometheus jobs: one target per replica (its own ``instance``), and the nodes."""
+        jobs: dict[str, list[str]] = {}
+        for slot in sorted(self.slots.values(), key=lambda s: (s.role, s.replica)):
+            jobs.setdefault(slot.role, []).append(f"127.0.0.1:{slot.port}")
+        if self.rabbit_nodes:
+            jobs["rabbitmq"] = [f"127.0.0.1:{r.node.prometheus_port}" for r in self.rabbit_nodes]
+        return jobs
+
+    def _close_log(self, name: str) -> None:
+        log = self._logs.pop(name, None)
         if log is not None:
             log.close()
 
-    async def stop_service(self, service: str, grace: float = 15.0) -> int | None:
-        proc = self.processes.pop(service, None)
+    async def stop_service(self, name: str, grace: float = 15.0) -> int | None:
+        proc = self.processes.pop(name, None)
         if proc is None:
             return None
         if proc.returncode is None:
@@ -364,20 +461,20 @@ class Suite:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        self._close_log(service)
+        self._close_log(name)
         return proc.returncode
 
-    async def restart_service(self, service: str, timeout: float = 45.0) -> None:
-        """Start ``service`` again, on its port with the settings it had, until it is ready.
+    async def restart_service(self, name: str, timeout: float = 45.0) -> None:
+        """Start ``name`` again, on its port with the settings it had, until it is ready.
 
-        A running service is stopped first (SIGTERM); a killed one is simply started.
+        A running process is stopped first (SIGTERM); a killed one is simply started.
         """
-        proc = self.processes.get(service)
+        proc = self.processes.get(name)
         if proc is not None and proc.returncode is None:
-            await self.stop_service(service)
-        await self.start_service(service, self._envs.get(service) or self.config.env())
-        await self.wait_ready(timeout, services=[service])
-        self._watch(service)
+            await self.stop_service(name)
+        await self.start_service(name, self._envs.get(name) or self.config.env())
+        await self.wait_ready(timeout, services=[name])
+        self._watch(name)
         self.write_state()
 
     async def stop(self) -> None:
@@ -386,8 +483,32 @@ class Suite:
             watcher.cancel()
         await asyncio.gather(*self._watchers.values(), return_exceptions=True)
         await asyncio.gather(*(self.stop_service(s) for s in list(self.processes)))
+        await self._stack.aclose()  # HAProxy, then the RabbitMQ nodes
         if self.config.state_path is not None:
             self.config.state_path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One process of the suite: ``role`` (gateway, ...), its ``replica`` index, its port."""
+
+    role: str
+    replica: int
+    port: int
+
+
+def plan_slots(config: SuiteConfig) -> dict[str, Slot]:
+    """Process name → slot, in start order. One replica keeps the service's own name and
+    port; several are ``<role>-<i>`` on free ports behind HAProxy on the service's port."""
+    slots: dict[str, Slot] = {}
+    for role in SERVICES:
+        count = config.replicas if role in REPLICATED else 1
+        if count <= 1:
+            slots[role] = Slot(role, 0, config.port(role))
+        else:
+            for i in range(count):
+                slots[f"{role}-{i}"] = Slot(role, i, free_port())
+    return slots
 
 
 @dataclass(frozen=True)
@@ -401,3 +522,5 @@ class ProcessEntry:
     health: str  # the path answering 200 when ready
     restarts: int = 0
     started_at: float | None = None
+    last_exit: int | None = None  # how the previous process of this slot ended
+    name: str | None = None  # a RabbitMQ node's name (rabbitmqctl -n)

@@ -17,11 +17,12 @@ from safiri.chaos.prometheus import experiment_prometheus
 from safiri.chaos.run import chaos_command
 from safiri.suite import SERVICES
 
-from .conftest import HOLD_TTL_SECONDS, suite_running
+from .conftest import suite_running
 
 pytestmark = pytest.mark.e2e
 
 CHAOS = Path(__file__).resolve().parents[2] / "chaos"
+HOLD_SECONDS = 30
 
 
 async def test_chaos_run_plays_an_experiment_with_only_its_variables_set(
@@ -31,7 +32,13 @@ async def test_chaos_run_plays_an_experiment_with_only_its_variables_set(
 
     async with (
         running_receiver() as (spans, otlp_url),
-        suite_running(f"safiri_test_{run_id}_ctk", amqp_url, tmp_path / "logs", otlp_url) as s,
+        suite_running(
+            f"safiri_test_{run_id}_ctk",
+            amqp_url,
+            tmp_path / "logs",
+            otlp_url,
+            SAFIRI_HOLD_TTL_SECONDS=str(HOLD_SECONDS),  # no expiry on a busy machine
+        ) as s,
     ):
         targets = {service: f"127.0.0.1:{s.config.port(service)}" for service in SERVICES}
         fast = {"rules": "fast", "rule_window": "10s", "rule_for": "2s"}
@@ -48,7 +55,7 @@ async def test_chaos_run_plays_an_experiment_with_only_its_variables_set(
                 "SAFIRI_AMQP_URL": s.config.amqp_url,
                 "SAFIRI_CHAOS_API_KEY": s.api_key,
                 "SAFIRI_CHAOS_RESULTS_DIR": str(results),
-                "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
+                "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_SECONDS),
                 "SAFIRI_CHAOS_RATE": "8",
                 "SAFIRI_CHAOS_WARMUP_SECONDS": "2",
                 "SAFIRI_CHAOS_FAULT_SECONDS": "4",

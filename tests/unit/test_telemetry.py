@@ -254,6 +254,20 @@ def test_standard_variables_set_the_resource_and_endpoint() -> None:
     assert config.resource_attributes == {"team": "rails"}
 
 
+def test_each_process_is_a_service_instance_of_its_own_unless_named() -> None:
+    """Replicas of one service must be told apart in traces: a fresh id per process, or the
+    name the deployment gives it (a pod's name, `safiri up`'s gateway-1)."""
+    from safiri_telemetry._tracing import build_resource
+
+    one = build_resource(TelemetryConfig.from_env("svc", "1.0", {}))
+    two = build_resource(TelemetryConfig.from_env("svc", "1.0", {}))
+    first, second = one.attributes["service.instance.id"], two.attributes["service.instance.id"]
+    assert isinstance(first, str) and len(first) == 36 and first != second
+    named = {"OTEL_RESOURCE_ATTRIBUTES": "service.instance.id=gateway-1"}
+    resource = build_resource(TelemetryConfig.from_env("svc", "1.0", named))
+    assert resource.attributes["service.instance.id"] == "gateway-1"
+
+
 def test_the_resource_is_the_sdks_and_is_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry.sdk.resources import Resource
 

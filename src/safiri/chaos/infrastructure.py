@@ -35,11 +35,14 @@ from .target import Target
 __all__ = [
     "crash_loop",
     "end_crash_loop",
+    "rolling_restart",
     "service_recovers",
     "start_broker",
     "start_database",
+    "start_rabbitmq_node",
     "stop_broker",
     "stop_database",
+    "stop_rabbitmq_node",
 ]
 
 Config = Mapping[str, Any]
@@ -148,7 +151,10 @@ def _postgres_answers(url: str) -> Any:
 
 
 def crash_loop(
-    service: str, configuration: Config, delay_seconds: float | str = 0
+    service: str,
+    configuration: Config,
+    delay_seconds: float | str = 0,
+    replica: int | str | None = None,
 ) -> dict[str, Any]:
     """After ``delay_seconds`` of healthy load, SIGKILL ``service``, and every process the
     supervisor starts in its place, until ``end_crash_loop`` (a background activity).
@@ -157,26 +163,30 @@ def crash_loop(
     ``var/suite.json``, or a self-contained run's own), so this works against any suite that
     ``safiri`` supervises. The supervisor restarts each with a growing back-off, as a
     Kubernetes pod in CrashLoopBackOff; the service is down for the fault's whole length.
+    With ``replica`` only that replica is killed (the others carry the load).
     """
     target = Target.from_config(configuration)
     state = _state_path(configuration)
     if service not in SERVICES:
         raise ValueError(f"service must be one of {', '.join(SERVICES)}, not {service!r}")
     time.sleep(float(delay_seconds))
-    pids = _kill(state, service)
+    which = None if replica is None else int(replica)
+    pids = _kill(state, service, which)
     if not pids:
         raise RuntimeError(f"no running {service} in {state}")
-    injected = target.events.record(FAULT_INJECTED, faults={"kill -9": service}, pids=pids).at
+    label = service if which is None else f"{service}-{which}"
+    injected = target.events.record(FAULT_INJECTED, faults={"kill -9": label}, pids=pids).at
     killed = list(pids)
     while target.events.first(FAULT_HEALED, after=injected) is None:
-        killed += _kill(state, service)
+        killed += _kill(state, service, which)
         time.sleep(POLL / 5)
     unique = list(dict.fromkeys(killed))
     return {"killed": service, "processes_killed": len(unique), "pids": unique}
 
 
 def end_crash_loop(service: str, configuration: Config) -> dict[str, Any]:
-    """Stop killing ``service`` (also the rollback: harmless when nothing is being killed)."""
+    """Stop killing (also the rollback: harmless when nothing is being killed); every crash
+    loop of the run stops, whichever service it kills."""
     Target.from_config(configuration).events.record(FAULT_HEALED, stopped_killing=service)
     return {"service": service, "killing": False}
 
@@ -184,22 +194,134 @@ def end_crash_loop(service: str, configuration: Config) -> dict[str, Any]:
 def service_recovers(
     service: str, configuration: Config, timeout_seconds: float | str = 60
 ) -> dict[str, Any]:
-    """Wait until the supervisor has ``service`` running again and its ``/readyz`` is 200."""
+    """Wait until every replica of ``service`` runs again and answers ``/readyz`` with 200."""
     state = _state_path(configuration)
     started = time.monotonic()
     deadline = started + float(timeout_seconds)
     while True:
-        entry = _entry(state, service)
-        if entry is not None and entry.get("pid") and _ready(int(entry["port"])):
+        entries = _entries(state, service)
+        if entries and all(e.get("pid") and _ready(int(e["port"])) for e in entries):
             return {
                 "service": service,
-                "pid": entry["pid"],
-                "restarts": entry.get("restarts"),
+                "replicas": len(entries),
+                "pids": [e["pid"] for e in entries],
+                "restarts": sum(int(e.get("restarts") or 0) for e in entries),
                 "ready_after_s": round(time.monotonic() - started, 1),
             }
         if time.monotonic() > deadline:
             raise RuntimeError(f"{service} not running and ready within {timeout_seconds} s")
         time.sleep(POLL)
+
+
+def rolling_restart(
+    services: list[str],
+    configuration: Config,
+    delay_seconds: float | str = 0,
+    timeout_seconds: float | str = 60,
+) -> dict[str, Any]:
+    """SIGTERM one replica at a time, as a Kubernetes rolling update does: each must exit by
+    itself (finishing its requests and messages) and be back and ready before the next goes.
+
+    Fails when a replica exits other than cleanly (its exit code), or is not back in time.
+    """
+    target = Target.from_config(configuration)
+    state = _state_path(configuration)
+    time.sleep(float(delay_seconds))
+    target.events.record(FAULT_INJECTED, faults={"rolling restart": services})
+    restarted = []
+    for service in services:
+        for entry in sorted(_entries(state, service), key=lambda e: int(e["replica"])):
+            started = time.monotonic()
+            os.kill(int(entry["pid"]), signal.SIGTERM)
+            deadline = started + float(timeout_seconds)
+            while True:
+                now = _replica(state, service, int(entry["replica"]))
+                if now and now.get("pid") not in (None, entry["pid"]) and _ready(int(now["port"])):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service}-{entry['replica']} not back within the deadline")
+                time.sleep(POLL / 2)
+            if now.get("last_exit") != 0:
+                raise RuntimeError(
+                    f"{service}-{entry['replica']} exited {now.get('last_exit')} on SIGTERM"
+                    " (a clean shutdown exits 0)"
+                )
+            restarted.append(
+                {
+                    "replica": f"{service}-{entry['replica']}",
+                    "back_after_s": round(time.monotonic() - started, 1),
+                }
+            )
+    target.events.record(FAULT_HEALED, rolling_restart="done")
+    return {"restarted": restarted}
+
+
+# ---- the suite's own RabbitMQ nodes (cluster mode) ---------------------------------------------
+
+
+def stop_rabbitmq_node(
+    configuration: Config, node: int | str = 1, delay_seconds: float | str = 0
+) -> dict[str, Any]:
+    """After ``delay_seconds``, ``rabbitmqctl stop_app`` on the suite's node ``node`` (0-based):
+    its queues' quorum goes on with the other nodes; its clients reconnect through HAProxy."""
+    target = Target.from_config(configuration)
+    entry = _rabbit(configuration, int(node))
+    time.sleep(float(delay_seconds))
+    # The fault begins as the node starts to stop (stop_app returns seconds later, when its
+    # queues have moved): the symptoms are measured from here.
+    target.events.record(FAULT_INJECTED, faults={"rabbitmq node": entry["name"]})
+    _rabbitmqctl(str(entry["name"]), "stop_app")
+    return {"stopped": entry["name"]}
+
+
+def start_rabbitmq_node(
+    configuration: Config, node: int | str = 1, timeout_seconds: float | str = 120
+) -> dict[str, Any]:
+    """``rabbitmqctl start_app`` on node ``node`` (harmless when it runs); until it is back in
+    the cluster (its Prometheus endpoint answers)."""
+    target = Target.from_config(configuration)
+    entry = _rabbit(configuration, int(node))
+    started = time.monotonic()
+    _rabbitmqctl(str(entry["name"]), "start_app", timeout=float(timeout_seconds))
+    deadline = started + float(timeout_seconds)
+    while not _ready(int(entry["port"]), "/metrics"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{entry['name']} not back within {timeout_seconds} s")
+        time.sleep(POLL)
+    target.events.record(FAULT_HEALED, rabbitmq_node=entry["name"])
+    return {"started": entry["name"], "after_s": round(time.monotonic() - started, 1)}
+
+
+def _rabbit(configuration: Config, node: int) -> dict[str, Any]:
+    found = _replica(_state_path(configuration), "rabbitmq", node)
+    if found is None or not found.get("name"):
+        raise RuntimeError(
+            f"no RabbitMQ node {node} of the suite's own: this needs cluster mode"
+            " (safiri up --rabbitmq-nodes 3, or a self-contained run of a cluster experiment)"
+        )
+    return found
+
+
+def _rabbitmqctl(node: str, command: str, timeout: float = 120) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": "/var/lib/rabbitmq",
+        "LANG": "C.UTF-8",
+        "RABBITMQ_CONF_ENV_FILE": "/dev/null",
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+    }
+    ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+    done = subprocess.run(
+        ["runuser", "-u", "rabbitmq", "--", ctl, "-q", "-n", node, command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"rabbitmqctl -n {node} {command}: {(done.stderr or done.stdout).strip()}"
+        )
 
 
 def _state_path(configuration: Config) -> Path:
@@ -212,17 +334,22 @@ def _state_path(configuration: Config) -> Path:
     return path
 
 
-def _entry(state: Path, service: str) -> dict[str, Any] | None:
-    processes = json.loads(state.read_text())["processes"]
-    return next((p for p in processes if p["role"] == service), None)
+def _entries(state: Path, service: str) -> list[dict[str, Any]]:
+    processes: list[dict[str, Any]] = json.loads(state.read_text())["processes"]
+    return [p for p in processes if p["role"] == service]
 
 
-def _kill(state: Path, service: str) -> list[int]:
-    """SIGKILL the live ``service`` process(es) in ``state``, each with its process group."""
+def _replica(state: Path, service: str, replica: int) -> dict[str, Any] | None:
+    return next((p for p in _entries(state, service) if int(p["replica"]) == replica), None)
+
+
+def _kill(state: Path, service: str, replica: int | None = None) -> list[int]:
+    """SIGKILL the live ``service`` process(es) in ``state`` (only ``replica`` if given),
+    each with its process group."""
     killed = []
-    for entry in json.loads(state.read_text())["processes"]:
+    for entry in _entries(state, service):
         pid = entry.get("pid")
-        if entry["role"] != service or not pid:
+        if not pid or (replica is not None and int(entry["replica"]) != replica):
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)  # its own session: children go too
@@ -230,9 +357,9 @@ def _kill(state: Path, service: str) -> list[int]:
     return killed
 
 
-def _ready(port: int) -> bool:
+def _ready(port: int, path: str = "/readyz") -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
             return bool(answer.status == 200)
     except (OSError, ValueError):
         return False

@@ -20,7 +20,14 @@ from .invariants.orders import check_orders_final
 from .invariants.read import read_orders
 from .target import Target
 
-__all__ = ["POLL", "ProbeFailed", "invariant_violations", "orders_final", "purchases_succeed"]
+__all__ = [
+    "POLL",
+    "ProbeFailed",
+    "invariant_violations",
+    "no_purchase_failed",
+    "orders_final",
+    "purchases_succeed",
+]
 
 Config = Mapping[str, Any]
 POLL = 0.25
@@ -36,7 +43,8 @@ def purchases_succeed(
     count: int | str = 2,
     timeout_seconds: float | str = 20,
 ) -> bool:
-    """Buy ``count`` tickets one after another; true when every order ends CONFIRMED."""
+    """Buy ``count`` tickets one after another; true when every order ends CONFIRMED, else
+    ``ProbeFailed`` saying what the order became."""
     target = Target.from_config(configuration, secrets)
 
     async def buy() -> bool:
@@ -54,9 +62,14 @@ def purchases_succeed(
             for n in range(int(count)):
                 op = await buyer.purchase("steady-state", trips[n % len(trips)])
                 if op.type != "ok" or op.order_id is None:
-                    return False
-                if await _final_status(buyer, op.order_id, float(timeout_seconds)) != "CONFIRMED":
-                    return False
+                    raise ProbeFailed(f"a purchase was not accepted: {op.status or op.error}")
+                status = await _final_status(buyer, op.order_id, float(timeout_seconds))
+                if status != "CONFIRMED":
+                    # Say what happened: a probe that only answers false hides the cause.
+                    raise ProbeFailed(
+                        f"order {op.order_id} ended {status}, not CONFIRMED"
+                        f" (after up to {float(timeout_seconds):g} s)"
+                    )
             return True
 
     return asyncio.run(buy())
@@ -112,3 +125,21 @@ def invariant_violations(configuration: Config, secrets: Config | None = None) -
     (target.results_dir / "invariants.txt").write_text(report.render() + "\n")
     (target.results_dir / "invariants.json").write_text(report.to_json() + "\n")
     return len(report.violations)
+
+
+def no_purchase_failed(configuration: Config) -> dict[str, int]:
+    """Every purchase recorded so far was answered 202: no customer saw an error or a dropped
+    connection (what a rolling restart must achieve). Fails naming the first that did not."""
+    target = Target.from_config(configuration)
+    ops = list(read_history(target.history_path)) if target.history_path.exists() else []
+    completed = [op for op in ops if op.type != "invoke"]
+    bad = [op for op in completed if op.type != "ok"]
+    if not completed:
+        raise ProbeFailed("no purchase was recorded: nothing shows the customers were served")
+    if bad:
+        first = bad[0]
+        raise ProbeFailed(
+            f"{len(bad)} of {len(completed)} purchases not accepted, e.g. {first.type}"
+            f" {first.status or ''} {first.error or ''}".rstrip()
+        )
+    return {"purchases": len(completed), "not_accepted": 0}

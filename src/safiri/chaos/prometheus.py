@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,19 @@ def write_rules(directory: Path, fast: bool, window: str = "15s", hold: str = "3
 
 
 def _config(
-    targets: Mapping[str, str], rules: list[Path], interval: str, alertmanager: str | None
+    targets: Mapping[str, str | Sequence[str]],
+    rules: list[Path],
+    interval: str,
+    alertmanager: str | None,
 ) -> str:
-    jobs = "".join(
-        f"  - job_name: safiri-{service}\n    static_configs:\n      - targets: ['{address}']\n"
-        for service, address in targets.items()
-    )
+    """One job per service (``safiri-<service>``; RabbitMQ's nodes are ``rabbitmq``), one
+    target per replica: each replica is its own ``instance``."""
+    jobs = ""
+    for service, addresses in targets.items():
+        listed = [addresses] if isinstance(addresses, str) else list(addresses)
+        name = service if service == "rabbitmq" else f"safiri-{service}"
+        quoted = ", ".join(f"'{a}'" for a in listed)
+        jobs += f"  - job_name: {name}\n    static_configs:\n      - targets: [{quoted}]\n"
     files = "".join(f"  - '{p.resolve()}'\n" for p in rules)
     alerting = ""
     if alertmanager:
@@ -95,7 +102,7 @@ def _read(log: Path) -> str:
 
 @contextlib.asynccontextmanager
 async def running_prometheus(
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     rules: list[Path],
     workdir: Path,
     interval: str = "1s",
@@ -233,7 +240,7 @@ async def _wait_ready(
 
 @contextlib.asynccontextmanager
 async def experiment_prometheus(
-    targets: Mapping[str, str], run_dir: Path, configuration: Mapping[str, Any]
+    targets: Mapping[str, str | Sequence[str]], run_dir: Path, configuration: Mapping[str, Any]
 ) -> AsyncIterator[str]:
     """Prometheus as the experiment's configuration asks: ``rules`` ``real`` or ``fast``
     (``rule_window``, ``rule_for``), every ``prometheus_interval``."""

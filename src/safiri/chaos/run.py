@@ -65,7 +65,10 @@ async def run_chaos_experiment(
 
     experiment = load_experiment(path)
     run_dir = results_root / f"{path.stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    chosen = {**(safiri_extension(experiment).get("short_form", {}) if short else {})}
+    extension = safiri_extension(experiment)
+    # A cluster experiment's own suite runs its replicas and RabbitMQ nodes (cluster mode).
+    chosen = {**extension.get("suite", {})}
+    chosen.update(extension.get("short_form", {}) if short else {})
     chosen.update(overrides or {})
     secret_keys = ("api_key", "simulator_admin_key")
     secrets = {k: chosen.pop(k) for k in secret_keys if chosen.get(k)}

@@ -58,7 +58,14 @@ async def self_contained_suite(
             env[variable] = str(c[key])
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         env["OTEL_SDK_DISABLED"] = "true"  # no trace store runs: don't export to nowhere
-    async with own_vhost(f"safiri-chaos-{run_id}") as amqp_url:
+    replicas, nodes = int(c.get("replicas", 1)), int(c.get("rabbitmq_nodes", 1))
+    async with contextlib.AsyncExitStack() as stack:
+        # Cluster mode brings RabbitMQ nodes of its own; otherwise a vhost on the machine's.
+        amqp_url = (
+            ""
+            if nodes > 1
+            else await stack.enter_async_context(own_vhost(f"safiri-chaos-{run_id}"))
+        )
         config = isolated_config(
             api_key=api_key,
             database_prefix=f"safiri_chaos_{run_id}",
@@ -66,12 +73,14 @@ async def self_contained_suite(
             log_dir=run_dir / "logs",
             extra_env=env,
         )
+        config.replicas, config.rabbitmq_nodes = replicas, nodes
         config.state_path = run_dir / "suite-state.json"
-        _describe(run_dir, config)
         try:
-            async with Suite(config):
-                targets = {s: f"127.0.0.1:{config.port(s)}" for s in _SERVICES}
-                async with experiment_prometheus(targets, run_dir, c) as prometheus_url:
+            async with Suite(config) as suite:
+                _describe(run_dir, config)
+                async with experiment_prometheus(
+                    suite.scrape_targets(), run_dir, c
+                ) as prometheus_url:
                     yield SelfContained(
                         configuration={
                             **_urls(config, prometheus_url),
@@ -95,6 +104,9 @@ def _describe(run_dir: Path, config: SuiteConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     described = {
         "vhost": config.amqp_url.rsplit("/", 1)[-1],
+        "amqp_url": config.amqp_url,
+        "replicas": config.replicas,
+        "rabbitmq_nodes": config.rabbitmq_nodes,
         "databases": config.databases,
         "ports": {s: config.port(s) for s in _SERVICES},
         "environment": config.extra_env,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -57,6 +58,9 @@ def build_resource(config: TelemetryConfig) -> Resource:
         "service.version": config.service_version,
         "service.namespace": config.service_namespace,
         "deployment.environment.name": config.environment,
+        # Tells replicas apart; OTEL_RESOURCE_ATTRIBUTES names it (a pod's name, `safiri up`'s
+        # gateway-1) where something stabler than a random id per process exists.
+        "service.instance.id": str(uuid.uuid4()),
     }
     attrs.update(config.resource_attributes)
     resource = Resource.create(attrs)
