@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: help demo up up-cluster test test-unit test-integration test-deploy test-e2e test-cluster bench-telemetry bench-throughput chaos-outage lint format docs deps venv clean load-baseline load-spike load-sustained load-mixed
+.PHONY: k8s-rules help demo up up-cluster test test-unit test-integration test-deploy test-e2e test-cluster bench-telemetry bench-throughput chaos-outage lint format docs deps venv clean load-baseline load-spike load-sustained load-mixed
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
@@ -89,6 +89,11 @@ lint: venv
 # Regenerate docs/metrics.md from the metric definitions (a test fails when it is stale).
 docs: venv
 	$(PY) -m safiri.metrics_reference > docs/metrics.md
+
+# The production overlay's PrometheusRule, generated from deploy/prometheus/rules (a test fails
+# when it is stale).
+k8s-rules: venv
+	$(PY) scripts/k8s_prometheusrule.py > deploy/k8s/overlays/production/prometheusrule.yaml
 
 format: venv
 	.venv/bin/ruff check --fix .

@@ -68,6 +68,9 @@ fi
 if { [ "$tools" = 1 ] || [ "$cluster" = 1 ]; } && ! command -v haproxy >/dev/null; then
   need_apt haproxy
 fi
+if { [ "$tools" = 1 ] || [ "$cluster" = 1 ]; } && ! command -v redis-server >/dev/null; then
+  need_apt redis-server
+fi
 if [ "$tools" = 1 ] && ! command -v chromium >/dev/null; then
   need_apt chromium
 fi

@@ -8,6 +8,9 @@ directory the ``rabbitmq`` user owns. The nodes find each other by classic peer 
 are quorum queues, replicated on every node. Each node runs in the foreground as a child of
 ``safiri up`` (as the ``rabbitmq`` user), so stopping the suite stops them.
 
+**Redis.** The gateway replicas count each client's rate limit in one place, a redis-server
+of the suite's own.
+
 **HAProxy.** One process in front of every replicated service: the gateway, ticketing and
 payment each keep their usual port (8080, 8081, 8082) on HAProxy, which balances round-robin
 over the replicas that answer ``/readyz``; and one AMQP front over the RabbitMQ nodes (TCP,
@@ -33,6 +36,7 @@ __all__ = [
     "haproxy_config",
     "rabbitmq_cluster",
     "running_haproxy",
+    "running_redis",
 ]
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -368,3 +372,47 @@ async def running_haproxy(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+# ---- Redis (the gateway replicas' shared rate limits) ------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running_redis(workdir: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """Debian's redis-server of the suite's own on a free port (nothing kept on disk)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ClusterError(
+            "redis-server is not installed (Debian: apt-get install -y redis-server)"
+        )
+    port = _free_port()
+    _write(workdir / "redis.conf", f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\n')
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        str(workdir / "redis.conf"),
+        "--dir",
+        str(workdir),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while True:
+            if process.returncode is not None:
+                raise ClusterError(f"redis-server exited {process.returncode}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                if loop.time() > deadline:
+                    raise ClusterError("redis-server did not start listening") from None
+                await asyncio.sleep(0.05)
+        yield process, port
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()

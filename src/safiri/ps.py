@@ -41,6 +41,8 @@ async def _asked(processes: list[dict[str, Any]], timeout: float) -> list[dict[s
         async def ready(entry: dict[str, Any]) -> bool:
             if not entry["alive"]:
                 return False
+            if not entry["health"]:  # not HTTP (Redis): alive is all there is to ask
+                return True
             try:
                 url = f"http://127.0.0.1:{entry['port']}{entry['health']}"
                 async with http.get(url) as response:

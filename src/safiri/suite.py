@@ -27,7 +27,13 @@ from typing import IO
 import aiohttp
 import asyncpg
 
-from .cluster import HAProxyBackend, RunningNode, rabbitmq_cluster, running_haproxy
+from .cluster import (
+    HAProxyBackend,
+    RunningNode,
+    rabbitmq_cluster,
+    running_haproxy,
+    running_redis,
+)
 
 __all__ = [
     "ProcessEntry",
@@ -228,6 +234,7 @@ class Suite:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._stack = contextlib.AsyncExitStack()
         self._haproxy: asyncio.subprocess.Process | None = None
+        self._shared_env: dict[str, str] = {}  # what cluster mode adds (the limits' Redis)
         self._stopping = False
 
     def log_path(self, name: str) -> Path | None:
@@ -270,6 +277,11 @@ class Suite:
             backends.append(HAProxyBackend("amqp", amqp_port, ports, mode="tcp"))
             c.amqp_url = f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
         await ensure_databases(c)
+        if c.replicas > 1:
+            workdir = (c.log_dir or Path(tempfile.mkdtemp(prefix="safiri-redis-"))) / "redis"
+            redis, redis_port = await self._stack.enter_async_context(running_redis(workdir))
+            self._shared_env["SAFIRI_RATE_LIMIT_STORAGE"] = f"async+redis://127.0.0.1:{redis_port}"
+            self.others.append(ProcessEntry("redis", 0, redis.pid, redis_port, ""))
         if backends:
             stats = free_port()
             workdir = c.log_dir or Path(tempfile.mkdtemp(prefix="safiri-haproxy-"))
@@ -289,7 +301,7 @@ class Suite:
                     name=n.name,
                 )
             )
-        env = c.env()
+        env = {**c.env(), **self._shared_env}
         for name in self.slots:
             await self.start_service(name, env)
         await self.wait_ready(timeout)

@@ -3,12 +3,16 @@ with Retry-After, counted, never relayed to ticketing; other clients are not aff
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import eventually, free_port
 
 from .gateway_harness import (
     AUTH,
@@ -71,3 +75,82 @@ async def test_past_its_burst_a_client_gets_429_with_retry_after(
         families = text_string_to_metric_families(await response.text())
         limited = next(f for f in families if f.name == "gateway_rate_limited")
     assert [s.value for s in limited.samples if s.name.endswith("_total")] == [1.0]
+
+
+@pytest_asyncio.fixture
+async def redis_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A Redis server of the test's own (never the machine's), on a free port."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+
+        async def listening() -> bool | None:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return None
+            writer.close()
+            return True
+
+        await eventually(listening, what="redis-server to listen")
+        yield f"async+redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def _alternate(gateways: list[Gateway], requests: int) -> list[int]:
+    statuses = []
+    for n in range(requests):
+        async with gateways[n % len(gateways)].client.get(SEARCH, headers=AUTH) as response:
+            statuses.append(response.status)
+    return statuses
+
+
+async def test_two_replicas_sharing_redis_hold_one_limit_per_client(
+    ticketing: FakeTicketing,
+    make_database: Callable[[str], Awaitable[str]],
+    redis_url: str,
+) -> None:
+    base = gateway_settings(ticketing.url, await make_database("gateway_rate_shared"))
+    limited = dataclasses.replace(base, rate_limit_per_second=0.1, rate_limit_burst=3)
+    shared = dataclasses.replace(limited, rate_limit_storage=redis_url)
+    async with running_gateway(shared) as a, running_gateway(shared) as b:
+        statuses = await _alternate([a, b], 8)
+    assert statuses.count(200) == 3, statuses  # one client's burst, across both replicas
+    assert statuses.count(429) == 5
+    # Counted in each process, the same two replicas would let twice the limit through:
+    async with running_gateway(limited) as a, running_gateway(limited) as b:
+        assert (await _alternate([a, b], 8)).count(200) == 6
+
+
+async def test_with_its_store_down_the_limit_lets_requests_through_and_says_so(
+    ticketing: FakeTicketing, make_database: Callable[[str], Awaitable[str]]
+) -> None:
+    base = gateway_settings(ticketing.url, await make_database("gateway_rate_down"))
+    nowhere = dataclasses.replace(
+        base,
+        rate_limit_per_second=0.1,
+        rate_limit_burst=1,
+        rate_limit_storage=f"async+redis://127.0.0.1:{free_port()}",
+    )
+    async with running_gateway(nowhere) as gateway:
+        assert await _alternate([gateway], 3) == [200, 200, 200]
+        async with gateway.client.get("/metrics") as response:
+            text = await response.text()
+    assert "gateway_rate_limit_errors_total 3.0" in text
+    assert '"rate limit store unreachable; request allowed"' in gateway.logs.getvalue()

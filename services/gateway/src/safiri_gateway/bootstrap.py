@@ -34,7 +34,10 @@ def create_app(
             problem_middleware,
             require_api_key(settings.api_keys),
             rate_limit(
-                settings.rate_limit_per_second, settings.rate_limit_burst, telemetry.registry
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+                telemetry.registry,
+                settings.rate_limit_storage,
             ),
         ],
         client_max_size=MAX_BODY_BYTES,

@@ -23,6 +23,8 @@ class Settings:
     upstream_timeout: float
     rate_limit_per_second: float = 200.0
     rate_limit_burst: int = 400
+    # Where the limits are counted: in the process, or shared by every replica in Redis.
+    rate_limit_storage: str = "async+memory://"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,7 +55,13 @@ class Settings:
                 "SAFIRI_RATE_LIMIT_PER_SECOND", 200.0, low=0.0, high=1_000_000.0
             ),
             rate_limit_burst=r.integer("SAFIRI_RATE_LIMIT_BURST", 400, low=1, high=1_000_000),
+            rate_limit_storage=r.text("SAFIRI_RATE_LIMIT_STORAGE", "async+memory://"),
         )
+        if not settings.rate_limit_storage.startswith(("async+memory://", "async+redis")):
+            r.errors.append(
+                f"SAFIRI_RATE_LIMIT_STORAGE={settings.rate_limit_storage!r} is not"
+                " async+memory:// or an async+redis://host:port URI"
+            )
         r.check()
         return settings
 
