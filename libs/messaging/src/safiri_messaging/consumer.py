@@ -101,9 +101,48 @@ async def _handle_patiently(handler: Handler, envelope: Envelope) -> None:
         delay = min(delay * 2, 5.0)
 
 
-async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetrics) -> str:
-    """Start consuming ``queue``; returns the consumer tag."""
+class InFlight:
+    """The messages being handled right now, so that a shutdown can wait for them.
+
+    On SIGTERM the consumer is cancelled first (nothing new arrives), then ``drain`` waits for
+    the handlers already running: each finishes and is acknowledged, instead of being cut off
+    and redelivered to another process (which for a payment would find its push sent and its
+    answer lost).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Until no handler runs (True), or ``timeout`` seconds have passed (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def consume(
+    queue: AbstractQueue,
+    handler: Handler,
+    metrics: MessagingMetrics,
+    in_flight: InFlight | None = None,
+) -> str:
+    """Start consuming ``queue``; returns the consumer tag. ``in_flight`` counts the messages
+    being handled (for a graceful shutdown)."""
     name = queue.name
+    tracked = in_flight or InFlight()
     # Every series this consumer can produce exists from the start, at 0: a rate() over it
     # reads 0, not "no data", until the first redelivery or dead letter.
     metrics.redelivered.labels(name)
@@ -111,6 +150,13 @@ async def consume(queue: AbstractQueue, handler: Handler, metrics: MessagingMetr
         metrics.consumed.labels(name, outcome)
 
     async def on_message(message: AbstractIncomingMessage) -> None:
+        tracked.enter()
+        try:
+            await _on_message(message)
+        finally:
+            tracked.leave()
+
+    async def _on_message(message: AbstractIncomingMessage) -> None:
         started = perf_counter()
         if message.redelivered:
             metrics.redelivered.labels(name).inc()

@@ -19,12 +19,15 @@ from loguru import logger
 
 from .backlog import BacklogMonitor
 from .connection import connect, consumer_channel, publisher_channel
-from .consumer import Handler, consume
+from .consumer import Handler, InFlight, consume
 from .metrics import MessagingMetrics
 from .outbox import OutboxRelay
 from .topology import QueueSpec, declare_events_exchange, declare_queue
 
 __all__ = ["broker_connected", "repeat_forever", "running_messaging", "stop_task"]
+
+# Within aiohttp's shutdown_timeout (10 s, safiri_web.runner) and Kubernetes' grace period.
+DRAIN_SECONDS = 8.0
 
 
 def broker_connected(connection: AbstractRobustConnection) -> None:
@@ -76,11 +79,19 @@ async def running_messaging(
         relay = asyncio.create_task(OutboxRelay(pool, exchange, metrics).run())
         backlog = BacklogMonitor(metrics, connection, pool, [queue], interval=poll_interval)
         monitor = asyncio.create_task(backlog.run())
-        tag = await consume(declared, handler, metrics)
+        in_flight = InFlight()
+        tag = await consume(declared, handler, metrics, in_flight)
         try:
             yield connection
         finally:
+            # Graceful: no new deliveries, then the messages in flight finish and are
+            # acknowledged (within the shutdown deadline), then the relay publishes what they
+            # committed, then everything stops.
             await declared.cancel(tag)
+            if not await in_flight.drain(DRAIN_SECONDS):
+                logger.bind(in_flight=in_flight.count).warning(
+                    "messages still in flight at the shutdown deadline; they will be redelivered"
+                )
             await stop_task(monitor)
             await stop_task(relay)
     finally:
