@@ -157,7 +157,8 @@ async def main() -> None:
         f"{args.p99_ms:g} ms) by replicas per service x RabbitMQ nodes, as ratios to 1x1",
         "when": started.isoformat(timespec="seconds"),
         "machine": machine(),
-        "command": "bench/scaling.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        "command": "bench/scaling.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
         "baseline_runs": base_rates,
         "runs": runs,
     }
