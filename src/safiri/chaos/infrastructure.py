@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -267,11 +268,15 @@ def stop_rabbitmq_node(
     target = Target.from_config(configuration)
     entry = _rabbit(configuration, int(node))
     time.sleep(float(delay_seconds))
-    # The fault begins as the node starts to stop (stop_app returns seconds later, when its
-    # queues have moved): the symptoms are measured from here.
-    target.events.record(FAULT_INJECTED, faults={"rabbitmq node": entry["name"]})
-    _rabbitmqctl(str(entry["name"]), "stop_app")
-    return {"stopped": entry["name"]}
+    # The fault begins as the node starts to stop. stop_app returns seconds later (its queues'
+    # leaders move first); it runs on in a thread, so the symptom probes that follow watch the
+    # alert from the start (pending included), and start_rabbitmq_node waits for it.
+    name = str(entry["name"])
+    target.events.record(FAULT_INJECTED, faults={"rabbitmq node": name})
+    stopping = threading.Thread(target=_rabbitmqctl, args=(name, "stop_app"), daemon=True)
+    _STOPPING[name] = stopping
+    stopping.start()
+    return {"stopping": name}
 
 
 def start_rabbitmq_node(
@@ -282,6 +287,9 @@ def start_rabbitmq_node(
     target = Target.from_config(configuration)
     entry = _rabbit(configuration, int(node))
     started = time.monotonic()
+    stopping = _STOPPING.pop(str(entry["name"]), None)
+    if stopping is not None:
+        stopping.join(float(timeout_seconds))
     _rabbitmqctl(str(entry["name"]), "start_app", timeout=float(timeout_seconds))
     deadline = started + float(timeout_seconds)
     while not _ready(int(entry["port"]), "/metrics"):
@@ -290,6 +298,9 @@ def start_rabbitmq_node(
         time.sleep(POLL)
     target.events.record(FAULT_HEALED, rabbitmq_node=entry["name"])
     return {"started": entry["name"], "after_s": round(time.monotonic() - started, 1)}
+
+
+_STOPPING: dict[str, threading.Thread] = {}  # node name -> its stop_app, still running
 
 
 def _rabbit(configuration: Config, node: int) -> dict[str, Any]:
