@@ -273,6 +273,7 @@ class HAProxyBackend:
     servers: tuple[int, ...]  # loopback ports
     mode: str = "http"  # or "tcp"
     health: str = "/readyz"
+    public_prefix: str | None = None  # a public entry: only paths under it are routed
 
 
 def haproxy_config(backends: Sequence[HAProxyBackend], stats_port: int | None = None) -> str:
@@ -296,6 +297,20 @@ def haproxy_config(backends: Sequence[HAProxyBackend], stats_port: int | None = 
             f"frontend {b.name}",
             f"  bind 127.0.0.1:{b.listen_port}",
             f"  mode {b.mode}",
+        ]
+        if b.public_prefix:
+            # The public entry routes the API only: /metrics and the health endpoints are
+            # for Prometheus and the supervisor, which reach each replica directly.
+            problem = (
+                '{"type": "about:blank", "title": "Not Found", "status": 404,'
+                ' "detail": "Only the API is served here."}'
+            )
+            out += [
+                f"  acl api path_beg {b.public_prefix}",
+                "  http-request return status 404 content-type application/problem+json"
+                f" string '{problem}' if !api",
+            ]
+        out += [
             f"  default_backend {b.name}_replicas",
             "",
             f"backend {b.name}_replicas",

@@ -311,7 +311,10 @@ class Suite:
             return []
         return [
             HAProxyBackend(
-                role, self.config.port(role), tuple(s.port for s in self.replicas_of(role))
+                role,
+                self.config.port(role),
+                tuple(s.port for s in self.replicas_of(role)),
+                public_prefix="/api/v1" if role == "gateway" else None,
             )
             for role in REPLICATED
         ]

@@ -53,7 +53,7 @@ async def test_every_replica_and_node_runs_is_ready_and_is_listed(cluster: Clust
     for role in ("gateway", "ticketing", "payment"):
         assert [r for r in roles if r[0] == role] == [(role, i) for i in range(REPLICAS)]
     assert [r for r in roles if r[0] == "rabbitmq"] == [("rabbitmq", i) for i in range(NODES)]
-    assert ("haproxy", 0) in roles and ("mpesa-simulator", 0) in roles
+    assert ("haproxy", 0) in roles and ("mpesa-simulator", 0) in roles and ("redis", 0) in roles
     assert all(p["ready"] and p["alive"] for p in processes), processes
     node = cluster.suite.rabbit_nodes[0].node
     status = json.loads(await ctl(node, "cluster_status", "--formatter", "json"))
@@ -196,3 +196,19 @@ async def test_a_rabbitmq_node_lost_under_load_loses_and_duplicates_nothing(
     assert report.ok, report.render()
     facts = report.check("recorded operations accounted for").facts
     assert facts["ok"] >= 0.95 * facts["invoked"], facts
+
+
+async def test_the_public_entry_serves_the_api_but_never_metrics(cluster: Cluster) -> None:
+    """Through HAProxy on the gateway's port only /api/v1 is routed; Prometheus still scrapes
+    every replica on its own port."""
+    for path in ("/metrics", "/healthz", "/readyz"):
+        async with cluster.http.get(cluster.url("gateway", path)) as response:
+            assert response.status == 404, path
+            assert response.content_type == "application/problem+json"
+    async with cluster.http.get(
+        cluster.url("gateway", "/api/v1/trips"), headers=cluster.auth
+    ) as response:
+        assert response.status == 400  # the API answers (a search without its parameters)
+    for slot in cluster.suite.replicas_of("gateway"):
+        async with cluster.http.get(f"http://127.0.0.1:{slot.port}/metrics") as response:
+            assert response.status == 200

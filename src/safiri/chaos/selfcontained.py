@@ -85,6 +85,9 @@ async def self_contained_suite(
                         configuration={
                             **_urls(config, prometheus_url),
                             "suite_state": str(config.state_path),
+                            # No trace store runs beside a suite of the run's own: the
+                            # experiment's spans go where OTEL_* says, or nowhere.
+                            "otlp_endpoint": os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
                         },
                         secrets={"api_key": api_key},
                     )
