@@ -288,7 +288,7 @@ def haproxy_config(backends: Sequence[HAProxyBackend], stats_port: int | None = 
         # shutting down) is skipped: the request is sent to another one. A purchase repeated
         # that way is harmless, it carries its Idempotency-Key end to end.
         "  retries 2",
-        "  option redispatch",
+        "  option redispatch 1",  # every retry to another replica, at once
         "  retry-on conn-failure empty-response",
         "",
     ]

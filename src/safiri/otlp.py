@@ -51,6 +51,7 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     links: list[tuple[str, str]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    instance: str | None = None  # the resource's service.instance.id: which replica
 
     @property
     def is_error(self) -> bool:
@@ -89,6 +90,7 @@ class SpanStore:
         for rs in request.resource_spans:
             resource = {a.key: _value(a.value) for a in rs.resource.attributes}
             service = str(resource.get("service.name", "unknown"))
+            instance = resource.get("service.instance.id")
             for ss in rs.scope_spans:
                 for s in ss.spans:
                     span = ReceivedSpan(
@@ -108,6 +110,7 @@ class SpanStore:
                             (e.name, {a.key: _value(a.value) for a in e.attributes})
                             for e in s.events
                         ],
+                        instance=str(instance) if instance is not None else None,
                     )
                     self.spans.append(span)
                     self._by_trace[span.trace_id].append(span)

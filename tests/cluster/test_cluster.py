@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from datetime import UTC, datetime
@@ -212,3 +213,34 @@ async def test_the_public_entry_serves_the_api_but_never_metrics(cluster: Cluste
     for slot in cluster.suite.replicas_of("gateway"):
         async with cluster.http.get(f"http://127.0.0.1:{slot.port}/metrics") as response:
             assert response.status == 200
+
+
+async def test_one_trace_per_purchase_across_replicas_each_span_naming_its_replica(
+    cluster: Cluster,
+) -> None:
+    trip = await cluster.add_trip(seats=4)
+    orders = []
+    for _ in range(4):  # round-robin: both replicas of each service take part
+        status, body, _ = await cluster.place_order(trip)
+        assert status == 202, body
+        orders.append(str(body["order_id"]))
+    instances: set[str] = set()
+    for order_id in orders:
+        await cluster.final_order(order_id)
+
+        async def whole(order_id: str = order_id) -> set[str] | None:
+            trace_id = cluster.spans.trace_of_order(order_id)
+            spans = cluster.spans.trace(trace_id) if trace_id else []
+            names = {s.name for s in spans}
+            return {s.service for s in spans} if "confirm_order" in names else None
+
+        services = await eventually(whole, what=f"the whole trace of {order_id}")
+        assert {"gateway", "ticketing", "payment", "mpesa-simulator"} <= services
+        trace_id = cluster.spans.trace_of_order(order_id)
+        assert trace_id is not None
+        for span in cluster.spans.trace(trace_id):
+            assert span.instance is not None
+            if span.service in ("gateway", "ticketing", "payment"):
+                assert re.fullmatch(rf"{span.service}-[01]", span.instance), span.instance
+                instances.add(span.instance)
+    assert {"gateway-0", "gateway-1"} <= instances, instances

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,35 @@ def test_every_alert_has_severity_summary_description_and_a_runbook(rule: dict[s
     text = runbook.read_text()
     for heading in ("## What it means", "## First three checks", "## Recover"):
         assert heading in text, f"{runbook.name} lacks '{heading}'"
+
+
+SHARED_STATE_GAUGES = (
+    "messaging_queue_backlog_messages",
+    "messaging_queue_consumers",
+    "safiri_outbox_backlog_messages",
+    "safiri_outbox_oldest_age_seconds",
+    "active_buses_count",
+    "orders_pending",
+)
+
+
+def test_no_rule_or_panel_adds_up_a_gauge_every_replica_reports() -> None:
+    """Every replica reads the same queue depth, outbox and order book: summed over replicas
+    they would double with two replicas. Queries take the max (docs/replicas.md)."""
+    root = Path(__file__).resolve().parents[2]
+    texts = {
+        path: path.read_text()
+        for path in [
+            *(root / "deploy/prometheus/rules").glob("*.yml"),
+            *(root / "deploy/grafana/dashboards").glob("*.json"),
+        ]
+    }
+    summed = re.compile(
+        r"\b(?:sum|avg)\s*(?:(?:by|without)\s*\([^()]*\)\s*)?\((?:[^()]*\()?[^()]*\b(?:"
+        + "|".join(SHARED_STATE_GAUGES)
+        + r")\b"
+    )
+    found = [(path.name, m.group(0)) for path, text in texts.items() for m in summed.finditer(text)]
+    assert not found, found
+    assert summed.search("sum by (job) (safiri_outbox_backlog_messages)")  # the check bites
+    assert not summed.search("max by (job) (safiri_outbox_backlog_messages)")

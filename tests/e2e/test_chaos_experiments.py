@@ -27,7 +27,10 @@ pytestmark = pytest.mark.e2e
 CHAOS = Path(__file__).resolve().parents[2] / "chaos"
 
 
-EXPERIMENTS = sorted(p.name for p in CHAOS.glob("*.json"))
+# The cluster experiments (chaos/cluster/) run on a suite of two replicas per service.
+EXPERIMENTS = sorted(
+    str(p.relative_to(CHAOS)) for p in [*CHAOS.glob("*.json"), *CHAOS.glob("cluster/*.json")]
+)
 
 
 def expected(experiment: str) -> tuple[str | None, str]:

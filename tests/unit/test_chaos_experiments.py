@@ -58,17 +58,17 @@ EXPECTED: dict[str, tuple[str | None, tuple[str, Any], str]] = {
         )
         for service in ("gateway", "ticketing", "payment")
     },
-    "kill-one-replica.json": (
+    "cluster/kill-one-replica.json": (
         "SafiriTargetDown",
         ("crash_loop", "gateway"),
         'process_start_time_seconds{job="safiri-payment"}',
     ),
-    "rabbitmq-node-down.json": (
+    "cluster/rabbitmq-node-down.json": (
         "SafiriRabbitMQNodeDown",
         ("stop_rabbitmq_node", None),
         'up{job="rabbitmq"}',
     ),
-    "rolling-restart.json": (
+    "cluster/rolling-restart.json": (
         None,
         ("rolling_restart", None),
         'process_start_time_seconds{job="safiri-gateway"}',
@@ -76,9 +76,9 @@ EXPECTED: dict[str, tuple[str | None, tuple[str, Any], str]] = {
 }
 # The cluster experiments' own suites: replicas of each service, RabbitMQ nodes.
 CLUSTER = {
-    "kill-one-replica.json": {"replicas": 2, "rabbitmq_nodes": 1},
-    "rabbitmq-node-down.json": {"replicas": 2, "rabbitmq_nodes": 3},
-    "rolling-restart.json": {"replicas": 2, "rabbitmq_nodes": 1},
+    "cluster/kill-one-replica.json": {"replicas": 2, "rabbitmq_nodes": 1},
+    "cluster/rabbitmq-node-down.json": {"replicas": 2, "rabbitmq_nodes": 3},
+    "cluster/rolling-restart.json": {"replicas": 2, "rabbitmq_nodes": 1},
 }
 # The action that takes the fault away again, and the rollback that always does.
 HEALS = {
@@ -102,7 +102,8 @@ def by_func(experiment: dict[str, Any], func: str) -> list[dict[str, Any]]:
 
 
 def test_every_experiment_in_chaos_is_one_of_the_known_ones() -> None:
-    assert sorted(p.name for p in CHAOS.glob("*.json")) == sorted(EXPECTED)
+    found = [*CHAOS.glob("*.json"), *CHAOS.glob("cluster/*.json")]
+    assert sorted(str(p.relative_to(CHAOS)) for p in found) == sorted(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -118,7 +119,7 @@ def test_each_experiment_has_hypothesis_fault_symptoms_rollback_and_invariants(n
     assert {"name": "safiri", "provider": {"type": "python", "module": "safiri.chaos.control"}} in (
         experiment["controls"]
     )
-    assert safiri_extension(experiment)["id"] == name.removesuffix(".json")
+    assert safiri_extension(experiment)["id"] == Path(name).stem
     [load] = by_func(experiment, "buy_tickets")
     assert load["background"] is True
     assert safiri_extension(experiment).get("suite", {"replicas": 1}) == CLUSTER.get(

@@ -7,12 +7,14 @@ not show up in time raises ``ProbeFailed`` (Chaos Toolkit records a failed activ
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from .checker import check_suite
+from .gateway import HEALTHY_PHONE as HEALTHY
 from .gateway import Buyer
 from .history import HistoryRecorder, read_history
 from .invariants import in_flight
@@ -27,6 +29,7 @@ __all__ = [
     "no_purchase_failed",
     "orders_final",
     "purchases_succeed",
+    "retries_get_one_order",
 ]
 
 Config = Mapping[str, Any]
@@ -143,3 +146,67 @@ def no_purchase_failed(configuration: Config) -> dict[str, int]:
             f" {first.status or ''} {first.error or ''}".rstrip()
         )
     return {"purchases": len(completed), "not_accepted": 0}
+
+
+def retries_get_one_order(
+    configuration: Config,
+    secrets: Config | None = None,
+    count: int | str = 3,
+    attempts: int | str = 10,
+) -> dict[str, int]:
+    """A client that retries with the same Idempotency-Key gets one order: ``count`` purchases,
+    each retried (same key) until accepted, then sent once more; every answer names the same
+    order. Run during a fault, when first attempts may meet a dying replica."""
+    target = Target.from_config(configuration, secrets)
+
+    async def buy() -> dict[str, int]:
+        timeout = aiohttp.ClientTimeout(total=target.request_timeout_seconds)
+        auth = {"Authorization": f"Bearer {target.api_key}"}
+        retried = 0
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            buyer = Buyer(
+                http,
+                target.gateway_url,
+                target.api_key,
+                HistoryRecorder(target.history_path),
+                target.request_timeout_seconds,
+            )
+            trips = await buyer.trips_on_sale(target.trip_days, enough=int(count))
+            for n in range(int(count)):
+                key = str(uuid.uuid4())
+                body = {"trip_id": trips[n % len(trips)], "seat_count": 1, "phone": HEALTHY}
+                headers = {**auth, "Idempotency-Key": key}
+                answers: list[str] = []
+                for _ in range(int(attempts)):
+                    order = await _post_once(http, target.gateway_url, body, headers)
+                    if order is not None:
+                        answers.append(order)
+                        if len(answers) == 2:
+                            break
+                    else:
+                        retried += 1
+                        await asyncio.sleep(POLL)
+                if len(answers) < 2:
+                    raise ProbeFailed(f"key {key}: not accepted twice in {attempts} attempts")
+                if answers[0] != answers[1]:
+                    raise ProbeFailed(f"key {key} made two orders: {answers}")
+        return {"purchases": int(count), "retries": retried}
+
+    return asyncio.run(buy())
+
+
+async def _post_once(
+    http: aiohttp.ClientSession, gateway: str, body: dict[str, Any], headers: dict[str, str]
+) -> str | None:
+    """The order id of a 202, or None for an answer worth retrying (5xx, 409 in flight,
+    a dropped connection)."""
+    try:
+        async with http.post(f"{gateway}/api/v1/orders", json=body, headers=headers) as response:
+            answer: dict[str, Any] = await response.json(content_type=None) or {}
+            if response.status == 202:
+                return str(answer["order_id"])
+            if response.status >= 500 or response.status == 409:
+                return None
+            raise ProbeFailed(f"purchase refused: {response.status} {answer.get('title')}")
+    except (TimeoutError, aiohttp.ClientError):
+        return None
