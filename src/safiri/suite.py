@@ -305,6 +305,24 @@ class Suite:
         for name in self.slots:
             await self.start_service(name, env)
         await self.wait_ready(timeout)
+        if backends:
+            await self._wait_balanced(timeout)
+
+    async def _wait_balanced(self, timeout: float) -> None:
+        """Until HAProxy routes to the replicas (its health checks have seen them up)."""
+        paths = {"gateway": "/api/v1/openapi.json", "ticketing": "/readyz", "payment": "/readyz"}
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            for role, path in paths.items():
+                url = f"http://127.0.0.1:{self.config.port(role)}{path}"
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        async with session.get(url) as response:
+                            if response.status == 200:
+                                break
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise SuiteError(f"HAProxy does not route to {role} after {timeout:.0f} s")
+                    await asyncio.sleep(0.1)
 
     def _service_backends(self) -> list[HAProxyBackend]:
         if self.config.replicas <= 1:
