@@ -54,15 +54,32 @@ def pids_of(command: str) -> list[int]:
     return [int(p) for p in done.stdout.split()]
 
 
+def _node_of(pid: int) -> str | None:
+    """The RabbitMQ node a beam.smp process runs: RABBITMQ_NODENAME in its environment (the
+    suite's own nodes), else the machine's broker (named in /etc/rabbitmq)."""
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "beam.smp":
+            return None
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in env:
+        if item.startswith(b"RABBITMQ_NODENAME="):
+            return item.split(b"=", 1)[1].decode()
+    return "rabbit@localhost"
+
+
 def roles(suite: Suite) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for name, process in suite.processes.items():
         found.setdefault(suite.slots[name].role, []).append(process.pid)
     for entry in suite.others:
-        if entry.pid:
+        if entry.pid and entry.role != "rabbitmq":
             found.setdefault(entry.role, []).append(entry.pid)
-    if not suite.rabbit_nodes:  # the machine's broker
-        found["rabbitmq"] = pids_of("beam.smp.*rabbit@")
+    # RabbitMQ's work is done by each node's beam.smp (for the suite's own nodes, a child of
+    # the runuser process the supervisor holds): found by its node name.
+    names = [r.node.name for r in suite.rabbit_nodes] or ["rabbit@localhost"]
+    found["rabbitmq"] = [pid for pid in pids_of("beam.smp") if _node_of(pid) in names]
     found["postgresql"] = pids_of("postgres:")
     found["load generator"] = [os.getpid()]
     return found
