@@ -362,31 +362,10 @@ async def running_haproxy(
             start_new_session=True,
         )
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while True:
-            if process.returncode is not None:
-                raise ClusterError(
-                    f"haproxy exited {process.returncode}: "
-                    + (workdir / "haproxy.log").read_text(errors="replace")[-2000:]
-                )
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", stats_port)
-                writer.close()
-                break
-            except OSError:
-                if loop.time() > deadline:
-                    raise ClusterError("haproxy did not start listening") from None
-                await asyncio.sleep(0.1)
+        await _until_listening(process, stats_port, "haproxy", workdir / "haproxy.log")
         yield process
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await _terminate(process)
 
 
 # ---- Redis (the gateway replicas' shared rate limits) ------------------------------------------
@@ -413,21 +392,44 @@ async def running_redis(workdir: Path) -> AsyncIterator[tuple[asyncio.subprocess
         start_new_session=True,
     )
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while True:
-            if process.returncode is not None:
-                raise ClusterError(f"redis-server exited {process.returncode}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                if loop.time() > deadline:
-                    raise ClusterError("redis-server did not start listening") from None
-                await asyncio.sleep(0.05)
+        await _until_listening(process, port, "redis-server")
         yield process, port
     finally:
-        if process.returncode is None:
-            process.terminate()
+        await _terminate(process)
+
+
+async def _until_listening(
+    process: asyncio.subprocess.Process,
+    port: int,
+    what: str,
+    log: Path | None = None,
+    timeout: float = 15.0,
+) -> None:
+    """Until ``port`` accepts a connection; ``ClusterError`` if ``process`` exits first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if process.returncode is not None:
+            raise ClusterError(f"{what} exited {process.returncode}: {_tail(log)}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if loop.time() > deadline:
+                raise ClusterError(f"{what} did not start listening on {port}") from None
+            await asyncio.sleep(0.05)
+
+
+def _tail(log: Path | None) -> str:
+    return log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+
+
+async def _terminate(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            process.kill()
             await process.wait()

@@ -10,11 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
-from prometheus_client.parser import text_string_to_metric_families
 
 from safiri.otlp import running_receiver
 from safiri.suite import Suite, drop_databases, isolated_config
-from tests.e2e.conftest import HOLD_TTL_SECONDS, Running
+from tests.e2e.conftest import HOLD_TTL_SECONDS, Running, sample_sum
 
 REPLICAS = 2
 NODES = 3
@@ -25,15 +24,7 @@ class Cluster(Running):
         """``name`` summed over the samples with ``labels``, read from one replica directly."""
         [slot] = [s for s in self.suite.replicas_of(role) if s.replica == replica]
         async with self.http.get(f"http://127.0.0.1:{slot.port}/metrics") as response:
-            text = await response.text()
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
+            return sample_sum(await response.text(), name, **labels)
 
     async def total_metric(self, role: str, name: str, **labels: str) -> float:
         """``name`` summed over every replica of ``role`` (each read directly)."""

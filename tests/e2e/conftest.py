@@ -99,15 +99,7 @@ class Running:
 
     async def metric(self, service: str, name: str, **labels: str) -> float:
         async with self.http.get(self.url(service, "/metrics")) as response:
-            text = await response.text()
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
+            return sample_sum(await response.text(), name, **labels)
 
     async def add_trip(self, seats: int) -> str:
         """A trip of its own with ``seats`` seats, written straight into ticketing's database."""
@@ -144,6 +136,16 @@ class Running:
             except json.JSONDecodeError:
                 pytest.fail(f"{service} wrote a line that is not JSON: {raw[:200]}")
         return lines
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples with ``labels`` in a Prometheus exposition."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
 
 
 @asynccontextmanager

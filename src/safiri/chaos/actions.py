@@ -15,8 +15,6 @@ from typing import Any
 import aiohttp
 
 from .events import FAULT_HEALED, FAULT_INJECTED, LOAD_STOP
-from .gateway import Buyer
-from .history import HistoryRecorder
 from .load import run_load
 from .target import Target
 
@@ -39,13 +37,7 @@ def buy_tickets(configuration: Config, secrets: Config | None = None) -> dict[st
 
     async def buy() -> dict[str, float]:
         async with aiohttp.ClientSession() as http:
-            buyer = Buyer(
-                http,
-                target.gateway_url,
-                target.api_key,
-                HistoryRecorder(target.history_path),
-                target.request_timeout_seconds,
-            )
+            buyer = target.buyer(http)
             trips = await buyer.trips_on_sale(target.trip_days)
             return await run_load(buyer, trips, rate, max_seconds, stopped)
 

@@ -16,7 +16,7 @@ import aiohttp
 from .checker import check_suite
 from .gateway import HEALTHY_PHONE as HEALTHY
 from .gateway import Buyer
-from .history import HistoryRecorder, read_history
+from .history import read_history
 from .invariants import in_flight
 from .invariants.orders import check_orders_final
 from .invariants.read import read_orders
@@ -52,13 +52,7 @@ def purchases_succeed(
 
     async def buy() -> bool:
         async with aiohttp.ClientSession() as http:
-            buyer = Buyer(
-                http,
-                target.gateway_url,
-                target.api_key,
-                HistoryRecorder(target.history_path),
-                target.request_timeout_seconds,
-            )
+            buyer = target.buyer(http)
             trips = await buyer.trips_on_sale(target.trip_days, enough=int(count))
             if not trips:
                 raise ProbeFailed(f"no seat on sale in the next {target.trip_days} days")
@@ -164,13 +158,7 @@ def retries_get_one_order(
         auth = {"Authorization": f"Bearer {target.api_key}"}
         retried = 0
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            buyer = Buyer(
-                http,
-                target.gateway_url,
-                target.api_key,
-                HistoryRecorder(target.history_path),
-                target.request_timeout_seconds,
-            )
+            buyer = target.buyer(http)
             trips = await buyer.trips_on_sale(target.trip_days, enough=int(count))
             for n in range(int(count)):
                 key = str(uuid.uuid4())

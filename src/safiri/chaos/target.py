@@ -12,7 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from .events import EventLog
+from .gateway import Buyer
+from .history import HistoryRecorder
 from .invariants import Limits
 from .invariants.read import Sources
 
@@ -65,6 +69,16 @@ class Target:
     @property
     def events(self) -> EventLog:
         return EventLog(self.results_dir)
+
+    def buyer(self, http: aiohttp.ClientSession) -> Buyer:
+        """A buyer on the run's gateway, recording every purchase in the run's history."""
+        return Buyer(
+            http,
+            self.gateway_url,
+            self.api_key,
+            HistoryRecorder(self.history_path),
+            self.request_timeout_seconds,
+        )
 
     @property
     def history_path(self) -> Path:
