@@ -24,10 +24,11 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .ports import free_port
 
 __all__ = [
     "ClusterError",
@@ -45,12 +46,6 @@ RABBITMQ_USER = "rabbitmq"
 
 class ClusterError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -190,9 +185,9 @@ def plan_nodes(count: int, run_id: str, base: Path) -> list[RabbitNode]:
     return [
         RabbitNode(
             name=f"safiri-{run_id}-{n}@localhost",
-            amqp_port=_free_port(),
-            dist_port=_free_port(),
-            prometheus_port=_free_port(),
+            amqp_port=free_port(),
+            dist_port=free_port(),
+            prometheus_port=free_port(),
             base=base / f"rabbit-{n}",
         )
         for n in range(1, count + 1)
@@ -379,7 +374,7 @@ async def running_redis(workdir: Path) -> AsyncIterator[tuple[asyncio.subprocess
         raise ClusterError(
             "redis-server is not installed (Debian: apt-get install -y redis-server)"
         )
-    port = _free_port()
+    port = free_port()
     _write(workdir / "redis.conf", f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\n')
     process = await asyncio.create_subprocess_exec(
         binary,

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from .cluster import (
     running_haproxy,
     running_redis,
 )
+from .ports import free_port
 
 __all__ = [
     "ProcessEntry",
@@ -133,13 +133,6 @@ class SuiteConfig:
             env["SAFIRI_MPESA_SIM_LEDGER_PATH"] = str(self.ledger_path)
         env.update(self.extra_env)
         return env
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _rabbitmqctl(*args: str) -> None:

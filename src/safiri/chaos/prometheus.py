@@ -12,13 +12,14 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
+
+from ..ports import free_port
 
 __all__ = [
     "ALERTMANAGER_TEMPLATE",
@@ -120,7 +121,7 @@ async def running_prometheus(
     if shutil.which("prometheus") is None:
         raise PrometheusError("prometheus is not installed (Debian: apt-get install prometheus)")
     _write_config(workdir, _config(targets, rules, interval, alertmanager))
-    port = port or _free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     with (workdir / "prometheus.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
@@ -150,12 +151,6 @@ async def _terminate(process: asyncio.subprocess.Process) -> None:
         except TimeoutError:
             process.kill()
             await process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def local_alertmanager_config(env: Mapping[str, str]) -> str:
@@ -198,7 +193,7 @@ async def running_alertmanager(
             "alertmanager is not installed (Debian: apt-get install prometheus-alertmanager)"
         )
     config = _write_alertmanager_config(workdir, os.environ if env is None else env)
-    port = port or _free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     with (workdir / "alertmanager.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
