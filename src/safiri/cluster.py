@@ -276,7 +276,8 @@ def haproxy_config(backends: Sequence[HAProxyBackend], stats_port: int | None = 
         "global",
         "  maxconn 4096",
         "defaults",
-        "  timeout connect 2s",
+        # On loopback a connect is instant; a refused one is retried after min(this, 1 s).
+        "  timeout connect 300ms",
         "  timeout client 60s",
         "  timeout server 60s",
         # A replica that refused the connection or closed it unanswered (it is restarting, or
@@ -313,7 +314,13 @@ def haproxy_config(backends: Sequence[HAProxyBackend], stats_port: int | None = 
             "  balance roundrobin",
         ]
         if b.mode == "http":
-            out += [f"  option httpchk GET {b.health}", "  http-reuse safe"]
+            out += [
+                f"  option httpchk GET {b.health}",
+                "  http-reuse safe",
+                # Keep the whole request, so that one sent to a replica that closed on its
+                # way out can be sent again to another (retry-on needs the body in hand).
+                "  option http-buffer-request",
+            ]
         for i, port in enumerate(b.servers):
             out.append(f"  server {b.name}-{i} 127.0.0.1:{port} check inter 1s fall 2 rise 1")
         out.append("")
