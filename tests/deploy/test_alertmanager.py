@@ -13,7 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+import yaml
 
+from safiri.chaos.prometheus import local_alertmanager_config
 from tests.conftest import eventually, free_port
 
 pytestmark = pytest.mark.deploy
@@ -158,3 +160,22 @@ async def test_a_provider_outage_inhibits_the_error_ratio_it_causes(alertmanager
     assert inhibited["SafiriHighErrorRatio"] != []
     assert inhibited["SafiriPaymentProviderFailing"] == []
     assert inhibited["SafiriQueueBacklogGrowing"] == []
+
+
+def test_make_ups_alertmanager_keeps_the_routing_and_drops_webhooks_nobody_set(
+    tmp_path: Path,
+) -> None:
+    unset = yaml.safe_load(local_alertmanager_config({}))
+    receivers = {r["name"]: r for r in unset["receivers"]}
+    assert set(receivers) == {"null", "pager", "chat"}
+    assert all("webhook_configs" not in r for r in receivers.values())
+    assert unset["inhibit_rules"] and unset["route"]["routes"]  # the shipped routing stays
+    hook = "http://127.0.0.1:9/pager"
+    paged = yaml.safe_load(local_alertmanager_config({"SAFIRI_PAGER_WEBHOOK_URL": hook}))
+    pager = next(r for r in paged["receivers"] if r["name"] == "pager")
+    assert pager["webhook_configs"][0]["url"] == hook
+    for name, text in (("unset", local_alertmanager_config({})), ("paged", yaml.safe_dump(paged))):
+        path = tmp_path / f"{name}.yml"
+        path.write_text(text)
+        checked = subprocess.run(["amtool", "check-config", str(path)], capture_output=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr

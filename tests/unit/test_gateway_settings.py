@@ -52,6 +52,7 @@ def test_the_gateway_refuses_to_start_without_api_keys(raw: str | None) -> None:
         ("SAFIRI_API_KEYS", "good,with space"),
         ("SAFIRI_RATE_LIMIT_PER_SECOND", "-1"),
         ("SAFIRI_RATE_LIMIT_BURST", "0"),
+        ("SAFIRI_RATE_LIMIT_STORAGE", "redis://127.0.0.1:6379"),  # not an async storage
     ],
 )
 def test_each_bad_value_is_named(name: str, value: str) -> None:
