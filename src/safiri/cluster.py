@@ -36,6 +36,7 @@ __all__ = [
     "RabbitNode",
     "haproxy_config",
     "rabbitmq_cluster",
+    "rabbitmqctl_command",
     "running_haproxy",
     "running_redis",
 ]
@@ -139,31 +140,27 @@ async def _as_rabbitmq(
             out.close()
 
 
-def _prepare_env_only(node: RabbitNode) -> dict[str, str]:
+def rabbitmqctl_command(node: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """``rabbitmqctl -q -n NODE ARGS`` run as the rabbitmq user (whose Erlang cookie the
+    nodes share), and the environment it needs (no rabbitmq-env.conf of the machine's)."""
     user = pwd.getpwnam(RABBITMQ_USER)
-    return {
+    env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": user.pw_dir,
         "LANG": "C.UTF-8",
-        "RABBITMQ_CONF_ENV_FILE": str(node.base / "etc" / "rabbitmq-env.conf"),
+        "RABBITMQ_CONF_ENV_FILE": "/dev/null",
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
     }
+    argv = ["runuser", "-u", RABBITMQ_USER, "--", str(RABBITMQ_BIN / "rabbitmqctl")]
+    return [*argv, "-q", "-n", node, *args], env
 
 
 async def ctl(node: RabbitNode, *args: str, timeout: float = 60.0) -> str:
     """``rabbitmqctl -n NODE ARGS`` as the rabbitmq user, returning what it printed."""
-    env = _prepare_env_only(node)
+    argv, env = rabbitmqctl_command(node.name, *args)
     process = await asyncio.create_subprocess_exec(
-        "runuser",
-        "-u",
-        RABBITMQ_USER,
-        "--",
-        str(RABBITMQ_BIN / "rabbitmqctl"),
-        "-q",
-        "-n",
-        node.name,
-        *args,
+        *argv,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

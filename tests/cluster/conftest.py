@@ -3,17 +3,14 @@ of three nodes of the run's own (never the machine's broker), with databases of 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from safiri.otlp import running_receiver
-from safiri.suite import Suite, drop_databases, isolated_config
-from tests.e2e.conftest import HOLD_TTL_SECONDS, Running, sample_sum
+from tests.e2e.conftest import Running, sample_sum, suite_running
 
 REPLICAS = 2
 NODES = 3
@@ -38,32 +35,19 @@ class Cluster(Running):
 
 @pytest_asyncio.fixture(scope="session")
 async def cluster(run_id: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    api_key = secrets.token_urlsafe(16)
-    log_dir = tmp_path_factory.mktemp("cluster")
-    async with running_receiver() as (spans, otlp_url):
-        config = isolated_config(
-            api_key=api_key,
-            database_prefix=f"safiri_test_{run_id}_cluster",
-            amqp_url="",  # the suite's own RabbitMQ nodes
-            log_dir=log_dir,
-            otlp_endpoint=otlp_url,
-            extra_env={
-                "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0.1",
-                "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
-                "SAFIRI_SWEEP_INTERVAL_SECONDS": "0.5",
-                "SAFIRI_SEED_DAYS": "3",
-                "SAFIRI_RECONCILE_AFTER_SECONDS": "1",
-                "SAFIRI_RECONCILE_INTERVAL_SECONDS": "0.5",
-                "SAFIRI_QUEUE_POLL_SECONDS": "0.5",
-            },
-        )
-        config.replicas, config.rabbitmq_nodes = REPLICAS, NODES
-        config.state_path = log_dir / "suite-state.json"
-        try:
-            async with Suite(config) as suite, aiohttp.ClientSession() as http:
-                yield Cluster(suite, spans, api_key, http)
-        finally:
-            await drop_databases(config)
+    async with (
+        running_receiver() as (spans, otlp_url),
+        suite_running(
+            f"safiri_test_{run_id}_cluster",
+            "",  # the suite's own RabbitMQ nodes
+            tmp_path_factory.mktemp("cluster"),
+            otlp_url,
+            replicas=REPLICAS,
+            rabbitmq_nodes=NODES,
+            SAFIRI_QUEUE_POLL_SECONDS="0.5",
+        ) as running,
+    ):
+        yield Cluster(running.suite, spans, running.api_key, running.http)
 
 
 def state_file(cluster: Cluster) -> Path:

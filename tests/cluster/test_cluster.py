@@ -231,8 +231,10 @@ async def test_one_trace_per_purchase_across_replicas_each_span_naming_its_repli
         async def whole(order_id: str = order_id) -> set[str] | None:
             trace_id = cluster.spans.trace_of_order(order_id)
             spans = cluster.spans.trace(trace_id) if trace_id else []
-            names = {s.name for s in spans}
-            return {s.service for s in spans} if "confirm_order" in names else None
+            services = {s.service for s in spans}
+            # Each service exports in batches of its own: wait for all four, not one step.
+            whole = {"gateway", "ticketing", "payment", "mpesa-simulator"} <= services
+            return services if whole and "confirm_order" in {s.name for s in spans} else None
 
         services = await eventually(whole, what=f"the whole trace of {order_id}")
         assert {"gateway", "ticketing", "payment", "mpesa-simulator"} <= services

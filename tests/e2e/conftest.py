@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from safiri.otlp import SpanStore, running_receiver
 from safiri.suite import Suite, SuiteConfig, drop_databases, isolated_config
-from tests.conftest import eventually
+from tests.conftest import eventually, own_vhost
 
 FINAL = {"CONFIRMED", "PAYMENT_FAILED", "EXPIRED"}
 HOLD_TTL_SECONDS = 8
@@ -150,9 +150,18 @@ def sample_sum(text: str, name: str, **labels: str) -> float:
 
 @asynccontextmanager
 async def suite_running(
-    name: str, amqp_url: str, log_dir: Path, otlp_endpoint: str, **extra_env: str
+    name: str,
+    amqp_url: str,
+    log_dir: Path,
+    otlp_endpoint: str,
+    *,
+    replicas: int = 1,
+    rabbitmq_nodes: int = 1,
+    **extra_env: str,
 ) -> AsyncIterator[Running]:
-    """The four processes on free ports with databases named ``name``, dropped afterwards."""
+    """The four processes on free ports with databases named ``name``, dropped afterwards
+    (``replicas`` of each service behind HAProxy, ``rabbitmq_nodes`` of its own: cluster
+    mode, with ``amqp_url`` empty)."""
     api_key = secrets.token_urlsafe(16)
     config = isolated_config(
         api_key=api_key,
@@ -171,11 +180,30 @@ async def suite_running(
             **extra_env,
         },
     )
+    config.replicas, config.rabbitmq_nodes = replicas, rabbitmq_nodes
+    config.state_path = log_dir / "suite-state.json"
     try:
         async with Suite(config) as suite, aiohttp.ClientSession() as http:
             yield Running(suite, SpanStore(), api_key, http)
     finally:
         await drop_databases(config)
+
+
+@asynccontextmanager
+async def suite_of_its_own(
+    run_id: str, purpose: str, log_dir: Path, **extra_env: str
+) -> AsyncIterator[Running]:
+    """A suite with a vhost, databases and an OTLP receiver of its own (``.spans``): in the
+    session's vhost the session's suite would consume its messages."""
+    with own_vhost(f"safiri-test-{run_id}-{purpose}") as amqp_url:
+        async with (
+            running_receiver() as (spans, otlp_url),
+            suite_running(
+                f"safiri_test_{run_id}_{purpose}", amqp_url, log_dir, otlp_url, **extra_env
+            ) as running,
+        ):
+            running.spans = spans
+            yield running
 
 
 @pytest_asyncio.fixture(scope="session")

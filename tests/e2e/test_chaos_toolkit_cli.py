@@ -16,9 +16,8 @@ import pytest
 from safiri.chaos.prometheus import experiment_prometheus
 from safiri.chaos.run import chaos_command
 from safiri.suite import SERVICES
-from tests.conftest import own_vhost
 
-from .conftest import suite_running
+from .conftest import suite_of_its_own
 
 pytestmark = pytest.mark.e2e
 
@@ -29,58 +28,52 @@ HOLD_SECONDS = 30
 async def test_chaos_run_plays_an_experiment_with_only_its_variables_set(
     run_id: str, tmp_path: Path
 ) -> None:
-    from safiri.otlp import running_receiver
 
-    # A vhost of the test's own: in the shared one the session's suite would take its messages.
-    with own_vhost(f"safiri-test-{run_id}-ctk") as amqp_url:
-        async with (
-            running_receiver() as (spans, otlp_url),
-            suite_running(
-                f"safiri_test_{run_id}_ctk",
-                amqp_url,
-                tmp_path / "logs",
-                otlp_url,
-                SAFIRI_HOLD_TTL_SECONDS=str(HOLD_SECONDS),  # no expiry on a busy machine
-            ) as s,
-        ):
-            targets = {service: f"127.0.0.1:{s.config.port(service)}" for service in SERVICES}
-            fast = {"rules": "fast", "rule_window": "10s", "rule_for": "2s"}
-            async with experiment_prometheus(targets, tmp_path, fast) as prometheus_url:
-                results = tmp_path / "results"
-                env = {
-                    **os.environ,
-                    "SAFIRI_CHAOS_GATEWAY_URL": f"http://127.0.0.1:{s.config.gateway_port}",
-                    "SAFIRI_CHAOS_SIMULATOR_URL": f"http://127.0.0.1:{s.config.mpesa_port}",
-                    "SAFIRI_CHAOS_PROMETHEUS_URL": prometheus_url,
-                    "SAFIRI_TICKETING_DATABASE_URL": s.config.database_url("ticketing"),
-                    "SAFIRI_PAYMENT_DATABASE_URL": s.config.database_url("payment"),
-                    "SAFIRI_GATEWAY_DATABASE_URL": s.config.database_url("gateway"),
-                    "SAFIRI_AMQP_URL": s.config.amqp_url,
-                    "SAFIRI_CHAOS_API_KEY": s.api_key,
-                    "SAFIRI_CHAOS_RESULTS_DIR": str(results),
-                    "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_SECONDS),
-                    "SAFIRI_CHAOS_RATE": "8",
-                    "SAFIRI_CHAOS_WARMUP_SECONDS": "2",
-                    "SAFIRI_CHAOS_FAULT_SECONDS": "4",
-                    "SAFIRI_CHAOS_ALERT_TIMEOUT_SECONDS": "30",
-                    "SAFIRI_CHAOS_RECOVERY_TIMEOUT_SECONDS": "30",
-                    "SAFIRI_CHAOS_LOAD_MAX_SECONDS": "60",
-                    "SAFIRI_CHAOS_TRIP_DAYS": "2",
-                    "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
-                }
-                env.pop("SAFIRI_API_KEYS", None)
-                process = await asyncio.create_subprocess_exec(
-                    *chaos_command(),
-                    "--no-version-check",
-                    "run",
-                    "--journal-path",
-                    str(tmp_path / "journal.json"),
-                    str(CHAOS / "duplicate-callbacks.json"),
-                    env=env,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
-                )
-                output, _ = await asyncio.wait_for(process.communicate(), 180)
+    async with suite_of_its_own(
+        run_id,
+        "ctk",
+        tmp_path / "logs",
+        SAFIRI_HOLD_TTL_SECONDS=str(HOLD_SECONDS),  # no expiry on a busy machine
+    ) as s:
+        spans = s.spans
+        targets = {service: f"127.0.0.1:{s.config.port(service)}" for service in SERVICES}
+        fast = {"rules": "fast", "rule_window": "10s", "rule_for": "2s"}
+        async with experiment_prometheus(targets, tmp_path, fast) as prometheus_url:
+            results = tmp_path / "results"
+            env = {
+                **os.environ,
+                "SAFIRI_CHAOS_GATEWAY_URL": f"http://127.0.0.1:{s.config.gateway_port}",
+                "SAFIRI_CHAOS_SIMULATOR_URL": f"http://127.0.0.1:{s.config.mpesa_port}",
+                "SAFIRI_CHAOS_PROMETHEUS_URL": prometheus_url,
+                "SAFIRI_TICKETING_DATABASE_URL": s.config.database_url("ticketing"),
+                "SAFIRI_PAYMENT_DATABASE_URL": s.config.database_url("payment"),
+                "SAFIRI_GATEWAY_DATABASE_URL": s.config.database_url("gateway"),
+                "SAFIRI_AMQP_URL": s.config.amqp_url,
+                "SAFIRI_CHAOS_API_KEY": s.api_key,
+                "SAFIRI_CHAOS_RESULTS_DIR": str(results),
+                "SAFIRI_HOLD_TTL_SECONDS": str(HOLD_SECONDS),
+                "SAFIRI_CHAOS_RATE": "8",
+                "SAFIRI_CHAOS_WARMUP_SECONDS": "2",
+                "SAFIRI_CHAOS_FAULT_SECONDS": "4",
+                "SAFIRI_CHAOS_ALERT_TIMEOUT_SECONDS": "30",
+                "SAFIRI_CHAOS_RECOVERY_TIMEOUT_SECONDS": "30",
+                "SAFIRI_CHAOS_LOAD_MAX_SECONDS": "60",
+                "SAFIRI_CHAOS_TRIP_DAYS": "2",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": str(s.config.otlp_endpoint),
+            }
+            env.pop("SAFIRI_API_KEYS", None)
+            process = await asyncio.create_subprocess_exec(
+                *chaos_command(),
+                "--no-version-check",
+                "run",
+                "--journal-path",
+                str(tmp_path / "journal.json"),
+                str(CHAOS / "duplicate-callbacks.json"),
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await asyncio.wait_for(process.communicate(), 180)
     text = output.decode(errors="replace")
     assert process.returncode == 0, text
     journal = json.loads((tmp_path / "journal.json").read_text())

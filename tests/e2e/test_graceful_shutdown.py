@@ -14,10 +14,9 @@ import asyncpg
 import pytest
 
 from safiri.chaos.invariants.ledger import read_ledger
-from safiri.otlp import running_receiver
-from tests.conftest import eventually, own_vhost
+from tests.conftest import eventually
 
-from .conftest import suite_running
+from .conftest import suite_of_its_own
 
 pytestmark = pytest.mark.e2e
 
@@ -28,60 +27,56 @@ DEADLINE_SECONDS = 10.0  # aiohttp's shutdown_timeout in safiri_web.runner
 async def test_on_sigterm_payment_finishes_its_messages_flushes_and_exits_0(
     run_id: str, tmp_path: Path
 ) -> None:
-    # A vhost of the test's own: in the shared one the session's suite would take its messages.
-    with own_vhost(f"safiri-test-{run_id}-sigterm") as amqp_url:
-        async with (
-            running_receiver() as (spans, otlp_url),
-            suite_running(f"safiri_test_{run_id}_sigterm", amqp_url, tmp_path, otlp_url) as s,
-        ):
-            trip = await s.add_trip(seats=10)
-            sim = f"http://127.0.0.1:{s.config.mpesa_port}"
-            # Every STK push takes 2 s to answer: the payments are in flight when SIGTERM comes.
-            async with s.http.put(
-                f"{sim}/simulator/faults", json={"latency_seconds": 2}, headers=ADMIN
-            ) as response:
-                assert response.status == 200
-            orders = []
-            for _ in range(3):
-                status, body, _ = await s.place_order(trip)
-                assert status == 202, body
-                orders.append(str(body["order_id"]))
+    async with suite_of_its_own(run_id, "sigterm", tmp_path) as s:
+        spans = s.spans
+        trip = await s.add_trip(seats=10)
+        sim = f"http://127.0.0.1:{s.config.mpesa_port}"
+        # Every STK push takes 2 s to answer: the payments are in flight when SIGTERM comes.
+        async with s.http.put(
+            f"{sim}/simulator/faults", json={"latency_seconds": 2}, headers=ADMIN
+        ) as response:
+            assert response.status == 200
+        orders = []
+        for _ in range(3):
+            status, body, _ = await s.place_order(trip)
+            assert status == 202, body
+            orders.append(str(body["order_id"]))
 
-            conn = await asyncpg.connect(s.config.database_url("payment"))
+        conn = await asyncpg.connect(s.config.database_url("payment"))
 
-            async def pushes_in_flight() -> bool | None:
-                # A payment is INITIATED while its push waits for the provider's answer.
-                waiting = await conn.fetchval(
-                    "SELECT count(*) FROM payments WHERE status = 'INITIATED'"
-                )
-                return True if waiting == 3 else None
+        async def pushes_in_flight() -> bool | None:
+            # A payment is INITIATED while its push waits for the provider's answer.
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM payments WHERE status = 'INITIATED'"
+            )
+            return True if waiting == 3 else None
 
-            try:
-                await eventually(pushes_in_flight, timeout=15, what="three pushes in flight")
-            finally:
-                await conn.close()
-            old = s.suite.processes["payment"]
-            sent = time.monotonic()
-            old.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(old.wait(), DEADLINE_SECONDS + 5)
-            took = time.monotonic() - sent
-            print(f"\npayment exited {code} {took:.1f} s after SIGTERM")
-            assert code == 0
-            assert took <= DEADLINE_SECONDS
-            async with s.http.delete(f"{sim}/simulator/faults", headers=ADMIN) as response:
-                assert response.status == 200
+        try:
+            await eventually(pushes_in_flight, timeout=15, what="three pushes in flight")
+        finally:
+            await conn.close()
+        old = s.suite.processes["payment"]
+        sent = time.monotonic()
+        old.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(old.wait(), DEADLINE_SECONDS + 5)
+        took = time.monotonic() - sent
+        print(f"\npayment exited {code} {took:.1f} s after SIGTERM")
+        assert code == 0
+        assert took <= DEADLINE_SECONDS
+        async with s.http.delete(f"{sim}/simulator/faults", headers=ADMIN) as response:
+            assert response.status == 200
 
-            for order_id in orders:
-                assert (await s.final_order(order_id, timeout=30))["status"] == "CONFIRMED"
-            ledger = await read_ledger(f"{sim}/simulator/ledger", "safiri-sim-admin")
-            assert ledger is not None
-            pushed = [e.account_reference for e in ledger.entries]
-            for order_id in orders:
-                # Finished before the exit, not redelivered to the restarted process: one push.
-                assert pushed.count(order_id[:12]) == 1, pushed
-            # The old process's spans were flushed on the way out: each order's push is traced.
-            for order_id in orders:
-                trace_id = spans.trace_of_order(order_id)
-                assert trace_id is not None
-                names = [span.name for span in spans.trace(trace_id)]
-                assert "provider.stk_push" in names, names
+        for order_id in orders:
+            assert (await s.final_order(order_id, timeout=30))["status"] == "CONFIRMED"
+        ledger = await read_ledger(f"{sim}/simulator/ledger", "safiri-sim-admin")
+        assert ledger is not None
+        pushed = [e.account_reference for e in ledger.entries]
+        for order_id in orders:
+            # Finished before the exit, not redelivered to the restarted process: one push.
+            assert pushed.count(order_id[:12]) == 1, pushed
+        # The old process's spans were flushed on the way out: each order's push is traced.
+        for order_id in orders:
+            trace_id = spans.trace_of_order(order_id)
+            assert trace_id is not None
+            names = [span.name for span in spans.trace(trace_id)]
+            assert "provider.stk_push" in names, names

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import asyncpg
 
+from ..cluster import rabbitmqctl_command
 from .events import FAULT_HEALED, FAULT_INJECTED
 from .target import Target
 
@@ -314,21 +315,8 @@ def _rabbit(configuration: Config, node: int) -> dict[str, Any]:
 
 
 def _rabbitmqctl(node: str, command: str, timeout: float = 120) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/var/lib/rabbitmq",
-        "LANG": "C.UTF-8",
-        "RABBITMQ_CONF_ENV_FILE": "/dev/null",
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-    }
-    ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
-    done = subprocess.run(
-        ["runuser", "-u", "rabbitmq", "--", ctl, "-q", "-n", node, command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    argv, env = rabbitmqctl_command(node, command)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         raise RuntimeError(
             f"rabbitmqctl -n {node} {command}: {(done.stderr or done.stdout).strip()}"

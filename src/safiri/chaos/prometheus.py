@@ -122,25 +122,15 @@ async def running_prometheus(
         raise PrometheusError("prometheus is not installed (Debian: apt-get install prometheus)")
     _write_config(workdir, _config(targets, rules, interval, alertmanager))
     port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (workdir / "prometheus.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            "prometheus",
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-    try:
-        await _wait_ready(url, process, workdir / "prometheus.log", ready_timeout)
-        if on_started is not None:
-            on_started(process.pid, port)
+    argv = [
+        "prometheus",
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    async with _serving(argv, workdir / "prometheus.log", port, ready_timeout, on_started) as url:
         yield url
-    finally:
-        await _terminate(process)
 
 
 async def _terminate(process: asyncio.subprocess.Process) -> None:
@@ -194,21 +184,35 @@ async def running_alertmanager(
         )
     config = _write_alertmanager_config(workdir, os.environ if env is None else env)
     port = port or free_port()
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # one instance: no gossip port to collide on
+        "--log.level=warn",
+    ]
+    async with _serving(argv, workdir / "alertmanager.log", port, ready_timeout, on_started) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    argv: list[str],
+    log_path: Path,
+    port: int,
+    ready_timeout: float,
+    on_started: Callable[[int, int], None] | None,
+) -> AsyncIterator[str]:
+    """``argv`` (Prometheus or Alertmanager) until ``/-/ready`` answers on ``port``; its URL.
+    ``on_started(pid, port)`` is told where it runs; the process is stopped on exit."""
     url = f"http://127.0.0.1:{port}"
-    with (workdir / "alertmanager.log").open("wb") as log:
+    with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # one instance: no gossip port to collide on
-            "--log.level=warn",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
         )
     try:
-        await _wait_ready(url, process, workdir / "alertmanager.log", ready_timeout)
+        await _wait_ready(url, process, log_path, ready_timeout)
         if on_started is not None:
             on_started(process.pid, port)
         yield url
