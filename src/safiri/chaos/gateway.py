@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -62,13 +63,17 @@ class Buyer:
                 f"{self._api}/orders", json=body, headers=headers, timeout=self._timeout
             ) as response:
                 status = response.status
-                answer: dict[str, Any] = await response.json(content_type=None) or {}
+                text = await response.text()
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             return record("unknown", process, key, trip_id=trip_id, error=repr(exc))
-        if status == 202:
+        try:
+            answer: dict[str, Any] = json.loads(text) if text else {}
+        except ValueError:  # not the gateway's JSON: a proxy's error page, say; keep its start
+            answer = {"detail": " ".join(text.split())[:120]}
+        if status == 202 and "order_id" in answer:
             return record("ok", process, key, trip_id=trip_id, order_id=answer["order_id"])
         error = str(answer.get("title") or answer.get("detail") or "")
-        if status >= 500:
+        if status >= 500 or status == 202:  # a 202 without its order: accepted, not known
             return record("unknown", process, key, trip_id=trip_id, status=status, error=error)
         return record("fail", process, key, trip_id=trip_id, status=status, error=error)
 

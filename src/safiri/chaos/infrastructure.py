@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import os
 import signal
@@ -222,7 +224,11 @@ def rolling_restart(
     timeout_seconds: float | str = 60,
 ) -> dict[str, Any]:
     """SIGTERM one replica at a time, as a Kubernetes rolling update does: each must exit by
-    itself (finishing its requests and messages) and be back and ready before the next goes.
+    itself (finishing its requests and messages) and be back and ready before the next goes --
+    ready in its own ``/readyz`` and, where a load balancer fronts the service, back in its
+    rotation (as a rolling update waits for the pod to be among the endpoints again): stopping
+    the next replica while the balancer still counts the last one out leaves it nowhere to
+    send requests.
 
     Fails when a replica exits other than cleanly (its exit code), or is not back in time.
     """
@@ -238,7 +244,12 @@ def rolling_restart(
             deadline = started + float(timeout_seconds)
             while True:
                 now = _replica(state, service, int(entry["replica"]))
-                if now and now.get("pid") not in (None, entry["pid"]) and _ready(int(now["port"])):
+                if (
+                    now
+                    and now.get("pid") not in (None, entry["pid"])
+                    and _ready(int(now["port"]))
+                    and _balanced(state, service, int(entry["replica"]))
+                ):
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{service}-{entry['replica']} not back within the deadline")
@@ -362,6 +373,29 @@ def _ready(port: int, path: str = "/readyz") -> bool:
             return bool(answer.status == 200)
     except (OSError, ValueError):
         return False
+
+
+def _balanced(state: Path, service: str, replica: int) -> bool:
+    """Whether the suite's HAProxy (if it runs one) counts replica ``replica`` of ``service``
+    as UP (its server ``<service>-<replica>`` in backend ``<service>_replicas``)."""
+    processes: list[dict[str, Any]] = json.loads(state.read_text())["processes"]
+    haproxy = next((p for p in processes if p["role"] == "haproxy"), None)
+    if haproxy is None:
+        return True
+    try:
+        url = f"http://127.0.0.1:{haproxy['port']}/stats;csv"
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            text = answer.read().decode()
+    except (OSError, ValueError):
+        return False
+    backend = f"{service}_replicas"
+    rows = [
+        r for r in csv.DictReader(io.StringIO(text.removeprefix("# "))) if r["pxname"] == backend
+    ]
+    if not rows:
+        return True  # a service the balancer does not front is in no rotation to wait for
+    mine = [r for r in rows if r["svname"] == f"{service}-{replica}"]
+    return bool(mine) and mine[0]["status"].startswith("UP")
 
 
 # ---- helpers ----------------------------------------------------------------------------------
