@@ -2,9 +2,8 @@
 # Make sure RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) answer.
 # Starts them when they are installed but stopped; with --install, installs them when missing.
 # With --test, also makes sure promtool, amtool and prometheus-alertmanager (Debian's
-# prometheus packages), headless Chromium and docker-compose (to validate docker-compose.yml)
-# are there. With --monitoring (make up), Prometheus and Alertmanager; with --cluster
-# (make up-cluster) HAProxy too.
+# prometheus packages) and headless Chromium are there. With --monitoring (make up),
+# Prometheus and Alertmanager; with --cluster (make up-cluster) HAProxy too.
 set -euo pipefail
 
 install=0
@@ -73,7 +72,4 @@ if { [ "$tools" = 1 ] || [ "$cluster" = 1 ]; } && ! command -v redis-server >/de
 fi
 if [ "$tools" = 1 ] && ! command -v chromium >/dev/null; then
   need_apt chromium
-fi
-if [ "$tools" = 1 ] && ! command -v docker-compose >/dev/null; then
-  need_apt docker-compose
 fi

@@ -1,17 +1,23 @@
 """docker-compose.yml and the configuration it mounts, checked without a Docker engine.
 
-The compose file is validated by Debian's docker-compose (it needs no engine for `config`);
-everything else is read with PyYAML and cross-referenced: pinned images, healthchecks,
-start order, mounted files, the paths each program is told to read, Prometheus's scrape jobs,
-the collector's pipelines. `promtool` checks prometheus.yml with the rules it loads.
+The compose file is validated against the Compose Specification's JSON schema (the copy
+check-jsonschema carries), as written and after compose's variable interpolation, which is
+re-implemented here to prove that compose refuses to start without each secret. Everything
+else is read with PyYAML and cross-referenced: pinned images, the Prometheus and Alertmanager
+versions against the Debian ones that prove the rules and routes, healthchecks, start order,
+mounted files, the paths each program is told to read, Prometheus's scrape jobs, the
+collector's pipelines. `promtool` checks prometheus.yml with the rules it loads.
 """
 
 from __future__ import annotations
 
-import os
+import copy
+import json
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -128,45 +134,316 @@ def _flag(service: str, name: str) -> str:
     return values[0]
 
 
-# ---------------------------------------------------------------------------- docker-compose
+# ---------------------------------------------------------------------------- schema
 
 
-def _docker_compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    if shutil.which("docker-compose") is None:
-        pytest.fail(
-            "docker-compose is not installed: apt-get install -y docker-compose"
-            " (it validates the file without a Docker engine)"
-        )
-    clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
-    return subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE_FILE), *args],
-        env={**clean, **env},
-        cwd=ROOT,
+def _broken(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    compose = copy.deepcopy(COMPOSE)
+    change(compose)
+    return compose
+
+
+# Copies of the compose file with one mistake each, and the word the rejection must name.
+BROKEN: dict[str, tuple[dict[str, Any], str]] = {
+    "unknown-top-level-key": (_broken(lambda c: c.update(networkz={})), "networkz"),
+    "misspelt-service-key": (
+        _broken(lambda c: c["services"]["prometheus"].update(healthchek={"test": ["NONE"]})),
+        "healthchek",
+    ),
+    "unknown-depends-on-condition": (
+        _broken(
+            lambda c: c["services"]["grafana"]["depends_on"]["prometheus"].update(
+                condition="service_ready"
+            )
+        ),
+        "service_ready",
+    ),
+    "ports-not-a-list": (
+        _broken(lambda c: c["services"]["grafana"].update(ports="127.0.0.1:3000:3000")),
+        "not of type 'array'",
+    ),
+}
+
+
+class MissingVariableError(Exception):
+    """Compose refuses the file: a ``${NAME:?message}`` variable is unset or empty."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"required variable {name} is missing a value: {message}")
+        self.name = name
+
+
+def _substitute(name: str, rest: str, value: str | None) -> str:
+    """One ``${name<rest>}`` as compose interpolates it (``None``: the variable is unset)."""
+    if rest == "":
+        return value or ""
+    operator = rest[:2] if rest.startswith(":") else rest[:1]
+    argument = rest[len(operator) :]
+    unset_or_empty = value is None or (operator.startswith(":") and value == "")
+    if operator in {"?", ":?"}:
+        if unset_or_empty:
+            raise MissingVariableError(name, argument)
+        return str(value)
+    if operator in {"-", ":-"}:
+        return argument if unset_or_empty else str(value)
+    if operator in {"+", ":+"}:
+        return "" if unset_or_empty else argument
+    raise AssertionError(f"${{{name}{rest}}}: not a compose interpolation")
+
+
+REFERENCE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _interpolate(value: Any, env: dict[str, str]) -> Any:
+    """The compose file's values after compose's variable interpolation (compose spec,
+    "Interpolation"): ``$$``, ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
+    ``${VAR:?message}``, ``${VAR?message}``, ``${VAR:+alt}``, ``${VAR+alt}``. Keys and comments
+    are left alone, as compose leaves them."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        escaped, name, rest, bare = match.groups()
+        if escaped:
+            return "$"
+        if bare:
+            return env.get(bare, "")
+        return _substitute(name, rest, env.get(name))
+
+    assert "$" not in REFERENCE.sub("", value), f"{value!r}: a `$` compose cannot interpolate"
+    return REFERENCE.sub(one, value)
+
+
+def _references(text: str) -> list[tuple[str, str]]:
+    """Every ``${NAME...}`` and ``$NAME`` in the compose file: (name, what follows the name)."""
+    return [
+        (name or bare, rest) for escaped, name, rest, bare in REFERENCE.findall(text) if not escaped
+    ]
+
+
+def _not_required(text: str) -> list[str]:
+    """The references that let compose start without the variable (a default, an alternative,
+    or a plain ``${NAME}``/``$NAME`` that becomes empty)."""
+    return [f"${{{name}{rest}}}" for name, rest in _references(text) if not rest.startswith(":?")]
+
+
+def _check_jsonschema(paths: list[Path]) -> dict[Path, list[str]]:
+    """Validate ``paths`` against the Compose Specification's JSON schema, in one run of
+    check-jsonschema (its vendored ``compose-spec.json``); the errors found in each file."""
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "--output-format",
+            "json",
+            *map(str, paths),
+        ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
+    assert checked.returncode in {0, 1}, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert not report.get("parse_errors"), report["parse_errors"]
+    errors: dict[Path, list[str]] = {path: [] for path in paths}
+    for error in report.get("errors", []):
+        found = [error["message"], error.get("best_deep_match", {}).get("message", "")]
+        errors[Path(error["filename"])].append(
+            f"{error['path']}: {' / '.join(filter(None, found))}"
+        )
+    assert (checked.returncode == 0) == (not any(errors.values())), checked.stdout
+    return errors
 
 
-def test_docker_compose_accepts_the_file() -> None:
-    checked = _docker_compose("config", "-q", env=SECRETS)
-    assert checked.returncode == 0, checked.stderr
+@pytest.fixture(scope="module")
+def schema_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """The schema's verdict on the compose file, on it after interpolation, on a YAML round
+    trip of it (the broken copies are written the same way) and on each broken copy."""
+    folder = tmp_path_factory.mktemp("compose")
+    documents = {
+        "interpolated": _interpolate(COMPOSE, SECRETS),
+        "round-trip": COMPOSE,
+        **{case: compose for case, (compose, _) in BROKEN.items()},
+    }
+    paths = {"docker-compose.yml": COMPOSE_FILE}
+    for case, document in documents.items():
+        paths[case] = folder / f"{case}.yml"
+        paths[case].write_text(yaml.safe_dump(document, sort_keys=False))
+    errors = _check_jsonschema(list(paths.values()))
+    return {case: errors[path] for case, path in paths.items()}
+
+
+@pytest.mark.parametrize("case", ["docker-compose.yml", "interpolated", "round-trip"])
+def test_the_compose_file_follows_the_compose_specification(
+    case: str, schema_errors: dict[str, list[str]]
+) -> None:
+    assert schema_errors[case] == []
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_the_schema_check_rejects_a_broken_compose_file(
+    case: str, schema_errors: dict[str, list[str]]
+) -> None:
+    _, named = BROKEN[case]
+    assert schema_errors[case], f"{case}: the broken copy passed the schema"
+    assert named in "\n".join(schema_errors[case]), schema_errors[case]
+
+
+# Compose accepts any string as a restart policy (the schema types it as a string); Docker
+# refuses the container only when it is created.
+RESTART_POLICY = re.compile(r"no|always|unless-stopped|on-failure(:\d+)?")
+
+
+def _bad_restart_policies(compose: dict[str, Any]) -> list[str]:
+    return [
+        f"{name}: restart {spec['restart']!r}"
+        for name, spec in compose["services"].items()
+        if "restart" in spec and not RESTART_POLICY.fullmatch(str(spec["restart"]))
+    ]
+
+
+def test_every_restart_policy_is_one_docker_knows() -> None:
+    assert _bad_restart_policies(COMPOSE) == []
+    broken = _broken(lambda c: c["services"]["prometheus"].update(restart="sometimes"))
+    assert _bad_restart_policies(broken) == ["prometheus: restart 'sometimes'"]
+
+
+# ---------------------------------------------------------------------------- secrets
+
+
+def test_compose_interpolates_every_secret_it_is_given() -> None:
+    interpolated = _interpolate(COMPOSE, SECRETS)
+    assert "${" not in json.dumps(interpolated)
+    gateway = interpolated["services"]["gateway"]["environment"]
+    assert gateway["SAFIRI_API_KEYS"] == SECRETS["SAFIRI_API_KEYS"]
+    password = SECRETS["SAFIRI_POSTGRES_PASSWORD"]
+    assert f"safiri:{password}@postgres" in str(interpolated["services"]["payment"])
 
 
 @pytest.mark.parametrize("secret", sorted(SECRETS))
-def test_compose_refuses_to_start_without_each_secret(secret: str) -> None:
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_each_secret(secret: str, value: str | None) -> None:
     env = {k: v for k, v in SECRETS.items() if k != secret}
-    checked = _docker_compose("config", "-q", env=env)
-    assert checked.returncode != 0
-    assert secret in checked.stderr
+    if value is not None:
+        env[secret] = value
+    with pytest.raises(MissingVariableError) as refused:
+        _interpolate(COMPOSE, env)
+    assert refused.value.name == secret
 
 
 def test_no_variable_has_a_default_in_the_compose_file() -> None:
-    references = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}", COMPOSE_FILE.read_text())
-    assert references
-    for name, rest in references:
-        assert rest.startswith(":?"), f"${{{name}{rest}}} must be required (:?), not defaulted"
+    text = COMPOSE_FILE.read_text()
+    assert _references(text)
+    assert _not_required(text) == [], "every variable must be required (${NAME:?message})"
+    for name, _ in _references(text):
         assert name in SECRETS, f"{name} is required but not listed in SECRETS"
+
+
+def test_the_secret_checks_fail_when_a_secret_gets_a_default() -> None:
+    text = COMPOSE_FILE.read_text()
+    defaulted, count = re.subn(
+        r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]*\}", "${GRAFANA_ADMIN_PASSWORD:-admin}", text
+    )
+    assert count == 1
+    assert _not_required(defaulted) == ["${GRAFANA_ADMIN_PASSWORD:-admin}"]
+    env = {k: v for k, v in SECRETS.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    started = _interpolate(yaml.safe_load(defaulted), env)  # no MissingVariableError
+    assert started["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "admin"
+
+
+# ---------------------------------------------------------------------------- versions
+
+
+def _version(text: str, what: str) -> tuple[int, int, int]:
+    match = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", text)
+    assert match, f"no version in {what}: {text!r}"
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def _installed(*command: str) -> str:
+    if shutil.which(command[0]) is None:
+        pytest.fail(
+            f"{command[0]} is not installed (Debian: apt-get install -y prometheus"
+            " prometheus-alertmanager; scripts/deps.sh --install --test does it)"
+        )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def _image_version(service: str, image: str) -> tuple[int, int, int]:
+    name, _, tag = SERVICES[service]["image"].rpartition(":")
+    assert name == image, f"{service}: runs {name}, not {image}"
+    return _version(tag, f"{service}'s image tag")
+
+
+def test_compose_runs_the_prometheus_major_version_the_rule_tests_prove() -> None:
+    """The rules, the dashboards' queries and prometheus.yml are proven by Debian's Prometheus
+    (promtool test rules, check config, a real server): compose must run the same major version.
+
+    Only the major version must match, not the minor: Prometheus keeps PromQL, rule and
+    configuration files and flags stable within a major version (prometheus.io/docs/prometheus/
+    latest/stability), so what 2.42 proves holds on the last 2.x (2.55.1, with 2.43-2.55's
+    fixes); 3.0 broke them (regex `.` matching newlines, `le`/`quantile` label values
+    normalised, left-open range selectors, feature flags removed). The image may be newer
+    within the major version, never older than the Prometheus that proved the rules.
+    """
+    tested = _version(_installed("promtool", "--version"), "promtool --version")
+    shipped = _image_version("prometheus", "prom/prometheus")
+    assert shipped[0] == tested[0], f"compose runs Prometheus {shipped}, the tests prove {tested}"
+    assert shipped[:2] >= tested[:2], f"compose's Prometheus {shipped} is older than {tested}"
+
+
+def test_compose_runs_the_alertmanager_version_the_routing_tests_prove() -> None:
+    """Alertmanager is 0.x: a minor release may change the configuration, so compose runs the
+    major.minor of the Debian Alertmanager and amtool that test the routing (the image may
+    carry a later patch release of it)."""
+    tested = _version(_installed("amtool", "--version"), "amtool --version")
+    shipped = _image_version("alertmanager", "prom/alertmanager")
+    assert shipped[:2] == tested[:2], f"compose runs Alertmanager {shipped}, tests prove {tested}"
+    assert shipped >= tested
+
+
+def _help_flags(help_text: str) -> set[str]:
+    """The flags a kingpin ``--help`` lists (two to six spaces in; descriptions are deeper)."""
+    return set(re.findall(r"^ {2,6}(?:-\w, )?(--[\w.-]*\w)", help_text, re.M))
+
+
+def test_compose_gives_prometheus_only_flags_and_features_the_tested_version_has() -> None:
+    """Every flag and --enable-feature is one the Prometheus the tests run knows: a flag of
+    another version stops the server (3.x's --web.enable-otlp-receiver on 2.x) and an unknown
+    feature is only logged, the feature left off (2.x's otlp-write-receiver on 3.x)."""
+    help_text = _installed("prometheus", "--help")
+    flags = [w for w in _words("prometheus") if w.startswith("--")]
+    assert flags
+    unknown = {f.split("=", 1)[0] for f in flags} - _help_flags(help_text)
+    assert not unknown, f"the tested (Debian's) Prometheus has no {unknown}"
+    valid = re.search(r"Valid options:(.*?)\.\s+See", " ".join(help_text.split()))
+    assert valid, "prometheus --help no longer lists its features"
+    known = {f.strip().removesuffix(" (DEPRECATED)") for f in valid[1].split(",")}
+    wanted = {
+        feature
+        for flag in flags
+        if flag.startswith("--enable-feature=")
+        for feature in flag.split("=", 1)[1].split(",")
+    }
+    assert wanted <= known, f"features the tested Prometheus does not have: {wanted - known}"
+
+
+def test_compose_gives_alertmanager_only_flags_the_tested_version_has() -> None:
+    """The flags after /bin/alertmanager in compose's start command, against Debian's."""
+    words = _words("alertmanager")
+    flags = {w.split("=", 1)[0] for w in words[words.index("/bin/alertmanager") + 1 :]}
+    assert flags and all(f.startswith("--") for f in flags), flags
+    unknown = flags - _help_flags(_installed("prometheus-alertmanager", "--help"))
+    assert not unknown, f"the tested (Debian's) Alertmanager has no {unknown}"
 
 
 # ---------------------------------------------------------------------------- YAML
