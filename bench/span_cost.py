@@ -10,8 +10,8 @@ time, the exporter thread included (``time.process_time``), until every span has
 - ``sdk_discard``: the SDK records the spans and the batch processor hands them to an exporter
   that drops them (creation and queueing only);
 - ``sdk_encode``: as above, and the exporter encodes each batch with the SDK's OTLP encoder;
-- ``wire_encode``: as above, encoded by ``safiri_telemetry._otlp_wire`` instead (what ships);
-- ``otlp_http``: the shipped pipeline, OTLP/HTTP to a discarding endpoint in another process.
+- ``otlp_http``: the shipped pipeline (the SDK's OTLP/HTTP exporter) to a discarding endpoint
+  in another process.
 
 Figures (µs of CPU per span, and the machine) go to bench/results/span_cost.json.
 """
@@ -39,7 +39,6 @@ from prometheus_client import CollectorRegistry
 from safiri_telemetry import _tracing, business_span
 from safiri_telemetry._config import TelemetryConfig
 from safiri_telemetry._export import DroppedSpans
-from safiri_telemetry._otlp_wire import encode_spans as wire_encode
 from safiri_telemetry._tracing import build_resource, build_tracer_provider
 
 ROOT = Path(__file__).resolve().parent
@@ -60,8 +59,6 @@ class Discard(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self.encode == "sdk":
             encode_spans(spans).SerializeToString()
-        elif self.encode == "wire":
-            wire_encode(spans)
         self.exported += len(spans)
         return SpanExportResult.SUCCESS
 
@@ -87,7 +84,7 @@ def _provider(variant: str, endpoint: str | None) -> tuple[TracerProvider | None
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint or "", "OTEL_BSP_MAX_QUEUE_SIZE": "100000"}
         config = TelemetryConfig.from_env("bench", "0", env)
         return build_tracer_provider(config, dropped=DroppedSpans(CollectorRegistry())), None
-    exporter = Discard(encode={"sdk_encode": "sdk", "wire_encode": "wire"}.get(variant))
+    exporter = Discard(encode={"sdk_encode": "sdk"}.get(variant))
     provider = TracerProvider(resource=build_resource(TelemetryConfig.from_env("bench", "0", {})))
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
     return provider, exporter
@@ -111,7 +108,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    variants = ["disabled", "sdk_discard", "sdk_encode", "wire_encode", "otlp_http"]
+    variants = ["disabled", "sdk_discard", "sdk_encode", "otlp_http"]
     figures: dict[str, list[float]] = {v: [] for v in variants}
     port = 4399
     sink = subprocess.Popen([sys.executable, str(ROOT / "otlp_sink.py"), str(port)])

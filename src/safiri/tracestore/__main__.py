@@ -8,7 +8,7 @@ from aiohttp import web
 from loguru import logger
 
 from safiri_telemetry import ConfigError, Telemetry
-from safiri_web import SettingsError, exit_on_bad_settings
+from safiri_web import SettingsError, exit_on_bad_settings, log_level
 
 from .app import create_app
 from .settings import StoreSettings
@@ -20,7 +20,10 @@ def main() -> None:
         # JSON logs like every Safiri process, but no tracing: the store's own spans would
         # be exported to itself, one export per export.
         Telemetry.setup(
-            "trace-store", env={**os.environ, "OTEL_SDK_DISABLED": "true"}, install_global=False
+            "trace-store",
+            env={**os.environ, "OTEL_SDK_DISABLED": "true"},
+            install_global=False,
+            log_level=log_level(),
         )
     except (SettingsError, ConfigError) as exc:
         exit_on_bad_settings(exc)

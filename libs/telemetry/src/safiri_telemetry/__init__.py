@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from ._aiohttp import client_session as _client_session
 from ._aiohttp import metrics_handler as _metrics_handler
 from ._aiohttp import route_template, server_middleware
-from ._config import BatchSettings, ConfigError, TelemetryConfig
+from ._config import LOG_LEVELS, BatchSettings, ConfigError, TelemetryConfig
 from ._export import DroppedSpans
 from ._logging import configure_logging
 from ._messaging import (
@@ -49,6 +49,7 @@ from ._tracing import (
 __all__ = [
     "DEFAULT_EXCHANGE",
     "LATENCY_BUCKETS",
+    "LOG_LEVELS",
     "BatchSettings",
     "ConfigError",
     "ConnectionPool",
@@ -104,21 +105,35 @@ class Telemetry:
         service_name: str,
         *,
         service_version: str = "0.1.0",
+        log_level: str = "INFO",
         env: Mapping[str, str] | None = None,
         span_processor: SpanProcessor | None = None,
         log_stream: TextIO | None = None,
         install_global: bool = True,
         export_logs: bool | None = None,
+        configure_logs: bool = True,
     ) -> Telemetry:
-        """Configure tracing, metrics and logging from the ``OTEL_*`` variables.
+        """Configure tracing, metrics and logging from the standard ``OTEL_*`` variables
+        (``env``, else the process environment); no other variable is read.
 
         Raises ``ConfigError`` naming the variable when a value is unusable.
-        ``install_global=False`` leaves the process-wide tracer provider alone (tests).
-        Log records are exported over OTLP too unless ``OTEL_LOGS_EXPORTER=none``;
+        Log records are exported too as ``OTEL_LOGS_EXPORTER`` says (OTLP by default);
         ``export_logs`` overrides that (by default, only when spans are exported for real).
+
+        What this changes in the process, all of it here:
+
+        - with ``install_global`` (the default), the global tracer provider is this one;
+        - with ``configure_logs`` (the default), loguru's handlers are replaced by one JSON
+          sink on ``log_stream`` (stdout) at ``log_level`` that adds the trace's ids, the
+          standard library's root logger is routed into it (``logging.basicConfig(force=
+          True)``), and the ``aiormq`` and ``aio_pika`` loggers are raised to WARNING;
+        - when log records are exported, a loguru sink is added for them;
+        - the OTLP exporters' own loggers are quietened: their per-batch failures are
+          counted and reported once per interval instead (``telemetry_export_failures_total``).
         """
-        config = TelemetryConfig.from_env(service_name, service_version, env)
-        configure_logging(config.service_name, config.log_level, log_stream)
+        config = TelemetryConfig.from_env(service_name, service_version, env, log_level=log_level)
+        if configure_logs:
+            configure_logging(config.service_name, config.log_level, log_stream)
         registry = CollectorRegistry()
         dropped = DroppedSpans(registry, destination=config.traces_endpoint)
         provider: TracerProvider | None = None
@@ -129,12 +144,9 @@ class Telemetry:
         logger_provider: LoggerProvider | None = None
         if export_logs is None:
             export_logs = span_processor is None
-        if export_logs and provider is not None and config.logs_endpoint is not None:
-            logger_provider = build_logger_provider(
-                provider.resource,
-                config.logs_endpoint,
-                config.batch.export_timeout_millis / 1000,
-            )
+        if export_logs and provider is not None:
+            logger_provider = build_logger_provider(provider.resource, config)
+        if logger_provider is not None:
             logger.add(
                 OtlpLogSink(logger_provider),
                 level=config.log_level,
@@ -143,6 +155,7 @@ class Telemetry:
             )
         logger.bind(
             otel_sdk_disabled=config.sdk_disabled,
+            traces_exporters=list(config.traces_exporters),
             traces_endpoint=config.traces_endpoint,
             span_queue=config.batch.max_queue_size,
         ).info("telemetry configured")
@@ -170,7 +183,8 @@ class Telemetry:
         closed before that.
         """
         app.middlewares.insert(0, self.middleware)
-        app.router.add_get(metrics_path, self.metrics_handler)
+        if "prometheus" in self.config.metrics_exporters:  # not with OTEL_METRICS_EXPORTER=none
+            app.router.add_get(metrics_path, self.metrics_handler)
         app.on_cleanup.append(self._shutdown_on_cleanup)
         return app
 

@@ -1,44 +1,76 @@
-"""Strict parsing of the standard ``OTEL_*`` variables that Safiri interprets itself."""
+"""The standard ``OTEL_*`` variables, read once and parsed as the specification says.
+
+https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/ and the OTLP
+exporter's https://opentelemetry.io/docs/specs/otel/protocol/exporter/. Where a value cannot be
+used, ``ConfigError`` names the variable; booleans follow the specification exactly (only
+``true``, in any case, is true; anything else is false, with a warning unless it is ``false``
+or empty). The library reads no variable of its own.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["BatchSettings", "ConfigError", "TelemetryConfig"]
+from opentelemetry.util.re import parse_env_headers
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
+__all__ = ["LOG_LEVELS", "BatchSettings", "ConfigError", "OtlpSettings", "TelemetryConfig"]
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+PROTOCOLS = ("http/protobuf", "grpc")
+_DEFAULT_BASE = {"http/protobuf": "http://127.0.0.1:4318", "grpc": "http://127.0.0.1:4317"}
+_PATHS = {"traces": "/v1/traces", "logs": "/v1/logs"}
+EXPORTERS = {
+    "traces": ("otlp", "console", "none"),
+    "logs": ("otlp", "console", "none"),
+    # Metrics are pulled by Prometheus from GET /metrics (prometheus-client): nothing pushes them.
+    "metrics": ("prometheus", "none"),
+}
+_DEFAULT_EXPORTER = {"traces": "otlp", "logs": "otlp", "metrics": "prometheus"}
 
 
 class ConfigError(ValueError):
     """A configuration variable holds a value that cannot be used; the message names it."""
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    """The specification's boolean: ``true`` (any case) is true, everything else false."""
     raw = env.get(name)
     if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
         return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+    value = raw.strip().lower()
+    if value == "true":
+        return True
+    if value not in ("false", ""):
+        warnings.warn(
+            f"{name}={raw!r} is not true or false; read as false, as the specification says",
+            stacklevel=3,
+        )
+    return False
 
 
-def _url(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name, "").strip() or default
+def _get(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    """The first of ``names`` that is set to something, with its value."""
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def _url(name: str, raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(f"{name}={raw!r} is not an http(s) URL such as http://127.0.0.1:4318")
-    return raw.rstrip("/")
+    return raw
 
 
 def _attributes(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """``key=value,...`` with percent-encoded values (W3C Baggage octets), decoded."""
     raw = env.get(name, "").strip()
     out: dict[str, str] = {}
     if not raw:
@@ -47,7 +79,7 @@ def _attributes(env: Mapping[str, str], name: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{name} item {item!r} is not key=value")
-        out[key.strip()] = value.strip()
+        out[key.strip()] = unquote(value.strip())
     return out
 
 
@@ -59,6 +91,61 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, unit: str) ->
     if not (value.isascii() and value.isdigit()) or int(value) <= 0:
         raise ConfigError(f"{name}={raw!r} is not a positive whole number of {unit}")
     return int(value)
+
+
+def _exporters(env: Mapping[str, str], signal: str) -> tuple[str, ...]:
+    """``OTEL_<SIGNAL>_EXPORTER``: a comma-separated list; ``none`` alone means no exporter."""
+    name = f"OTEL_{signal.upper()}_EXPORTER"
+    raw = env.get(name, "").strip().lower() or _DEFAULT_EXPORTER[signal]
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    allowed = EXPORTERS[signal]
+    for n in names:
+        if n not in allowed:
+            why = " (metrics are pulled by Prometheus from /metrics)" if signal == "metrics" else ""
+            raise ConfigError(f"{name}={raw!r}: {n!r} is not one of {', '.join(allowed)}{why}")
+    if "none" in names and len(names) > 1:
+        raise ConfigError(f"{name}={raw!r}: none cannot be combined with an exporter")
+    return () if names == ("none",) else names
+
+
+@dataclass(frozen=True)
+class OtlpSettings:
+    """Where and how one signal is exported over OTLP (``OTEL_EXPORTER_OTLP_*``, with the
+    per-signal form of each variable taking precedence)."""
+
+    endpoint: str
+    protocol: str = "http/protobuf"
+    headers: dict[str, str] = field(default_factory=dict)
+    compression: str | None = None  # gzip, or none
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], signal: str) -> OtlpSettings:
+        own = f"OTEL_EXPORTER_OTLP_{signal.upper()}_"
+        protocol_var = _get(env, own + "PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+        protocol = protocol_var[1].lower() if protocol_var else "http/protobuf"
+        if protocol not in PROTOCOLS:
+            raise ConfigError(
+                f"{protocol_var[0] if protocol_var else ''}={protocol!r} is not one of"
+                f" {', '.join(PROTOCOLS)} (http/json has no Python exporter)"
+            )
+        endpoint_var = _get(env, own + "ENDPOINT")
+        if endpoint_var is not None:
+            endpoint = _url(*endpoint_var)  # the signal's own URL, used as it is
+        else:
+            base_var = _get(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+            base = _url(*base_var) if base_var else _DEFAULT_BASE[protocol]
+            # Over HTTP the signal's path is added to the base; gRPC takes the base as it is.
+            path = _PATHS[signal] if protocol == "http/protobuf" else ""
+            endpoint = base.rstrip("/") + path
+        headers_var = _get(env, own + "HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+        headers = dict(parse_env_headers(headers_var[1], liberal=True)) if headers_var else {}
+        compression_var = _get(env, own + "COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+        compression = None
+        if compression_var is not None:
+            compression = compression_var[1].lower()
+            if compression not in ("gzip", "none"):
+                raise ConfigError(f"{compression_var[0]}={compression!r} is not gzip or none")
+        return cls(endpoint, protocol, headers, None if compression == "none" else compression)
 
 
 @dataclass(frozen=True)
@@ -140,16 +227,31 @@ class TelemetryConfig:
     service_namespace: str = "safiri"
     environment: str = "local"
     sdk_disabled: bool = False
-    traces_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     resource_attributes: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
     batch: BatchSettings = field(default_factory=BatchSettings)
-    # Log records also go to the OTLP endpoint (OTEL_LOGS_EXPORTER=otlp, the default) so a
-    # trace store or collector holds each trace's log lines; "none" keeps them on stdout only.
-    logs_endpoint: str | None = "http://127.0.0.1:4318/v1/logs"
+    traces_exporters: tuple[str, ...] = ("otlp",)
+    logs_exporters: tuple[str, ...] = ("otlp",)
+    metrics_exporters: tuple[str, ...] = ("prometheus",)
+    traces_otlp: OtlpSettings = field(
+        default_factory=lambda: OtlpSettings("http://127.0.0.1:4318/v1/traces")
+    )
+    logs_otlp: OtlpSettings = field(
+        default_factory=lambda: OtlpSettings("http://127.0.0.1:4318/v1/logs")
+    )
     # OTEL_TRACES_SAMPLER and, for the ratio samplers, OTEL_TRACES_SAMPLER_ARG.
     sampler: str = "parentbased_always_on"
     sampler_ratio: float = 1.0
+
+    @property
+    def traces_endpoint(self) -> str:
+        """Where spans go over OTLP ("" when no OTLP exporter is configured for traces)."""
+        return self.traces_otlp.endpoint if "otlp" in self.traces_exporters else ""
+
+    @property
+    def logs_endpoint(self) -> str | None:
+        """Where log records go over OTLP (``None`` when no OTLP exporter is configured)."""
+        return self.logs_otlp.endpoint if "otlp" in self.logs_exporters else None
 
     @classmethod
     def from_env(
@@ -157,26 +259,18 @@ class TelemetryConfig:
         default_service_name: str,
         service_version: str,
         env: Mapping[str, str] | None = None,
+        *,
+        log_level: str = "INFO",
     ) -> TelemetryConfig:
         env = os.environ if env is None else env
         attrs = _attributes(env, "OTEL_RESOURCE_ATTRIBUTES")
         name = env.get("OTEL_SERVICE_NAME", "").strip() or default_service_name
-        base = _url(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-        traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-        traces_endpoint = (
-            _url(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") if traces else f"{base}/v1/traces"
-        )
-        logs_exporter = env.get("OTEL_LOGS_EXPORTER", "otlp").strip().lower() or "otlp"
-        if logs_exporter not in {"otlp", "none"}:
-            raise ConfigError(f"OTEL_LOGS_EXPORTER={logs_exporter!r} is not otlp or none")
-        logs = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip()
-        logs_endpoint = (
-            _url(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "") if logs else f"{base}/v1/logs"
-        )
-        level = env.get("SAFIRI_LOG_LEVEL", "INFO").strip().upper()
-        if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
-            raise ConfigError(f"SAFIRI_LOG_LEVEL={level!r} is not a log level such as INFO")
+        level = log_level.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"log level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         sampler, ratio = _sampler(env)
+        traces = _exporters(env, "traces")
+        logs = _exporters(env, "logs")
         return cls(
             sampler=sampler,
             sampler_ratio=ratio,
@@ -184,10 +278,13 @@ class TelemetryConfig:
             service_version=attrs.pop("service.version", service_version),
             service_namespace=attrs.pop("service.namespace", "safiri"),
             environment=attrs.pop("deployment.environment.name", "local"),
-            sdk_disabled=_bool(env, "OTEL_SDK_DISABLED", False),
-            traces_endpoint=traces_endpoint,
+            sdk_disabled=_bool(env, "OTEL_SDK_DISABLED"),
             resource_attributes=attrs,
             log_level=level,
             batch=BatchSettings.from_env(env),
-            logs_endpoint=logs_endpoint if logs_exporter == "otlp" else None,
+            traces_exporters=traces,
+            logs_exporters=logs,
+            metrics_exporters=_exporters(env, "metrics"),
+            traces_otlp=OtlpSettings.from_env(env, "traces"),
+            logs_otlp=OtlpSettings.from_env(env, "logs"),
         )

@@ -41,10 +41,10 @@ REPORT_INTERVAL_SECONDS = 30.0
 SHUTDOWN_TIMEOUT_SECONDS = 3.0
 _ERROR_CHARS = 300
 
-# The OTLP/HTTP exporter logs every retry and every failed batch on these loggers.
+# The OTLP exporters log every retry and every failed batch on these loggers.
 _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
 )
 
 

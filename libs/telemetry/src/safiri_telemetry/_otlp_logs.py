@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from ._config import TelemetryConfig
+from ._exporters import log_exporters
 from ._redaction import redact_mapping
 
 if TYPE_CHECKING:
@@ -34,21 +37,27 @@ _SEVERITY = {
     "CRITICAL": SeverityNumber.FATAL,
 }
 _OWN_LOGGERS = ("opentelemetry",)
-_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http._log_exporter"
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
+)
 
 
-def build_logger_provider(resource: Resource, endpoint: str, timeout: float) -> LoggerProvider:
+def build_logger_provider(resource: Resource, config: TelemetryConfig) -> LoggerProvider | None:
+    """A provider exporting to each exporter ``OTEL_LOGS_EXPORTER`` names, through the SDK's
+    batch processor; ``None`` when it names none."""
+    exporters = log_exporters(config)
+    if not exporters:
+        return None
     provider = LoggerProvider(resource=resource)
-    provider.add_log_record_processor(
-        BatchLogRecordProcessor(
-            OTLPLogExporter(endpoint=endpoint, timeout=timeout),
-            max_queue_size=4096,
-            schedule_delay_millis=1000,
+    for exporter in exporters:
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(exporter, max_queue_size=4096, schedule_delay_millis=1000)
         )
-    )
     # When the endpoint is down the span exporter already reports it (rate-limited); the log
     # exporter would repeat it for every batch.
-    logging.getLogger(_EXPORTER_LOGGER).setLevel(logging.CRITICAL)
+    for name in _EXPORTER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     return provider
 
 
@@ -80,11 +89,20 @@ class OtlpLogSink:
         attributes = {k: _attribute(v) for k, v in redact_mapping(extra).items()}
         attributes["logger"] = origin
         exception = record["exception"]
+        if exception is not None and exception.value is not None:
+            # The semantic conventions' exception attributes (the SDK's own ``exception=``
+            # argument is newer than the oldest SDK this library supports).
+            error = exception.value
+            attributes["exception.type"] = type(error).__qualname__
+            attributes["exception.message"] = str(error)
+            attributes["exception.stacktrace"] = "".join(
+                traceback.format_exception(type(error), error, exception.traceback)
+            )
         self._logger.emit(
             timestamp=int(record["time"].timestamp() * 1e9),
             severity_number=_SEVERITY.get(record["level"].name, SeverityNumber.INFO),
             severity_text=record["level"].name,
             body=record["message"],
             attributes=attributes,
-            exception=exception.value if exception is not None else None,
+            context=otel_context.get_current(),
         )

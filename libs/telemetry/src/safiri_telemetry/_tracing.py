@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ._config import TelemetryConfig
 from ._export import BoundedBatchSpanProcessor, DroppedSpans
-from ._otlp_wire import WireSpanExporter
+from ._exporters import span_exporters
 from ._redaction import redact_value
 
 __all__ = [
@@ -33,25 +33,6 @@ _TRACER_NAME = "safiri"
 _TRACER = trace.get_tracer(_TRACER_NAME)
 
 
-class _HashedOnceResource(Resource):
-    """The SDK's ``Resource``, hashed once.
-
-    The OTLP encoders group every span and log record by resource, and the SDK computes the
-    hash by serialising all the attributes to JSON each time: a sixth of the cost of encoding
-    a span. A resource's attributes never change, so neither does its hash.
-    """
-
-    _hash: int | None = None
-
-    def __hash__(self) -> int:
-        if self._hash is None:
-            self._hash = super().__hash__()
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return other is self or super().__eq__(other)
-
-
 def build_resource(config: TelemetryConfig) -> Resource:
     attrs: dict[str, str] = {
         "service.name": config.service_name,
@@ -63,8 +44,7 @@ def build_resource(config: TelemetryConfig) -> Resource:
         "service.instance.id": str(uuid.uuid4()),
     }
     attrs.update(config.resource_attributes)
-    resource = Resource.create(attrs)
-    return _HashedOnceResource(resource.attributes, resource.schema_url)
+    return Resource.create(attrs)
 
 
 def build_sampler(config: TelemetryConfig) -> sampling.Sampler:
@@ -84,20 +64,19 @@ def build_tracer_provider(
     *,
     dropped: DroppedSpans | None = None,
 ) -> TracerProvider:
-    """A provider exporting by OTLP/HTTP through a bounded queue (or through ``processor``).
-
-    Spans that cannot be exported are counted in ``dropped``. The exporter's ``timeout``
-    bounds one export including its retries (``OTEL_BSP_EXPORT_TIMEOUT``).
+    """A provider exporting through ``processor``, or else to each exporter that
+    ``OTEL_TRACES_EXPORTER`` names (the stock OTLP exporter by default) through a bounded
+    queue. Spans that cannot be exported are counted in ``dropped``. An OTLP exporter's
+    ``timeout`` bounds one export including its retries (``OTEL_BSP_EXPORT_TIMEOUT``).
     """
     provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config))
-    if processor is None:
-        exporter = WireSpanExporter(
-            endpoint=config.traces_endpoint, timeout=config.batch.export_timeout_millis / 1000
-        )
-        if dropped is None:
-            dropped = DroppedSpans(CollectorRegistry(), destination=config.traces_endpoint)
-        processor = BoundedBatchSpanProcessor(exporter, config.batch, dropped)
-    provider.add_span_processor(processor)
+    if processor is not None:
+        provider.add_span_processor(processor)
+        return provider
+    if dropped is None:
+        dropped = DroppedSpans(CollectorRegistry(), destination=config.traces_endpoint)
+    for exporter in span_exporters(config):
+        provider.add_span_processor(BoundedBatchSpanProcessor(exporter, config.batch, dropped))
     return provider
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .database import database_pool, keep_session
 from .health import ReadinessCheck, add_health_routes
-from .operations import add_operations_routes, telemetry_lifetime
+from .operations import add_operations_routes
 from .problem import PROBLEM_CONTENT_TYPE, Problem, problem_middleware, problem_response
 from .runner import exit_on_bad_settings, run_service
-from .settings import EnvReader, Secret, SettingsError
+from .settings import EnvReader, Secret, SettingsError, log_level
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -21,8 +21,8 @@ __all__ = [
     "database_pool",
     "exit_on_bad_settings",
     "keep_session",
+    "log_level",
     "problem_middleware",
     "problem_response",
     "run_service",
-    "telemetry_lifetime",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["EnvReader", "Secret", "SettingsError"]
+__all__ = ["EnvReader", "Secret", "SettingsError", "log_level"]
 
 
 class SettingsError(ValueError):
@@ -82,3 +82,14 @@ def _hide_password(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":****@")
     return url
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """``SAFIRI_LOG_LEVEL`` (default INFO): the lowest level a Safiri process writes, given to
+    ``Telemetry.setup`` (the telemetry library reads no ``SAFIRI_*`` variable itself)."""
+    from safiri_telemetry import LOG_LEVELS
+
+    raw = (os.environ if env is None else env).get("SAFIRI_LOG_LEVEL", "").strip() or "INFO"
+    if raw.upper() not in LOG_LEVELS:
+        raise SettingsError(f"SAFIRI_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return raw.upper()

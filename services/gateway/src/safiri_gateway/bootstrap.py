@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_operations_routes, database_pool, problem_middleware, telemetry_lifetime
+from safiri_web import add_operations_routes, database_pool, problem_middleware
 
 from .adapters.idempotency_store import PostgresIdempotencyStore
 from .adapters.schema import apply_schema, ensure_database
@@ -28,9 +28,9 @@ def create_app(
 ) -> web.Application:
     """The gateway application; ``idempotency`` replaces the PostgreSQL store (tests)."""
     app = web.Application(
-        # Telemetry first so even a 401 or a 413 is traced and carries X-Trace-Id.
+        # add_operations_routes puts telemetry's middleware before these, so that even a 401
+        # or a 413 is traced and carries X-Trace-Id.
         middlewares=[
-            telemetry.middleware,
             problem_middleware,
             require_api_key(settings.api_keys),
             rate_limit(
@@ -68,7 +68,7 @@ def create_app(
         app[PLACE_ORDER] = PlaceOrder(app[IDEMPOTENCY], app[TICKETING])
         yield
 
-    app.cleanup_ctx.extend([telemetry_lifetime(telemetry), ticketing, database, use_cases])
+    app.cleanup_ctx.extend([ticketing, database, use_cases])
 
     async def database_ready() -> None:
         await app[IDEMPOTENCY].check_alive()

@@ -18,7 +18,7 @@ from safiri_messaging import (
     stop_task,
 )
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_operations_routes, database_pool, problem_middleware, telemetry_lifetime
+from safiri_web import add_operations_routes, database_pool, problem_middleware
 
 from .adapters.mpesa import DarajaClient
 from .adapters.postgres import PostgresUnitOfWork, apply_schema
@@ -37,7 +37,7 @@ CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)
 
 
 def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
-    app = web.Application(middlewares=[telemetry.middleware, problem_middleware])
+    app = web.Application(middlewares=[problem_middleware])
     metrics = PaymentMetrics(telemetry.registry)
     messaging = MessagingMetrics(telemetry.registry)
 
@@ -111,7 +111,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             app[CONNECTION] = connection
             yield
 
-    app.cleanup_ctx.extend([telemetry_lifetime(telemetry), database_and_provider, broker])
+    app.cleanup_ctx.extend([database_and_provider, broker])
 
     async def database_ready() -> None:
         await app[POOL].fetchval("SELECT 1")

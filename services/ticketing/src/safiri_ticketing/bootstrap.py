@@ -19,7 +19,7 @@ from safiri_messaging import (
     stop_task,
 )
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
-from safiri_web import add_operations_routes, database_pool, problem_middleware, telemetry_lifetime
+from safiri_web import add_operations_routes, database_pool, problem_middleware
 
 from .adapters.fleet import ActiveBuses
 from .adapters.order_book import PendingOrders
@@ -40,7 +40,7 @@ def _now() -> datetime:
 
 
 def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
-    app = web.Application(middlewares=[telemetry.middleware, problem_middleware])
+    app = web.Application(middlewares=[problem_middleware])
     metrics = TicketingMetrics(telemetry.registry)
     messaging = MessagingMetrics(telemetry.registry)
 
@@ -99,7 +99,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             yield
             await stop_task(sweeper)
 
-    app.cleanup_ctx.extend([telemetry_lifetime(telemetry), database, broker])
+    app.cleanup_ctx.extend([database, broker])
 
     async def database_ready() -> None:
         await app[POOL].fetchval("SELECT 1")

@@ -9,7 +9,7 @@ from aiohttp import web
 from loguru import logger
 
 from safiri_telemetry import ConfigError, Telemetry
-from safiri_web import SettingsError, exit_on_bad_settings, run_service
+from safiri_web import SettingsError, exit_on_bad_settings, log_level, run_service
 
 from .app import create_app
 from .settings import Settings
@@ -20,7 +20,9 @@ SERVICE_NAME = "mpesa-simulator"
 def main() -> None:
     try:
         settings = Settings.from_env()
-        telemetry = Telemetry.setup(SERVICE_NAME, service_version=version("safiri-mpesa-sim"))
+        telemetry = Telemetry.setup(
+            SERVICE_NAME, service_version=version("safiri-mpesa-sim"), log_level=log_level()
+        )
     except (SettingsError, ConfigError) as error:
         exit_on_bad_settings(error)
         return
