@@ -151,7 +151,11 @@ def test_each_experiment_has_hypothesis_fault_symptoms_rollback_and_invariants(n
         assert fires["provider"]["arguments"]["alert"] == alert
         assert method.index(fault) < method.index("alert_fires") < method.index(heal)
         assert method.index(heal) < method.index("alert_resolves") < method.index("stop_load")
-    metrics = [m["provider"]["arguments"]["query"] for m in by_func(experiment, "metric_rose")]
+    metrics = [
+        m["provider"]["arguments"]["query"]
+        for func in ("metric_rose", "time_after_fault")
+        for m in by_func(experiment, func)
+    ]
     assert any(moved in query for query in metrics) and moved in expects["metric"]
     assert method.index(fault) < method.index("hold_fault")
     assert method.index(fault) <= method.index(heal) and "hold_fault" in method

@@ -122,6 +122,9 @@ def _summary(journal: Journal, events: EventLog) -> list[str]:
         func = run["activity"].get("provider", {}).get("func")
         if func == "metric_rose" and run["status"] == "succeeded":
             lines.append(f"Moved:    {run['activity']['name']}: +{run['output']:g}")
+        elif func == "time_after_fault" and run["status"] == "succeeded":
+            name, after = run["activity"]["name"], run["output"]
+            lines.append(f"Moved:    {name}: {after:g} s after the fault")
         elif func == "buy_tickets" and run["status"] == "succeeded":
             lines.append(f"Load:     {_flat(run['output'])}")
         elif func == "orders_final" and run["status"] == "succeeded":

@@ -22,6 +22,7 @@ __all__ = [
     "metric_rose",
     "metric_settles",
     "readiness_fails",
+    "time_after_fault",
 ]
 
 Config = Mapping[str, Any]
@@ -116,6 +117,40 @@ def metric_rose(
             f"{query} rose by {rose:g} since the fault{within}, expected ≥ {min_increase}"
         )
     return rose
+
+
+def time_after_fault(query: str, configuration: Config, timeout_seconds: float | str = 60) -> float:
+    """Wait until ``query``, a Unix time such as ``max(process_start_time_seconds{...})``, is
+    later than the moment the fault went in: a process started after it and was scraped.
+    Returns how many seconds after the fault that was; fails at the deadline.
+
+    Unlike a rise of the metric since the fault, this needs no baseline, so it cannot pass
+    because Prometheus had not scraped the old process yet when the fault went in.
+    """
+    target = Target.from_config(configuration)
+    injected = target.events.injected_at()
+    if injected is None:
+        raise ProbeFailed("no fault was recorded: nothing to compare the time with")
+
+    async def measure() -> float | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout_seconds)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            while True:
+                value = await query_value(http, target.prometheus_url, query)
+                if value > injected.timestamp():
+                    return value - injected.timestamp()
+                if loop.time() > deadline:
+                    return None
+                await asyncio.sleep(POLL)
+
+    after = asyncio.run(measure())
+    if after is None:
+        raise ProbeFailed(
+            f"{query} never passed the fault's time ({injected:%H:%M:%S}) within"
+            f" {timeout_seconds} s: no new process was scraped"
+        )
+    return round(after, 3)
 
 
 def metric_settles(
