@@ -183,6 +183,13 @@ ROWS: list[tuple[str, dict[str, str], Read, Any]] = [
         lambda c: c.sampler,
         "always_off",
     ),
+    ("OTEL_SEMCONV_STABILITY_OPT_IN unset: stable", {}, lambda c: c.semconv_http, "http"),
+    (
+        "OTEL_SEMCONV_STABILITY_OPT_IN=http/dup",
+        {"OTEL_SEMCONV_STABILITY_OPT_IN": "database,http/dup"},
+        lambda c: c.semconv_http,
+        "http/dup",
+    ),
     (
         "OTEL_TRACES_SAMPLER_ARG",
         {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"},

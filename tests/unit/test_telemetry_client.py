@@ -134,3 +134,19 @@ async def test_each_call_is_one_span_and_one_latency_sample(
 
     assert len(client_spans(spans)) == 3
     assert client_count(telemetry, "127.0.0.1", "200") == 3.0
+
+
+async def test_semconv_opt_in_http_dup_adds_the_old_attributes_beside_the_stable_ones(
+    upstream: tuple[str, list[dict[str, str]]], spans: InMemorySpanExporter
+) -> None:
+    """``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` reaches the instrumentation package: a
+    dashboard still reading the old names keeps working during a migration."""
+    base, _ = upstream
+    env = {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup"}
+    dup = Telemetry.setup("client-svc", env=env, install_global=False)
+    async with dup.client_session() as http, http.get(f"{base}/status/200") as r:
+        assert r.status == 200
+    [span] = client_spans(spans)
+    attributes = dict(span.attributes or {})
+    assert attributes["http.request.method"] == attributes["http.method"] == "GET"
+    assert attributes["http.response.status_code"] == attributes["http.status_code"] == 200

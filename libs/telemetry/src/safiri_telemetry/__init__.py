@@ -193,7 +193,7 @@ class Telemetry:
 
     def client_session(self, **kwargs: object) -> ClientSession:
         """An aiohttp ``ClientSession`` whose calls are traced and measured."""
-        return _client_session(self.http, **kwargs)
+        return _client_session(self.http, self.config.semconv_http, **kwargs)
 
     async def shutdown(self) -> None:
         """Export the spans still queued and stop the exporter.

@@ -218,6 +218,13 @@ def _sampler(env: Mapping[str, str]) -> tuple[str, float]:
     return name, ratio
 
 
+def _semconv_http(env: Mapping[str, str]) -> str:
+    """``OTEL_SEMCONV_STABILITY_OPT_IN``, a list over several domains: ``http/dup`` asks for
+    the old HTTP attributes beside the stable ones; anything else leaves the stable ones."""
+    chosen = {v.strip().lower() for v in env.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
+    return "http/dup" if "http/dup" in chosen else "http"
+
+
 @dataclass(frozen=True)
 class TelemetryConfig:
     """What the standard variables say, read once at start-up."""
@@ -242,6 +249,9 @@ class TelemetryConfig:
     # OTEL_TRACES_SAMPLER and, for the ratio samplers, OTEL_TRACES_SAMPLER_ARG.
     sampler: str = "parentbased_always_on"
     sampler_ratio: float = 1.0
+    # OTEL_SEMCONV_STABILITY_OPT_IN for HTTP client spans: "http" (the stable conventions,
+    # this library's default: the old ones are deprecated) or "http/dup" (both).
+    semconv_http: str = "http"
 
     @property
     def traces_endpoint(self) -> str:
@@ -287,4 +297,5 @@ class TelemetryConfig:
             metrics_exporters=_exporters(env, "metrics"),
             traces_otlp=OtlpSettings.from_env(env, "traces"),
             logs_otlp=OtlpSettings.from_env(env, "logs"),
+            semconv_http=_semconv_http(env),
         )
