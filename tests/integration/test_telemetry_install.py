@@ -90,6 +90,13 @@ async def test_the_readme_example_runs_in_a_fresh_environment(
             return names <= {s.name for s in store.trace(trace_id)}
 
         await eventually(whole_trace, timeout=10, what="the example's trace over OTLP")
+        client_trace = result["client_trace_id"]
+
+        async def client_span() -> Any:
+            found = [s for s in store.trace(client_trace) if s.kind == 3]  # CLIENT
+            return found[0] if found else None
+
+        client = await eventually(client_span, timeout=10, what="the client call's span")
         logs = await eventually(
             lambda: asyncio.sleep(0, store.logs_of(trace_id) or None),
             timeout=10,
@@ -114,6 +121,11 @@ async def test_the_readme_example_runs_in_a_fresh_environment(
     consumer = next(s for s in spans if s.name == "process bookings")
     assert consumer.parent_span_id == producer.span_id
     assert 'http_route="/trips/{trip_id}/bookings"' in result["metrics"]
+    # The client span, by the aiohttp-client instrumentation, after the stable conventions.
+    assert client.name == "GET"
+    assert client.attributes["http.request.method"] == "GET"
+    assert client.attributes["http.response.status_code"] == 200
+    assert "token" not in client.attributes["url.full"]
 
 
 def _locked(package: str) -> str:

@@ -47,11 +47,18 @@ async def main(readme: str, amqp_url: str, otlp: str) -> dict[str, object]:
                 await asyncio.sleep(0.05)
             async with http.get(f"{base}/metrics") as response:
                 metrics = await response.text()
+        # A call through the library's traced client session (the instrumentation package).
+        async with (
+            telemetry.client_session() as client,
+            client.get(f"{base}/metrics?token=s3cret") as response,
+        ):
+            client_trace_id = response.headers.get("X-Trace-Id")
     finally:
         await runner.cleanup()  # shuts the telemetry down: what is queued is exported
     return {
         "status": status,
         "trace_id": trace_id,
+        "client_trace_id": client_trace_id,
         "logs": [json.loads(line) for line in logs.getvalue().splitlines()],
         "metrics": metrics,
         "versions": {
