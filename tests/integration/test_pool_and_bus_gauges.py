@@ -68,14 +68,19 @@ async def test_the_pool_collector_counts_the_connections_in_use(pool: asyncpg.Po
     registry.register(ConnectionPoolCollector(pool, pool_name="ticketing"))
 
     def usage(state: str) -> float | None:
-        labels = {"state": state, "pool_name": "ticketing"}
-        return registry.get_sample_value("db_client_connections_usage", labels)
+        labels = {
+            "db_client_connection_state": state,
+            "db_client_connection_pool_name": "ticketing",
+        }
+        return registry.get_sample_value("db_client_connection_count", labels)
 
     held = [await pool.acquire() for _ in range(3)]
     try:
         assert usage("used") == 3
         assert usage("idle") == pool.get_size() - 3
-        maximum = registry.get_sample_value("db_client_connections_max", {"pool_name": "ticketing"})
+        maximum = registry.get_sample_value(
+            "db_client_connection_max", {"db_client_connection_pool_name": "ticketing"}
+        )
         assert maximum == 5
     finally:
         for conn in held:
@@ -187,8 +192,15 @@ async def test_ticketing_serves_its_queue_outbox_pool_and_fleet_gauges(
         )
     assert sample(samples, "safiri_outbox_backlog_messages") == 0
     assert sample(samples, "safiri_outbox_oldest_age_seconds") == 0
-    assert sample(samples, "db_client_connections_max", pool_name="ticketing") == 7
-    used = sample(samples, "db_client_connections_usage", state="used", pool_name="ticketing")
+    assert (
+        sample(samples, "db_client_connection_max", db_client_connection_pool_name="ticketing") == 7
+    )
+    used = sample(
+        samples,
+        "db_client_connection_count",
+        db_client_connection_state="used",
+        db_client_connection_pool_name="ticketing",
+    )
     assert used is not None and used >= 1  # the outbox relay holds its LISTEN connection
     assert promtool_check_metrics(text) == []
 
@@ -209,5 +221,7 @@ async def test_payment_serves_its_queue_outbox_and_pool_gauges(
             what="payment's gauges",
         )
     assert sample(samples, "safiri_outbox_backlog_messages") == 0
-    assert sample(samples, "db_client_connections_max", pool_name="payment") == 10
+    assert (
+        sample(samples, "db_client_connection_max", db_client_connection_pool_name="payment") == 10
+    )
     assert promtool_check_metrics(text) == []

@@ -41,13 +41,18 @@ def test_the_pool_is_read_at_each_scrape() -> None:
     registry.register(ConnectionPoolCollector(pool, pool_name="orders"))
 
     def usage(state: str) -> float | None:
-        labels = {"state": state, "pool_name": "orders"}
-        return registry.get_sample_value("db_client_connections_usage", labels)
+        labels = {"db_client_connection_state": state, "db_client_connection_pool_name": "orders"}
+        return registry.get_sample_value("db_client_connection_count", labels)
 
     assert (usage("used"), usage("idle")) == (1, 3)
     pool.idle = 0
     assert (usage("used"), usage("idle")) == (4, 0)
-    assert registry.get_sample_value("db_client_connections_max", {"pool_name": "orders"}) == 10
+    assert (
+        registry.get_sample_value(
+            "db_client_connection_max", {"db_client_connection_pool_name": "orders"}
+        )
+        == 10
+    )
 
 
 def test_a_second_collector_in_one_registry_is_refused() -> None:
@@ -97,8 +102,8 @@ def test_every_metric_says_what_it_is() -> None:
         "messaging_client_redelivered_messages_total",
         "safiri_outbox_backlog_messages",
         "safiri_outbox_oldest_age_seconds",
-        "db_client_connections_usage",
-        "db_client_connections_max",
+        "db_client_connection_count",
+        "db_client_connection_max",
         "active_buses_count",
     ):
         assert name in names

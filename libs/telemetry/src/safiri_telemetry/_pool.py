@@ -1,9 +1,11 @@
 """Database connection-pool gauges, read from the pool at each scrape.
 
-Named after the OpenTelemetry database-client conventions up to v1.25
-(``db.client.connections.usage{state, pool.name}`` and ``db.client.connections.max``): the
-newer ``db.client.connection.count`` renders in Prometheus as ``db_client_connection_count``,
-which ``promtool check metrics`` rejects because ``_count`` is reserved for histograms.
+Named after the current OpenTelemetry database-client conventions, as an OpenTelemetry
+Prometheus exporter renders them: ``db.client.connection.count{db.client.connection.state,
+db.client.connection.pool.name}`` and ``db.client.connection.max``, whose units
+(``{connection}``) add no suffix. (The ``db.client.connections.*`` names used before are
+deprecated. ``promtool check metrics`` reserves ``_count`` for histograms; the conventions'
+name wins, as the contract's ``active_buses_count`` does.)
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ class ConnectionPoolCollector:
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily(
-                "db_client_connections_usage",
+                "db_client_connection_count",
                 "Open database connections in the pool, by state (used: lent out, idle: free).",
-                labels=["state", "pool_name"],
+                labels=["db_client_connection_state", "db_client_connection_pool_name"],
             ),
             GaugeMetricFamily(
-                "db_client_connections_max",
+                "db_client_connection_max",
                 "The most open connections the database pool allows.",
-                labels=["pool_name"],
+                labels=["db_client_connection_pool_name"],
             ),
         )
