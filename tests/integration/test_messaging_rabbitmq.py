@@ -267,7 +267,8 @@ async def test_messaging_spans_follow_the_messaging_conventions(
     assert process.name == f"process {spec.name}"
     attrs = dict(process.attributes or {})
     assert attrs["messaging.operation.type"] == "process"
-    assert attrs["messaging.destination.name"] == spec.name
+    assert attrs["messaging.destination.name"] == "safiri.events"  # the exchange it came by
+    assert attrs["messaging.destination.subscription.name"] == spec.name
     assert attrs["messaging.message.id"] == message_id
     assert process.parent is not None
     assert process.parent.span_id == publish.context.span_id

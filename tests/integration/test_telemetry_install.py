@@ -83,7 +83,7 @@ async def test_the_readme_example_runs_in_a_fresh_environment(
         result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
         trace_id = result["trace_id"]
 
-        names = {"POST /trips/{trip_id}/bookings", "book_seat", "publish amq.default"}
+        names = {"POST /trips/{trip_id}/bookings", "book_seat", "publish"}
         names.add("process bookings")
 
         async def whole_trace() -> bool:
@@ -117,7 +117,7 @@ async def test_the_readme_example_runs_in_a_fresh_environment(
     assert lines["booking confirmed"]["trace_id"] == trace_id
     assert {log.body for log in logs} >= {"seat booked", "booking confirmed"}
     spans = store.trace(trace_id)
-    producer = next(s for s in spans if s.name == "publish amq.default")
+    producer = next(s for s in spans if s.name == "publish")
     consumer = next(s for s in spans if s.name == "process bookings")
     assert consumer.parent_span_id == producer.span_id
     assert 'http_route="/trips/{trip_id}/bookings"' in result["metrics"]

@@ -167,6 +167,7 @@ async def consume(
             message.message_id,
             headers,
             redelivered=bool(message.redelivered),
+            exchange=message.exchange or "",
         ) as span:
             outcome = "ok"
             try:

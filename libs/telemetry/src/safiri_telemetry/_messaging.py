@@ -1,5 +1,11 @@
 """Messaging spans after the current OpenTelemetry messaging conventions, for RabbitMQ.
 
+As the RabbitMQ conventions say, ``messaging.destination.name`` is the exchange (an empty
+string for the default exchange) and ``messaging.rabbitmq.destination.routing_key`` the routing
+key; a consumer's queue is its ``messaging.destination.subscription.name``. Span names are
+``publish <exchange>`` (``publish`` alone for the default exchange, which has no name) and
+``process <queue>`` (the entity a consumer's operation is performed against).
+
 ``publish_span`` and ``consume_span`` work with any client; ``publish_message``,
 ``traced_consumer`` and ``consume_messages`` do the whole job with aio-pika, which they import
 only when called: the library itself imports without it.
@@ -33,8 +39,8 @@ __all__ = [
     "traced_consumer",
 ]
 
-DEFAULT_EXCHANGE = "amq.default"
-"""The name RabbitMQ gives the default exchange (``""``), used for its spans."""
+DEFAULT_EXCHANGE = ""
+"""The default exchange's name: empty, in AMQP and in ``messaging.destination.name``."""
 
 
 @contextmanager
@@ -46,7 +52,8 @@ def publish_span(
     *,
     parent: otel_context.Context | None = None,
 ) -> Iterator[Span]:
-    """A PRODUCER span ``publish <exchange>``; its context is written into ``headers``."""
+    """A PRODUCER span ``publish <exchange>`` (``publish`` for the default exchange, ``""``);
+    its context is written into ``headers``."""
     attributes = {
         "messaging.system": "rabbitmq",
         "messaging.operation.type": "send",
@@ -55,9 +62,8 @@ def publish_span(
         "messaging.rabbitmq.destination.routing_key": routing_key,
         "messaging.message.id": message_id,
     }
-    with business_span(
-        f"publish {exchange}", attributes, kind=SpanKind.PRODUCER, parent=parent
-    ) as span:
+    name = f"publish {exchange}" if exchange else "publish"
+    with business_span(name, attributes, kind=SpanKind.PRODUCER, parent=parent) as span:
         inject_carrier(headers)
         yield span
 
@@ -70,14 +76,17 @@ def consume_span(
     headers: Mapping[str, Any] | None,
     *,
     redelivered: bool = False,
+    exchange: str = DEFAULT_EXCHANGE,
 ) -> Iterator[Span]:
-    """A CONSUMER span ``process <queue>``, a child of the producer's span in ``headers``."""
+    """A CONSUMER span ``process <queue>``, a child of the producer's span in ``headers``;
+    ``exchange`` is the one the message was published to (``message.exchange``)."""
     parent = context_from_carrier(headers)
     attributes = {
         "messaging.system": "rabbitmq",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
-        "messaging.destination.name": queue,
+        "messaging.destination.name": exchange,
+        "messaging.destination.subscription.name": queue,
         "messaging.rabbitmq.destination.routing_key": routing_key,
         "messaging.message.id": message_id,
         "safiri.message.redelivered": redelivered,
@@ -111,8 +120,7 @@ async def publish_message(
 
     message_id = message_id or uuid.uuid4().hex
     carrier = dict(headers or {})
-    name = exchange.name or DEFAULT_EXCHANGE
-    with publish_span(name, routing_key, message_id, carrier, parent=parent):
+    with publish_span(exchange.name, routing_key, message_id, carrier, parent=parent):
         properties.setdefault("delivery_mode", DeliveryMode.PERSISTENT)
         message = Message(body, headers=carrier, message_id=message_id, **properties)
         await exchange.publish(message, routing_key=routing_key)
@@ -140,6 +148,7 @@ def traced_consumer(
                     message.message_id,
                     message.headers,
                     redelivered=bool(message.redelivered),
+                    exchange=message.exchange or DEFAULT_EXCHANGE,
                 ):
                     try:
                         await handler(message)
