@@ -77,6 +77,7 @@ class SpanStore:
         self._by_trace: dict[str, list[ReceivedSpan]] = defaultdict(list)
         self._max_spans = max_spans
         self.logs: list[ReceivedLog] = []
+        self.resource_keys: set[str] = set()  # every resource attribute name seen
 
     def _evict(self) -> None:
         keep = self.spans[len(self.spans) // 5 :]
@@ -89,6 +90,7 @@ class SpanStore:
         count = 0
         for rs in request.resource_spans:
             resource = {a.key: _value(a.value) for a in rs.resource.attributes}
+            self.resource_keys.update(resource)
             service = str(resource.get("service.name", "unknown"))
             instance = resource.get("service.instance.id")
             for ss in rs.scope_spans:

@@ -90,7 +90,7 @@ async def test_chaos_run_plays_an_experiment_with_only_its_variables_set(
     chaos_spans = [span for span in spans.spans if span.service == "safiri-chaos"]
     [experiment] = [span for span in chaos_spans if span.name == "chaos.experiment"]
     activities = {
-        span.attributes["chaos.activity.name"]: span
+        span.attributes["safiri.chaos.activity.name"]: span
         for span in chaos_spans
         if span.name == "chaos.activity"
     }
@@ -100,4 +100,4 @@ async def test_chaos_run_plays_an_experiment_with_only_its_variables_set(
     inject = activities["inject-the-fault"]
     assert inject.trace_id == experiment.trace_id
     assert inject.parent_span_id == experiment.span_id
-    assert inject.attributes["chaos.activity.func"] == "inject_fault"
+    assert inject.attributes["safiri.chaos.activity.func"] == "inject_fault"

@@ -138,7 +138,8 @@ def before_experiment_control(context: Mapping[str, Any], **_: Any) -> None:
     if _run.provider is not None:
         tracer = _run.provider.get_tracer("safiri.chaos")
         _run.experiment_span = tracer.start_span(
-            "chaos.experiment", attributes={"chaos.experiment.title": str(context.get("title"))}
+            "chaos.experiment",
+            attributes={"safiri.chaos.experiment.title": str(context.get("title"))},
         )
 
 
@@ -150,9 +151,9 @@ def before_activity_control(context: Mapping[str, Any], **_: Any) -> None:
         "chaos.activity",
         context=parent,
         attributes={
-            "chaos.activity.name": str(context.get("name")),
-            "chaos.activity.type": str(context.get("type")),
-            "chaos.activity.func": str(context.get("provider", {}).get("func", "")),
+            "safiri.chaos.activity.name": str(context.get("name")),
+            "safiri.chaos.activity.type": str(context.get("type")),
+            "safiri.chaos.activity.func": str(context.get("provider", {}).get("func", "")),
         },
     )
     with _run.lock:
