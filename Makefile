@@ -25,9 +25,11 @@ help:
 
 venv: .venv/.synced
 
-.venv/.synced: pyproject.toml uv.lock $(wildcard */*/pyproject.toml)
+# The newest CPython of this machine that every dependency supports (scripts/python.sh); a
+# venv made by another interpreter is replaced.
+.venv/.synced: pyproject.toml uv.lock $(wildcard */*/pyproject.toml) scripts/python.sh
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	uv sync --frozen --quiet
+	uv sync --frozen --quiet --python "$$(bash scripts/python.sh)"
 	@touch $@
 
 deps:

@@ -48,8 +48,8 @@ def _lower_bound(package: str) -> str:
 def _fresh_environment(where: Path, oldest: bool) -> Path:
     uv = shutil.which("uv")
     assert uv is not None, "uv is not installed (make test installs it)"
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    subprocess.run([uv, "venv", "-q", "-p", python, str(where)], check=True, timeout=120)
+    # The interpreter these tests run on (its base, through the project's venv).
+    subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(where)], check=True, timeout=120)
     interpreter = where / "bin" / "python"
     # The library from its source tree, with its own requirements named directly, so that
     # lowest-direct takes each one's lower bound.
