@@ -139,12 +139,23 @@ class Running:
 
 
 def sample_sum(text: str, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples with ``labels`` in a Prometheus exposition."""
+    """The sum of ``name``'s samples with ``labels`` in a Prometheus exposition.
+
+    A labelled child not created yet reads 0 (prometheus_client creates them on first use);
+    a metric the exposition does not declare at all fails: renamed, or never exported, it must
+    not pass for "still 0".
+    """
     total = 0.0
+    declared = False
     for family in text_string_to_metric_families(text):
+        if name in (family.name, f"{family.name}_total"):
+            declared = True
         for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
+            if sample.name == name:
+                declared = True
+                if all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+    assert declared, f"{name} is not in the exposition at all (renamed, or never exported?)"
     return total
 
 
