@@ -100,15 +100,33 @@ async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
     queue = await declare_queue(channel, QueueSpec(f"it-notify-{uuid.uuid4().hex[:6]}", (key,)))
     exchange = await declare_events_exchange(await publisher_channel(connection))
     relay = OutboxRelay(pool, exchange, MessagingMetrics(CollectorRegistry()), poll_interval=600)
+    drains: list[int] = []  # what each drain of the relay published, in order
+    drain = relay.publish_pending
+
+    async def counted() -> int:
+        published = await drain()
+        drains.append(published)
+        return published
+
+    relay.publish_pending = counted  # type: ignore[method-assign]
     running = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.2)  # the relay has drained what was there and waits
+
+        async def parked() -> bool:
+            # It drains at start, and once more when its LISTEN is up (the listen wakes the
+            # loop, for what was committed meanwhile); both found nothing. Then it waits 600 s.
+            return drains == [0, 0]
+
+        await eventually(parked, timeout=5, what="the relay's start-up drains")
         async with pool.acquire() as conn, conn.transaction():
             await add_to_outbox(conn, key, {"order_id": "o-2"})
         message = await eventually(
             lambda: queue.get(fail=False), timeout=5, what="the message, woken by NOTIFY"
         )
         await message.ack()
+        # Published by a third drain, which only the NOTIFY of the commit could have started
+        # within the 600 s poll.
+        assert drains[:3] == [0, 0, 1], drains
 
         # The database drops the LISTEN connection (as a restart does): the relay listens anew.
         listening = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
