@@ -30,18 +30,9 @@ from common import machine  # noqa: E402
 
 
 def _interpreter(version: str | None) -> str:
-    if version is None:
-        return subprocess.run(
-            ["bash", str(ROOT / "scripts" / "python.sh")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
-    found = sorted(Path(root, "versions").glob(f"{version}.*/bin/python{version}"))
-    if not found:
-        raise SystemExit(f"no CPython {version} under {root}/versions")
-    return str(found[-1])
+    """scripts/python.sh's choice: the project's interpreter, or CPython ``version``."""
+    command = ["bash", str(ROOT / "scripts" / "python.sh"), *([version] if version else [])]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _venv(interpreter: str) -> Path:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from safiri.chaos.gateway import Buyer
 from safiri.chaos.history import HistoryRecorder
+from tests.conftest import serving
 
 BAD_GATEWAY_PAGE = "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"  # noqa: E501
 ANSWERS = {
@@ -24,20 +25,15 @@ ANSWERS = {
 
 
 @pytest_asyncio.fixture
-async def gateway(unused_tcp_port: int) -> AsyncIterator[str]:
+async def gateway() -> AsyncIterator[str]:
     async def orders(request: web.Request) -> web.Response:
         status, text, content_type = ANSWERS[request.headers["X-Answer"]]
         return web.Response(status=status, text=text, content_type=content_type)
 
     app = web.Application()
     app.router.add_post("/api/v1/orders", orders)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
-    try:
-        yield f"http://127.0.0.1:{unused_tcp_port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield base
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -13,16 +13,16 @@ from aiohttp import web
 from safiri.chaos.infrastructure import _balanced
 from safiri.cluster import HAProxyBackend, running_haproxy
 from safiri.ports import free_port
+from tests.conftest import eventually
+
+Probe = Callable[[], Awaitable[bool]]
 
 
-async def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await asyncio.to_thread(check):
-            return True
-        await asyncio.sleep(0.1)
-    return False
+def _in_rotation(state: Path, service: str, replica: int, wanted: bool = True) -> Probe:
+    async def probe() -> bool:
+        return await asyncio.to_thread(_balanced, state, service, replica) is wanted
+
+    return probe
 
 
 async def test_a_replica_counts_as_back_only_once_the_balancer_has_it_up(tmp_path: Path) -> None:
@@ -40,13 +40,15 @@ async def test_a_replica_counts_as_back_only_once_the_balancer_has_it_up(tmp_pat
     try:
         backend = HAProxyBackend("gateway", listen, (up, down))
         async with running_haproxy([backend], tmp_path / "haproxy", stats):
-            assert await _until(lambda: _balanced(state, "gateway", 0)), (
-                "the answering replica never UP"
+            await eventually(
+                _in_rotation(state, "gateway", 0), timeout=10, what="the answering replica UP"
             )
             # The one that does not answer falls out of rotation (after its failed checks):
             # then it is not back, whatever its own /readyz would say.
-            assert await _until(lambda: not _balanced(state, "gateway", 1)), (
-                "a dead replica counted UP"
+            await eventually(
+                _in_rotation(state, "gateway", 1, wanted=False),
+                timeout=10,
+                what="the dead replica out of rotation",
             )
             assert await asyncio.to_thread(_balanced, state, "gateway", 0)
             # A service this balancer does not front has no rotation to wait for.

@@ -378,8 +378,7 @@ def _ready(port: int, path: str = "/readyz") -> bool:
 def _balanced(state: Path, service: str, replica: int) -> bool:
     """Whether the suite's HAProxy (if it runs one) counts replica ``replica`` of ``service``
     as UP (its server ``<service>-<replica>`` in backend ``<service>_replicas``)."""
-    processes: list[dict[str, Any]] = json.loads(state.read_text())["processes"]
-    haproxy = next((p for p in processes if p["role"] == "haproxy"), None)
+    haproxy = next(iter(_entries(state, "haproxy")), None)
     if haproxy is None:
         return True
     try:

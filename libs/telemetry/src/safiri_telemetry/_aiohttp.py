@@ -23,7 +23,6 @@ from prometheus_client.openmetrics import exposition as openmetrics
 if TYPE_CHECKING:
     from types import SimpleNamespace
 
-    from opentelemetry.sdk.trace import TracerProvider
     from yarl import URL
 
     from ._metrics import HttpMetrics
@@ -119,7 +118,7 @@ def metrics_handler(registry: Any) -> Handler:
     return handle
 
 
-def _client_span_config(tracer_provider: TracerProvider | None, stability: str) -> TraceConfig:
+def _client_span_config(stability: str) -> TraceConfig:
     """Each request a ``CLIENT`` span with its context injected into the headers, by
     opentelemetry-instrumentation-aiohttp-client, after the stable HTTP conventions
     (``OTEL_SEMCONV_STABILITY_OPT_IN``: ``http``, Safiri's default, or ``http/dup``).
@@ -131,9 +130,7 @@ def _client_span_config(tracer_provider: TracerProvider | None, stability: str) 
         return str(url.with_query(None).with_fragment(None))
 
     mode = _StabilityMode.HTTP_DUP if stability == "http/dup" else _StabilityMode.HTTP
-    return create_trace_config(
-        url_filter=url_filter, tracer_provider=tracer_provider, sem_conv_opt_in_mode=mode
-    )
+    return create_trace_config(url_filter=url_filter, sem_conv_opt_in_mode=mode)
 
 
 def _client_metrics_config(metrics: HttpMetrics) -> TraceConfig:
@@ -171,5 +168,5 @@ def _observe_client(
 def client_session(metrics: HttpMetrics, stability: str = "http", **kwargs: Any) -> ClientSession:
     """A ``ClientSession`` whose requests are client spans (trace context injected; the
     global tracer provider's, like the server spans) and latency samples."""
-    configs = [_client_span_config(None, stability), _client_metrics_config(metrics)]
+    configs = [_client_span_config(stability), _client_metrics_config(metrics)]
     return ClientSession(trace_configs=configs, **kwargs)
