@@ -94,8 +94,13 @@ async def _safiri_load_mixed(results: Path) -> dict[str, Any]:
         out, err = await asyncio.wait_for(process.communicate(), 100)
     except TimeoutError:
         process.terminate()  # SIGTERM: the command stops Locust and its suite, then exits
-        await process.wait()
-        pytest.fail("safiri load mixed did not finish in 100 s")
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        except TimeoutError:
+            process.kill()
+            _, err = await process.communicate()
+        tail = err.decode(errors="replace")[-3000:]
+        pytest.fail(f"safiri load mixed did not finish in 100 s; its stderr ended:\n{tail}")
     assert process.returncode == 0, err.decode()
     result: dict[str, Any] = json.loads(out)
     return result
