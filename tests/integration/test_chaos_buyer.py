@@ -21,6 +21,12 @@ ANSWERS = {
     "proxy-502": (502, BAD_GATEWAY_PAGE, "text/html"),
     "refused": (409, '{"title": "Seats unavailable", "status": 409}', "application/problem+json"),
     "accepted-blank": (202, "", "application/json"),
+    "key-in-flight": (
+        409,
+        '{"type": "https://safiri.dev/problems/idempotency-key-in-flight",'
+        ' "title": "Request in progress", "status": 409}',
+        "application/problem+json",
+    ),
 }
 
 
@@ -43,6 +49,7 @@ async def gateway() -> AsyncIterator[str]:
         ("proxy-502", "unknown", 502, "<html><body><h1>502 Bad Gateway</h1> The server"),
         ("refused", "fail", 409, "Seats unavailable"),
         ("accepted-blank", "unknown", 202, ""),
+        ("key-in-flight", "unknown", 409, "Request in progress"),
     ],
 )
 async def test_each_answer_is_recorded_with_its_status(

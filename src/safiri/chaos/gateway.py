@@ -73,7 +73,12 @@ class Buyer:
         if status == 202 and "order_id" in answer:
             return record("ok", process, key, trip_id=trip_id, order_id=answer["order_id"])
         error = str(answer.get("title") or answer.get("detail") or "")
-        if status >= 500 or status == 202:  # a 202 without its order: accepted, not known
+        # 409 idempotency-key-in-flight: a first request with this key (one a load balancer
+        # sent again after its replica died) may still take effect: not known, not refused.
+        in_flight = status == 409 and str(answer.get("type", "")).endswith(
+            "idempotency-key-in-flight"
+        )
+        if status >= 500 or status == 202 or in_flight:  # a 202 without its order: not known
             return record("unknown", process, key, trip_id=trip_id, status=status, error=error)
         return record("fail", process, key, trip_id=trip_id, status=status, error=error)
 
