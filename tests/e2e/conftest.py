@@ -41,6 +41,13 @@ class Running:
         return f"http://127.0.0.1:{self.config.port(service)}{path}"
 
     @property
+    def ports(self) -> dict[str, int]:
+        """Each of the four processes' port, by name."""
+        return {
+            s: self.config.port(s) for s in ("gateway", "ticketing", "payment", "mpesa-simulator")
+        }
+
+    @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
@@ -126,11 +133,21 @@ class Running:
             await conn.close()
         return trip_id
 
-    def log_lines(self, service: str) -> list[dict[str, Any]]:
+    def log_size(self, service: str) -> int:
+        """How many bytes ``service`` has logged so far (for ``log_lines(since=...)``)."""
+        path = self.suite.log_path(service)
+        assert path is not None
+        return path.stat().st_size
+
+    def log_lines(self, service: str, since: int = 0) -> list[dict[str, Any]]:
+        """``service``'s JSON log lines, from byte ``since`` of its log on."""
         path = self.suite.log_path(service)
         assert path is not None
         lines = []
-        for raw in path.read_text().splitlines():
+        with path.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode()
+        for raw in text.splitlines():
             try:
                 lines.append(json.loads(raw))
             except json.JSONDecodeError:
