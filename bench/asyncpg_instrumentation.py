@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -30,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from provenance import run_metadata
 
 RESULTS = Path(__file__).resolve().parent / "results" / "asyncpg_instrumentation.json"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -82,12 +80,13 @@ async def main(queries: int, rounds: int) -> dict[str, object]:
     best = {variant: min(values) for variant, values in runs.items()}
     return {
         "benchmark": "CPU µs per query (process time), best of rounds; variants alternate",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
+        **run_metadata(
+            variant={
+                "plain": "asyncpg, no instrumentation",
+                "instrumented": "opentelemetry-instrumentation-asyncpg, the SDK recording"
+                " into a discarding exporter",
+            }
+        ),
         "parameters": {"queries": queries, "rounds": rounds},
         "runs_us_per_query": runs,
         "best_us_per_query": best,

@@ -18,13 +18,12 @@ import os
 import statistics
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import machine  # noqa: E402
+from provenance import run_metadata  # noqa: E402
 
 
 def _checkout(commit: str, python: str) -> Path:
@@ -89,13 +88,35 @@ def main() -> None:
         for side in ("before", "after") if pair % 2 == 0 else ("after", "before"):
             runs[side].append(_run(trees[side], args.orders))
             print(f"pair {pair} {side}: {runs[side][-1]}", file=sys.stderr)
+    implementation, version = subprocess.run(
+        [
+            python,
+            "-c",
+            "import platform; print(platform.python_implementation(), platform.python_version())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    meta = run_metadata(
+        variant={
+            "before": trees["before"].name,
+            "after": trees["after"].name,
+            "telemetry": ["on", "off"],
+            "python": python,
+        }
+    )
     report = {
         "benchmark": "telemetry on vs OTEL_SDK_DISABLED=true in two commits, alternating",
-        "command": " ".join(["bench/commit_ab.py", *sys.argv[1:]]),
         "before": f"{args.before} ({trees['before'].name})",
         "after": f"{args.after} ({trees['after'].name})",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {**machine(), "python": python},
+        **meta,
+        # The suites ran on --python (its path in the variant), not on this script's interpreter.
+        "machine": {
+            **meta["machine"],
+            "python": version,
+            "python_implementation": implementation,
+        },
         "parameters": vars(args),
         "runs": runs,
         "median": {

@@ -1,5 +1,5 @@
 """What the benchmarks share: free ports, a vhost of their own, trip discovery, the OTLP sink,
-the suite's configuration and a description of the machine.
+the suite's configuration, and what a result file records about its run (bench/provenance.py).
 
 Imported by bench/purchase_throughput.py and bench/sustained_rate.py (run as scripts, so this
 directory is on ``sys.path``).
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import platform
 import secrets
 import subprocess
 import sys
@@ -18,9 +16,9 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
+from provenance import machine, run_metadata
 
 from safiri.suite import SuiteConfig, drop_databases, free_port, isolated_config
 
@@ -31,6 +29,7 @@ __all__ = [
     "isolated_run",
     "machine",
     "otlp_sink",
+    "run_metadata",
     "trips",
     "vhost",
 ]
@@ -146,11 +145,3 @@ async def isolated_run(
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             vhost("delete_vhost", f"safiri-bench-{name}")
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-    }

@@ -33,13 +33,12 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-from common import ROOT, isolated_run, machine, trips
+from common import ROOT, isolated_run, run_metadata, trips
 
 from safiri.suite import Suite, SuiteConfig
 
@@ -191,20 +190,26 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
-async def _one(
-    variant: str, args: argparse.Namespace, tag: str, start: asyncio.Barrier | None = None
-) -> dict[str, Any]:
-    extra_env = {
+# Every variant's processes get these beside the variant's own variables (recorded in the report).
+SIMULATOR_ENV = {"mpesa-simulator": {"OTEL_SDK_DISABLED": "false"}}
+
+
+def _common_env(args: argparse.Namespace) -> dict[str, str]:
+    return {
         "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0",
         "SAFIRI_SEED_DAYS": "4",
         "SAFIRI_LOG_LEVEL": "WARNING" if args.quiet_logs else "INFO",
-        **VARIANTS[variant],
     }
+
+
+async def _one(
+    variant: str, args: argparse.Namespace, tag: str, start: asyncio.Barrier | None = None
+) -> dict[str, Any]:
     async with isolated_run(
         f"{tag}-{variant}",
         log_dir=Path(args.log_dir) / f"{tag}-{variant}",
-        extra_env=extra_env,
-        service_env={"mpesa-simulator": {"OTEL_SDK_DISABLED": "false"}},
+        extra_env={**_common_env(args), **VARIANTS[variant]},
+        service_env=SIMULATOR_ENV,
     ) as (config, otlp_url):
         async with Suite(config) as suite:
             pids = {s: suite.processes[s].pid for s in MEASURED}
@@ -288,8 +293,14 @@ async def main() -> None:
     cpu_ratio = {v: round(statistics.median(b[1] / a[1] for a, b in pairs[v]), 3) for v in runs}
     report = {
         "benchmark": "purchase throughput, telemetry on vs OTEL_SDK_DISABLED=true",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_metadata(
+            variant={
+                "variants": {v: VARIANTS[v] for v in variants},
+                "together": args.together,
+                "environment": _common_env(args),
+                "service_environment": SIMULATOR_ENV,
+            }
+        ),
         "parameters": vars(args),
         "runs": runs,
         "median_purchases_per_second": rates,

@@ -20,13 +20,12 @@ import os
 import statistics
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import machine  # noqa: E402
+from provenance import run_metadata  # noqa: E402
 
 
 def _interpreter(version: str | None) -> str:
@@ -99,8 +98,7 @@ def main() -> None:
 
     report = {
         "benchmark": "purchases/s and services' CPU per purchase, two CPythons, alternating",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_metadata(variant={"interpreters": versions, "telemetry": ["on", "off"]}),
         "parameters": vars(args),
         "versions": versions,
         "runs": runs,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, machine, vhost
+from common import ROOT, run_metadata, vhost
 
 from safiri.cluster import HAProxyBackend, rabbitmq_cluster, running_haproxy
 from safiri.suite import free_port
@@ -78,9 +78,14 @@ async def main() -> None:
     report = {
         "benchmark": "raw aio-pika msgs/s through one quorum queue (publisher confirms, prefetch"
         " 32, manual acks): the machine's single node vs a 3-node cluster behind HAProxy",
-        "when": started.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "command": f"bench/quorum_queue_rate.py --rounds {args.rounds} --messages {args.messages}",
+        **run_metadata(
+            variant={
+                "one_node": "the machine's RabbitMQ node",
+                "three_nodes": "a 3-node cluster of the run's own, through HAProxy",
+            },
+            when=started,
+        ),
+        "parameters": vars(args),
         "rounds": rounds,
         "mean_one_node": round(statistics.mean(r["one_node"]["msgs_per_second"] for r in rounds)),
         "mean_three_nodes": round(

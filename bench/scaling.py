@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import ROOT, isolated_run, machine, trips
+from common import ROOT, isolated_run, run_metadata, trips
 from sustained_rate import SEED_DAYS, Load, ladder
 
 from safiri.suite import Suite
@@ -103,12 +103,16 @@ async def cpu_at(load: Load, rate: float, seconds: float, suite: Suite) -> dict[
     }
 
 
+# Beside the suite's own configuration, in every variant (recorded in the report).
+ENVIRONMENT = {"SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0", "SAFIRI_SEED_DAYS": str(SEED_DAYS)}
+
+
 async def variant(replicas: int, nodes: int, args: argparse.Namespace) -> dict[str, Any]:
     tag = f"{replicas}x{nodes}-{uuid.uuid4().hex[:4]}"
     async with isolated_run(
         f"scaling-{tag}",
         log_dir=Path(args.log_dir) / f"scaling-{tag}",
-        extra_env={"SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0", "SAFIRI_SEED_DAYS": str(SEED_DAYS)},
+        extra_env=ENVIRONMENT,
     ) as (config, _):
         config.replicas, config.rabbitmq_nodes = replicas, nodes
         if nodes > 1:
@@ -172,10 +176,15 @@ async def main() -> None:
     report = {
         "benchmark": "sustained purchases/s (every POST 202, CONFIRMED, p99 POST <= "
         f"{args.p99_ms:g} ms) by replicas per service x RabbitMQ nodes, as ratios to 1x1",
-        "when": started.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "command": "bench/scaling.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        **run_metadata(
+            variant={
+                "replicas_x_rabbitmq_nodes": [f"{r}x{n}" for r, n in order],
+                "telemetry": "on, as shipped",
+                "environment": ENVIRONMENT,
+            },
+            when=started,
+        ),
+        "parameters": vars(args),
         "baseline_runs": base_rates,
         "runs": runs,
     }

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
+from provenance import run_metadata
 
 from safiri_telemetry import _tracing, business_span
 from safiri_telemetry._config import TelemetryConfig
@@ -124,12 +122,14 @@ def main() -> None:
     best = {v: min(f) for v, f in figures.items()}
     report = {
         "benchmark": "CPU µs per span (process time incl. the exporter thread), best of rounds",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
+        **run_metadata(
+            variant={
+                "disabled": "OTEL_SDK_DISABLED=true (the no-op tracer)",
+                "sdk_discard": "the SDK records; the batch processor's exporter drops",
+                "sdk_encode": "as sdk_discard, each batch encoded by the SDK's OTLP encoder",
+                "otlp_http": "the SDK's OTLP/HTTP exporter to a discarding endpoint",
+            }
+        ),
         "parameters": vars(args),
         "runs_us_per_span": figures,
         "best_us_per_span": best,

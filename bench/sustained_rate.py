@@ -46,7 +46,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from common import ROOT, isolated_run, machine, trips, vhost
+from common import ROOT, isolated_run, run_metadata, trips, vhost
 
 from safiri.suite import Suite, SuiteConfig
 
@@ -474,8 +474,16 @@ async def main() -> None:
     report = {
         "benchmark": "highest sustained purchases/s (CONFIRMED, p99 POST /orders <= "
         f"{args.p99_ms:g} ms, callback delay 0, telemetry on) vs raw aio-pika msgs/s",
-        "when": started.isoformat(timespec="seconds"),
-        "machine": machine(),
+        **run_metadata(
+            variant={
+                "telemetry": "on, as shipped",
+                "environment": {
+                    "SAFIRI_MPESA_SIM_CALLBACK_DELAY": "0",
+                    "SAFIRI_SEED_DAYS": str(SEED_DAYS),
+                },
+            },
+            when=started,
+        ),
         "parameters": vars(args),
         "criteria": {
             "post_status": "every POST /orders answered 202",
