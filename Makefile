@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: k8s-rules help demo up up-cluster test test-unit test-integration test-deploy test-e2e test-cluster bench-telemetry bench-throughput chaos-outage lint format docs deps venv clean load-baseline load-spike load-sustained load-mixed
+.PHONY: k8s-rules help demo up up-cluster test test-unit test-integration test-deploy test-e2e test-cluster bench-telemetry bench-throughput bench-report chaos-outage lint format docs deps venv clean load-baseline load-spike load-sustained load-mixed
 
 help:
 	@echo "make demo              start the suite, buy tickets twice (one payment fails), print, stop"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint              ruff check, ruff format --check, mypy"
 	@echo "make bench-telemetry   purchases/s with telemetry on vs off (bench/results/)"
 	@echo "make bench-throughput  highest sustained purchases/s (p99 POST <= 50 ms) vs raw aio-pika msgs/s"
+	@echo "make bench-report      render the write-ups' benchmark tables from bench/results/*.json"
 	@echo "make chaos-outage      the provider-outage game day, full form (chaos/README.md)"
 	@echo "make load-baseline     Locust: 10 purchases/s for 2 min, then metrics vs database (load/README.md)"
 	@echo "make load-spike        Locust: 10/s, a 30 s spike of 100/s, 10/s (1 min), then the check"
@@ -78,6 +79,11 @@ test-cluster: venv
 bench-telemetry: venv deps
 	$(PY) bench/purchase_throughput.py --orders 1000 --concurrency 16 --rounds 5
 	$(PY) bench/purchase_throughput.py --orders 800 --rounds 5 --together --name telemetry_overhead_together
+
+# The benchmark tables of the write-ups (bench/results/*.md, READMEs, docs/) rendered from
+# bench/results/*.json; runs no benchmark. tests/unit/test_bench_render.py fails when stale.
+bench-report: venv
+	$(PY) bench/render.py
 
 # Game day: the provider-outage experiment in its full form (20 rps, shipped alert rules).
 chaos-outage: venv deps
