@@ -1,7 +1,8 @@
 """A real Prometheus scraping the running suite, with a test copy of the repository's rules.
 
-The copy keeps every expression and shortens only time: rate windows, ``for`` durations and the
-evaluation interval, so an alert that takes minutes in production fires within seconds here.
+The copy keeps every expression and runs time 60 times faster, in proportion: rate windows,
+``for`` durations and age thresholds (``safiri.chaos.prometheus.fast_rules``), so an alert that
+takes minutes in production fires within seconds here, for the same combination of windows.
 The shipped rules are never changed.
 """
 

@@ -37,7 +37,7 @@ async def test_chaos_run_plays_an_experiment_with_only_its_variables_set(
     ) as s:
         spans = s.spans
         targets = {service: f"127.0.0.1:{s.config.port(service)}" for service in SERVICES}
-        fast = {"rules": "fast", "rule_window": "10s", "rule_for": "2s"}
+        fast = {"rules": "fast"}
         async with experiment_prometheus(targets, tmp_path, fast) as prometheus_url:
             results = tmp_path / "results"
             env = {

@@ -1,8 +1,9 @@
 """A real Prometheus for an experiment: the repository's rules, scraping the suite's services.
 
 ``rules="real"`` loads deploy/prometheus/rules/ as shipped; ``rules="fast"`` loads a copy that
-keeps every expression and shortens only time (rate windows, ``for:``), so an alert that takes
-minutes in production fires within seconds. The shipped rules are never changed.
+keeps every expression and runs time faster in proportion (rate windows, ``for:``, age
+thresholds: a minute becomes a second), so an alert that takes minutes in production fires
+within seconds, for the same combination of windows. The shipped rules are never changed.
 """
 
 from __future__ import annotations
@@ -37,20 +38,54 @@ _DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 RULES_DIR = _DEPLOY / "prometheus" / "rules"
 ALERTMANAGER_TEMPLATE = _DEPLOY / "alertmanager" / "alertmanager.yml.tmpl"
 _PLACEHOLDER = re.compile(r"\$\{(SAFIRI_[A-Z_]+)\}")
-_WINDOW = re.compile(r"\[(\d+)([mh])\]")
-_FOR = re.compile(r"^(\s+for:\s*)(\d+)([smh])\s*$", re.MULTILINE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_WINDOW = re.compile(r"\[(\d+)(ms|s|m|h|d)\]")
+_FOR = re.compile(r"^(\s+for:[ \t]*)(\d+)(ms|s|m|h|d)[ \t]*$", re.MULTILINE)
+# A threshold on an age in seconds is time too: "older than 15 minutes" is 15 s at 1/60.
+_AGE_THRESHOLD = re.compile(r"(_age_seconds\b[^\n>]*>\s*)(\d+(?:\.\d+)?)")
+TIME_SCALE = 60.0
+MIN_WINDOW_SECONDS = 4.0
 
 
 class PrometheusError(RuntimeError):
     pass
 
 
-def fast_rules(text: str, window: str = "15s", hold: str = "3s") -> str:
-    """The same rules with ``[5m]``-style windows → ``window`` and ``for:`` → ``hold``."""
-    return _FOR.sub(lambda m: f"{m.group(1)}{hold}", _WINDOW.sub(f"[{window}]", text))
+def _duration(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
 
 
-def write_rules(directory: Path, fast: bool, window: str = "15s", hold: str = "3s") -> list[Path]:
+def fast_rules(
+    text: str, scale: float = TIME_SCALE, min_window_seconds: float = MIN_WINDOW_SECONDS
+) -> str:
+    """The same rules with time running ``scale`` times faster, every duration in proportion.
+
+    Rate windows (``[5m]`` → ``[5s]`` at 60), ``for:`` holds and thresholds on ``*_age_seconds``
+    are divided by ``scale``, so a multi-window burn-rate alert keeps the ratio between its
+    windows (1h : 5m stays 12 : 1) and fires for the same combination of windows as in
+    production. Only a window shorter than ``min_window_seconds`` is raised to it: a rate needs
+    a few scrapes in its window (``[1m]`` → 4 s rather than 1 s at a 1 s scrape interval).
+    """
+    if scale <= 0:
+        raise ValueError(f"the time scale must be positive, not {scale}")
+
+    def seconds(amount: str, unit: str) -> float:
+        return int(amount) * _UNITS[unit] / scale
+
+    def window(m: re.Match[str]) -> str:
+        return f"[{_duration(max(seconds(m[1], m[2]), min_window_seconds))}]"
+
+    def hold(m: re.Match[str]) -> str:
+        return f"{m[1]}{_duration(seconds(m[2], m[3]))}"
+
+    def age(m: re.Match[str]) -> str:
+        return f"{m[1]}{float(m[2]) / scale:g}"
+
+    return _AGE_THRESHOLD.sub(age, _FOR.sub(hold, _WINDOW.sub(window, text)))
+
+
+def write_rules(directory: Path, fast: bool, scale: float = TIME_SCALE) -> list[Path]:
     shipped = sorted(RULES_DIR.glob("*.yml"))
     if not shipped:
         raise PrometheusError(f"no rules in {RULES_DIR}")
@@ -60,7 +95,7 @@ def write_rules(directory: Path, fast: bool, window: str = "15s", hold: str = "3
     out = []
     for path in shipped:
         target = directory / path.name
-        target.write_text(fast_rules(path.read_text(), window, hold))
+        target.write_text(fast_rules(path.read_text(), scale))
         out.append(target)
     return out
 
@@ -242,14 +277,10 @@ async def experiment_prometheus(
     targets: Mapping[str, str | Sequence[str]], run_dir: Path, configuration: Mapping[str, Any]
 ) -> AsyncIterator[str]:
     """Prometheus as the experiment's configuration asks: ``rules`` ``real`` or ``fast``
-    (``rule_window``, ``rule_for``), every ``prometheus_interval``."""
+    (time running ``rule_time_scale`` times faster, 60 by default: a minute is a second),
+    every ``prometheus_interval``."""
     fast = str(configuration.get("rules", "real")) == "fast"
-    rules = write_rules(
-        run_dir / "rules",
-        fast,
-        str(configuration.get("rule_window", "15s")),
-        str(configuration.get("rule_for", "3s")),
-    )
+    rules = write_rules(run_dir / "rules", fast, float(configuration.get("rule_time_scale", 60)))
     interval = str(configuration.get("prometheus_interval", "1s" if fast else "15s"))
     async with running_prometheus(targets, rules, run_dir / "prometheus", interval) as url:
         yield url
