@@ -78,6 +78,10 @@ class SpanStore:
         self._max_spans = max_spans
         self.logs: list[ReceivedLog] = []
         self.resource_keys: set[str] = set()  # every resource attribute name seen
+        # A collector outage, switched by tests: every export is answered 503 and dropped.
+        self.unavailable = False
+        self.refused_exports = 0
+        self.refused_spans: dict[str, set[str]] = defaultdict(set)  # span ids, by service
 
     def _evict(self) -> None:
         keep = self.spans[len(self.spans) // 5 :]
@@ -150,6 +154,20 @@ class SpanStore:
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         return sorted(self._by_trace.get(trace_id, []), key=lambda s: s.start_ns)
 
+    def never_received(self, service: str) -> set[str]:
+        """The ids of ``service``'s spans that were refused and never sent again: dropped."""
+        received = {s.span_id for s in self.spans if s.service == service}
+        return self.refused_spans[service] - received
+
+    def _refuse_spans(self, request: ExportTraceServiceRequest) -> None:
+        for rs in request.resource_spans:
+            service = next(
+                (str(_value(a.value)) for a in rs.resource.attributes if a.key == "service.name"),
+                "unknown",
+            )
+            for ss in rs.scope_spans:
+                self.refused_spans[service].update(s.span_id.hex() for s in ss.spans)
+
     def trace_of_order(self, order_id: str) -> str | None:
         for span in self.spans:
             if span.attributes.get("safiri.order.id") == order_id:
@@ -157,6 +175,10 @@ class SpanStore:
         return None
 
     def app(self) -> web.Application:
+        def refuse() -> web.Response:
+            self.refused_exports += 1
+            return web.json_response({"error": "collector unavailable"}, status=503)
+
         async def export(request: web.Request) -> web.Response:
             body = await request.read()
             message = ExportTraceServiceRequest()
@@ -164,6 +186,9 @@ class SpanStore:
                 message.ParseFromString(body)
             except DecodeError:
                 return web.json_response({"error": "not an ExportTraceServiceRequest"}, status=400)
+            if self.unavailable:
+                self._refuse_spans(message)
+                return refuse()
             self.add(message)
             return web.Response(
                 body=ExportTraceServiceResponse().SerializeToString(),
@@ -171,6 +196,9 @@ class SpanStore:
             )
 
         async def export_logs(request: web.Request) -> web.Response:
+            if self.unavailable:
+                await request.read()
+                return refuse()
             message = ExportLogsServiceRequest()
             try:
                 message.ParseFromString(await request.read())
