@@ -24,6 +24,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from safiri_telemetry import Telemetry, redact_mapping
 from safiri_telemetry._aiohttp import _exemplar, _stamp
+from safiri_telemetry._redaction import redact_value
 from tests.conftest import serving
 
 pytestmark = pytest.mark.unit
@@ -191,3 +192,23 @@ def test_every_key_that_names_a_secret_is_redacted_at_any_depth() -> None:
     assert redact_mapping(nested) == {
         "body": {"password": "[REDACTED]", "phone": "2547*****678", "note": "ok"}
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("254712345678", "2547*****678"),
+        ("0712345678", "*******678"),
+        ("+254 712 345 678", "+*** *** *** 678"),
+        ("07-12-34-56-78", "**-**-**-*6-78"),
+        (712345678, "******678"),
+    ],
+)
+def test_a_key_that_names_a_phone_masks_it_in_any_format(value: object, masked: str) -> None:
+    """Under ``phone`` or ``msisdn`` every digit but the last three is masked, whatever the
+    number's format; elsewhere only a number in the international form is (mutation testing
+    found the key's kind made no difference)."""
+    assert redact_value("customer_phone", value) == masked
+    assert redact_value("msisdn", value) == masked
+    assert redact_value("note", "call 0712345678") == "call 0712345678"
+    assert redact_value("note", "call 254712345678") == "call 2547*****678"

@@ -22,6 +22,20 @@ def mask_phone(phone: str) -> str:
     return _MSISDN.sub(lambda m: m.group(1) + "*" * len(m.group(2)) + m.group(3), phone)
 
 
+def _mask_digits(value: str) -> str:
+    """Every digit but the last three masked, whatever the format: ``+254 712 345 678`` →
+    ``+*** *** *** 678``. For a value its key says is a phone number."""
+    keep_from = sum(c.isdigit() for c in value) - 3
+    out, seen = [], 0
+    for c in value:
+        if c.isdigit():
+            out.append(c if seen >= keep_from else "*")
+            seen += 1
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 @lru_cache(maxsize=4096)
 def _key_kind(key: str) -> int:
     """0: an ordinary key, 1: it names a phone number, 2: it names a secret.
@@ -37,8 +51,11 @@ def redact_value(key: str, value: Any) -> Any:
     kind = _key_kind(key)
     if kind == 2:
         return REDACTED
+    if kind == 1 and isinstance(value, str | int) and not isinstance(value, bool):
+        text = str(value)
+        return mask_phone(text) if _MSISDN.search(text) else _mask_digits(text)
     if isinstance(value, str):
-        return mask_phone(value) if kind == 1 or _MSISDN.search(value) else value
+        return mask_phone(value) if _MSISDN.search(value) else value
     if isinstance(value, Mapping):
         return redact_mapping(value)
     return value
