@@ -55,7 +55,7 @@ def redact_value(key: str, value: Any) -> Any:
         text = str(value)
         return mask_phone(text) if _MSISDN.search(text) else _mask_digits(text)
     if isinstance(value, str):
-        return mask_phone(value) if _MSISDN.search(value) else value
+        return mask_phone(value)
     if isinstance(value, Mapping):
         return redact_mapping(value)
     return value
