@@ -321,6 +321,40 @@ def test_a_failing_business_step_is_an_error_span_with_the_exception_recorded(
     assert event.attributes["exception.type"] == "ValueError"
 
 
+class _SoldOut(Exception):
+    pass
+
+
+def test_a_business_refusal_is_an_event_on_an_unset_span_not_an_error(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A refusal the step declares (seats sold out) is the business answering, not a failure:
+    OpenTelemetry's status stays unset, the refusal is an event and an attribute, and the
+    exception still reaches the caller. Anything else is still an error."""
+    with (
+        pytest.raises(_SoldOut),
+        business_span("hold_seats", {"safiri.trip.id": "t-1"}, refusals=(_SoldOut,)),
+    ):
+        raise _SoldOut("2 seats asked, 0 free")
+    with (
+        pytest.raises(ValueError, match="database gone"),
+        business_span("hold_seats", {"safiri.trip.id": "t-2"}, refusals=(_SoldOut,)),
+    ):
+        raise ValueError("database gone")
+    refused, failed = [s for s in spans.get_finished_spans() if s.name == "hold_seats"]
+    assert refused.status.status_code is StatusCode.UNSET
+    assert refused.attributes is not None
+    assert refused.attributes["safiri.outcome"] == "refused"
+    (event,) = refused.events
+    assert event.name == "refused"
+    assert dict(event.attributes or {}) == {
+        "safiri.refusal.reason": "_SoldOut",
+        "safiri.refusal.message": "2 seats asked, 0 free",
+    }
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [e.name for e in failed.events] == ["exception"]
+
+
 async def test_standard_library_logging_goes_through_the_json_sink(
     served: tuple[str, Telemetry, io.StringIO],
 ) -> None:

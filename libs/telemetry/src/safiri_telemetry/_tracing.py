@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from ._config import TelemetryConfig
 from ._export import BoundedBatchSpanProcessor, DroppedSpans
 from ._exporters import span_exporters
-from ._redaction import redact_value
+from ._redaction import mask_phone, redact_value
 
 __all__ = [
     "build_tracer_provider",
@@ -114,11 +114,14 @@ def business_span(
     kind: SpanKind = SpanKind.INTERNAL,
     parent: otel_context.Context | None = None,
     links: list[Link] | None = None,
+    refusals: tuple[type[BaseException], ...] = (),
 ) -> Iterator[Span]:
     """A span around one business step (``hold_seats``, ``request_payment``).
 
     Attributes are redacted like log fields; an exception marks the span as an error,
-    is recorded on it, and propagates.
+    is recorded on it, and propagates. An exception of ``refusals`` (the step's business
+    answers, such as seats sold out) is not an error: the span's status stays unset, it gets
+    ``safiri.outcome=refused`` and a ``refused`` event with the reason, and it propagates.
     """
     clean = (
         {k: redact_value(k, v) for k, v in attributes.items() if v is not None}
@@ -138,6 +141,16 @@ def business_span(
     ) as span:
         try:
             yield span
+        except refusals as exc:
+            span.set_attribute("safiri.outcome", "refused")
+            span.add_event(
+                "refused",
+                {
+                    "safiri.refusal.reason": type(exc).__name__,
+                    "safiri.refusal.message": mask_phone(str(exc)),
+                },
+            )
+            raise
         except BaseException as exc:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
