@@ -5,6 +5,7 @@ seconds. Real PostgreSQL, real processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -115,3 +116,59 @@ async def test_another_replica_takes_over_within_seconds_after_kill_9(
 
 async def _true(value: bool) -> bool | None:
     return True if value else None
+
+
+async def test_an_unexpected_error_on_the_lock_connection_does_not_end_the_job(
+    make_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """Seen in CI while PostgreSQL restarted under a running suite: the lock connection's
+    liveness check raised asyncpg's InternalClientError ("another operation is in progress"),
+    which is none of the connection errors expected there; it ended the job's task, and the
+    payment service reconciled nothing until it was restarted. Any error on the lock's
+    connection now means the lock is lost: the job drops it and takes it again."""
+    url = await make_database("single_active_error")
+    steps: list[float] = []
+
+    async def step() -> None:
+        steps.append(time.monotonic())
+
+    job = SingleActive("sweep", url, step, 0.02, retry_interval=RETRY)
+    task = asyncio.create_task(job.run())
+    try:
+        await eventually(lambda: _true(job.holding), what="the job to hold the lock")
+        conn = job._conn
+        assert conn is not None
+
+        class Broken:
+            """The lock's connection, whose queries fail as asyncpg's did in CI."""
+
+            async def fetchval(self, *args: object, **kwargs: object) -> object:
+                raise asyncpg.exceptions._base.InternalClientError(
+                    "cannot switch to state 12; another operation (2) is in progress"
+                )
+
+            def is_closed(self) -> bool:
+                return conn.is_closed()
+
+            def terminate(self) -> None:
+                conn.terminate()
+
+            async def close(self, timeout: float | None = None) -> None:
+                await conn.close(timeout=timeout)
+
+        broken = Broken()
+        job._conn = broken  # type: ignore[assignment]
+        await eventually(
+            lambda: _true(job._conn is not broken), what="the broken connection dropped"
+        )
+        assert not task.done(), task
+        broke = time.monotonic()
+        await eventually(
+            lambda: _true(job.holding and bool(steps) and steps[-1] > broke),
+            timeout=5,
+            what="the job to take the lock again and go on",
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

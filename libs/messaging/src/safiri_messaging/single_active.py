@@ -87,7 +87,10 @@ class SingleActive:
                 assert self._conn is not None
                 await self._conn.fetchval("SELECT 1", timeout=5)
                 return True
-            except _TRANSIENT as exc:
+            except Exception as exc:  # whatever it is, the lock is no longer known to be held
+                # Not only _TRANSIENT: while PostgreSQL restarted under a running suite, asyncpg
+                # raised InternalClientError ("another operation is in progress") here, and
+                # letting it out ended the job for good.
                 logger.bind(task=self.name, error=repr(exc)).warning(
                     "lost the connection holding the job's lock; no longer running it"
                 )
@@ -100,6 +103,10 @@ class SingleActive:
             )
         except _TRANSIENT as exc:
             logger.bind(task=self.name, error=repr(exc)).debug("cannot try the job's lock yet")
+            self._drop()
+            return False
+        except Exception as exc:  # as above: try again later, never end the job
+            logger.bind(task=self.name, error=repr(exc)).warning("cannot try the job's lock")
             self._drop()
             return False
         if got:
