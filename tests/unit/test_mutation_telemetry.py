@@ -210,5 +210,6 @@ def test_a_key_that_names_a_phone_masks_it_in_any_format(value: object, masked: 
     found the key's kind made no difference)."""
     assert redact_value("customer_phone", value) == masked
     assert redact_value("msisdn", value) == masked
+    assert redact_value("phone", "2547*****678") == "2547*****678"  # masked already
     assert redact_value("note", "call 0712345678") == "call 0712345678"
     assert redact_value("note", "call 254712345678") == "call 2547*****678"

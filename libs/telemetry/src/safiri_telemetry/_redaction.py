@@ -53,7 +53,9 @@ def redact_value(key: str, value: Any) -> Any:
         return REDACTED
     if kind == 1 and isinstance(value, str | int) and not isinstance(value, bool):
         text = str(value)
-        return mask_phone(text) if _MSISDN.search(text) else _mask_digits(text)
+        if _MSISDN.search(text):
+            return mask_phone(text)
+        return text if "***" in text else _mask_digits(text)  # masked already: kept as it is
     if isinstance(value, str):
         return mask_phone(value)
     if isinstance(value, Mapping):
