@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 import asyncpg
@@ -62,19 +66,19 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def _rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 @contextmanager
 def own_vhost(name: str) -> Iterator[str]:
     """A RabbitMQ vhost created for the caller and deleted afterwards; yields its AMQP URL."""
-    _rabbitmqctl("add_vhost", name)
-    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     try:
         yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
     finally:
-        _rabbitmqctl("delete_vhost", name)
+        rabbitmqctl("delete_vhost", name)
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +150,14 @@ def promtool_check_metrics(text: str) -> list[str]:
     )
     found = [ln.strip() for ln in (checked.stdout + checked.stderr).splitlines() if ln.strip()]
     return [ln for ln in found if ln not in CONTRACT_LINT_EXCEPTIONS]
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script of the repository (bench/, scripts/: directories of scripts, not packages) as
+    a module, importable by the tests."""
+    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module

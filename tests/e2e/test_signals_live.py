@@ -27,7 +27,6 @@ import math
 import os
 import re
 import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from safiri.chaos.experiment import load_experiment, safiri_extension
 from safiri.chaos.prometheus import write_rules
 from safiri.suite import SERVICES
 from safiri_messaging import EVENTS_EXCHANGE
-from tests.conftest import eventually
+from tests.conftest import eventually, rabbitmqctl
 from tests.deploy.prometheus_server import running_prometheus
 from tests.deploy.test_dashboards import QUERIES, evaluable
 
@@ -263,10 +262,6 @@ async def _set_faults(live: Live, **faults: object) -> None:
     )
     async with method as response:
         assert response.status == 200, await response.text()
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 # ----------------------------------------------------------------------------- the alerts
@@ -516,7 +511,7 @@ async def test_a_slow_provider_backs_the_payment_queue_up(live: Live) -> None:
         # While requests are in flight, the broker drops every connection of the vhost: the
         # unacknowledged requests are delivered again (the redeliveries panel).
         await live.watch.until("SafiriQueueBacklogGrowing", "pending", timeout=60)
-        _rabbitmqctl("close_all_connections", "--vhost", live.vhost, "--limit", "100", "test")
+        rabbitmqctl("close_all_connections", "--vhost", live.vhost, "--limit", "100", "test")
 
     await fires_and_resolves(
         live, ("SafiriQueueBacklogGrowing",), fired_then_redeliver, heal, resolve_timeout=120
@@ -525,13 +520,13 @@ async def test_a_slow_provider_backs_the_payment_queue_up(live: Live) -> None:
 
 async def test_a_broker_that_refuses_publishes_fires_outbox_not_draining(live: Live) -> None:
     async def refuse() -> None:
-        _rabbitmqctl("set_permissions", "-p", live.vhost, "guest", ".*", "^$", ".*")
+        rabbitmqctl("set_permissions", "-p", live.vhost, "guest", ".*", "^$", ".*")
         # An open channel keeps the permissions it was opened with: make every client
         # reconnect under the new ones.
-        _rabbitmqctl("close_all_connections", "--vhost", live.vhost, "--limit", "100", "test")
+        rabbitmqctl("close_all_connections", "--vhost", live.vhost, "--limit", "100", "test")
 
     async def allow() -> None:
-        _rabbitmqctl("set_permissions", "-p", live.vhost, "guest", ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", live.vhost, "guest", ".*", ".*", ".*")
 
     await fires_and_resolves(live, ("SafiriOutboxNotDraining",), refuse, allow)
 

@@ -7,16 +7,16 @@ inside a block, a result file without the metadata of its run, a result no table
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import platform
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.unit
 
@@ -24,13 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str) -> ModuleType:
-    """A bench/ script as a module (bench/ is a directory of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "bench" / f"{name}.py")
 
 
 render = _load("render")

@@ -3,15 +3,15 @@ its promtool tests; docs/mutation.md explains every survivor docs/mutation.json 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
+
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.unit
 
@@ -20,15 +20,7 @@ RULES = ROOT / "deploy" / "prometheus" / "rules"
 
 
 def _load(name: str) -> ModuleType:
-    """A scripts/ file as a module (scripts/ is a directory of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"scripts_{name}", ROOT / "scripts" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / f"{name}.py")
 
 
 mutate = _load("mutate_alert_rules")

@@ -93,24 +93,36 @@ async def test_a_scraper_that_sends_no_accept_header_gets_the_text_format(
         assert "http_server_request_duration_seconds" in await response.text()
 
 
+async def _timed(
+    http: aiohttp.ClientSession, url: str, telemetry: Telemetry, side: str, where: dict[str, str]
+) -> tuple[float, float]:
+    """GET ``url`` once: the ``side`` ("server" or "client") duration recorded for it (``where``:
+    its route, or the server's address) and the time the caller measured."""
+    started = time.perf_counter()
+    async with http.get(url) as response:
+        assert response.status == 200
+    took = time.perf_counter() - started
+    labels = {
+        "http_request_method": "GET",
+        **where,
+        "http_response_status_code": "200",
+    }
+    recorded = telemetry.registry.get_sample_value(
+        f"http_{side}_request_duration_seconds_sum", labels
+    )
+    assert recorded is not None, (side, labels)
+    return recorded, took
+
+
 async def test_a_request_is_timed_from_its_start_to_its_end(
     served: tuple[str, Telemetry],
 ) -> None:
     """Bounded by the caller's own clock, so a loaded machine cannot fail it."""
     base, telemetry = served
-    started = time.perf_counter()
-    async with aiohttp.ClientSession() as http, http.get(f"{base}/hello") as response:
-        assert response.status == 200
-    took = time.perf_counter() - started
-    labels = {
-        "http_request_method": "GET",
-        "http_route": "/hello",
-        "http_response_status_code": "200",
-    }
-    recorded = telemetry.registry.get_sample_value(
-        "http_server_request_duration_seconds_sum", labels
-    )
-    assert recorded is not None
+    async with aiohttp.ClientSession() as http:
+        recorded, took = await _timed(
+            http, f"{base}/hello", telemetry, "server", {"http_route": "/hello"}
+        )
     assert 0 < recorded <= took
 
 
@@ -149,19 +161,10 @@ async def test_a_client_call_is_timed_from_its_start_to_its_end(
     served: tuple[str, Telemetry],
 ) -> None:
     base, telemetry = served
-    started = time.perf_counter()
-    async with telemetry.client_session() as http, http.get(f"{base}/hello") as response:
-        assert response.status == 200
-    took = time.perf_counter() - started
-    labels = {
-        "http_request_method": "GET",
-        "server_address": "127.0.0.1",
-        "http_response_status_code": "200",
-    }
-    recorded = telemetry.registry.get_sample_value(
-        "http_client_request_duration_seconds_sum", labels
-    )
-    assert recorded is not None
+    async with telemetry.client_session() as http:
+        recorded, took = await _timed(
+            http, f"{base}/hello", telemetry, "client", {"server_address": "127.0.0.1"}
+        )
     assert 0 < recorded <= took
 
 
