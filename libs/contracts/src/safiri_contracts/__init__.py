@@ -1,0 +1,1 @@
+"""Safiri's contracts as code (filled in by the contracts work)."""
