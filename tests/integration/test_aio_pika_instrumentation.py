@@ -2,7 +2,9 @@
 aio-pika (the design card's choice), shown on the real broker rather than said.
 
 The same message is published and consumed twice on the run's own vhost: once through the
-instrumentation package, once through Safiri's ``publish_message`` / ``traced_consumer``. The
+instrumentation package, once the way Safiri does it: published inside ``publish_span`` (as
+the outbox relay does) and consumed through ``safiri_messaging.consume``, the one consumer
+path, which handles each message inside ``consume_span``. The
 package's spans use attribute names the messaging conventions have deprecated or never had
 (``messaging.destination``, ``messaging.operation``, ``net.peer.name``), name the producer
 after ``exchange,routing_key``, call a push consumer's work "receive", carry no routing key,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import aio_pika
 import pytest
@@ -24,8 +27,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
 
-from safiri_telemetry import publish_message, traced_consumer
+from safiri_messaging import Envelope, MessagingMetrics, consume
+from safiri_telemetry import DEFAULT_EXCHANGE, publish_span
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
@@ -54,7 +59,7 @@ async def _round_trip(amqp_url: str, queue_name: str, safiri: bool) -> None:
         queue = await channel.declare_queue(queue_name, auto_delete=True)
         got = asyncio.Event()
 
-        async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async def handle(envelope: Envelope) -> None:
             got.set()
 
         async def package_handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -62,8 +67,13 @@ async def _round_trip(amqp_url: str, queue_name: str, safiri: bool) -> None:
                 got.set()
 
         if safiri:
-            await queue.consume(traced_consumer(queue.name, handle))
-            await publish_message(channel.default_exchange, queue.name, b"{}")
+            await consume(queue, handle, MessagingMetrics(CollectorRegistry()))
+            headers: dict[str, Any] = {}
+            with publish_span(DEFAULT_EXCHANGE, queue.name, "m-1", headers):
+                await channel.default_exchange.publish(
+                    aio_pika.Message(b"{}", headers=headers, message_id="m-1"),
+                    routing_key=queue.name,
+                )
         else:
             await queue.consume(package_handle)
             await channel.default_exchange.publish(

@@ -1,7 +1,9 @@
-"""libs/telemetry's helpers for a new service: ``instrument``, ``publish_message``, consumers.
+"""libs/telemetry's helpers for a new service: ``instrument``, and the messaging spans used
+as the README's example service uses them (``publish_span`` around a publish, ``consume_span``
+inside ``message.process``).
 
-The aio-pika side runs against in-memory fakes of an exchange, a queue and a delivered
-message; the acknowledgement itself is aio-pika's own ``ProcessContext``.
+The aio-pika side runs against in-memory fakes of an exchange and a delivered message; the
+acknowledgement itself is aio-pika's own ``ProcessContext``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
-from aio_pika import DeliveryMode, Message
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from aio_pika import Message
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from aio_pika.message import ProcessContext
 from aiohttp import web
+from loguru import logger
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -26,11 +29,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from safiri_telemetry import (
+    DEFAULT_EXCHANGE,
     Telemetry,
     business_span,
-    consume_messages,
-    publish_message,
-    traced_consumer,
+    consume_span,
+    context_from_carrier,
+    publish_span,
 )
 from tests.conftest import serving
 
@@ -49,7 +53,7 @@ def quiet_telemetry(
 
 
 class FakeExchange:
-    """What ``publish_message`` needs of an aio-pika exchange: its name and ``publish``."""
+    """An aio-pika exchange as far as publishing goes: its name and ``publish``."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -103,20 +107,6 @@ class FakeDelivery:
             raise RuntimeError(f"already settled: {self.settled}")
         self.processed = True
         self.settled.append(how)
-
-
-class FakeQueue:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.callbacks: list[Callable[[AbstractIncomingMessage], Awaitable[Any]]] = []
-        self.options: dict[str, Any] = {}
-
-    async def consume(
-        self, callback: Callable[[AbstractIncomingMessage], Awaitable[Any]], **options: Any
-    ) -> str:
-        self.callbacks.append(callback)
-        self.options = options
-        return "ctag-1"
 
 
 def exchange(name: str) -> tuple[FakeExchange, AbstractExchange]:
@@ -195,24 +185,33 @@ async def test_instrument_flushes_the_queued_spans_when_the_app_is_cleaned_up() 
     assert [s.name for s in exporter.get_finished_spans()] == ["queued"]
 
 
-# -- publish_message -----------------------------------------------------------------------
+# -- publish_span --------------------------------------------------------------------------
 
 
-async def test_publish_message_is_a_producer_span_whose_context_rides_in_the_headers(
+async def published(
+    exchange_name: str = "",
+    routing_key: str = "bookings",
+    message_id: str = "m-1",
+    headers: dict[str, Any] | None = None,
+    parent: Any = None,
+) -> Message:
+    """A message published as the README's example service does: built and sent inside a
+    ``publish_span``, with the headers it filled; the one sent is returned."""
+    fake, events = exchange(exchange_name)
+    carrier = dict(headers or {})
+    with publish_span(exchange_name, routing_key, message_id, carrier, parent=parent):
+        message = Message(b"{}", headers=carrier, message_id=message_id)
+        await events.publish(message, routing_key=routing_key)
+    assert fake.published == [(message, routing_key)]
+    return message
+
+
+async def test_publish_span_is_a_producer_span_whose_context_rides_in_the_headers(
     spans: InMemorySpanExporter,
 ) -> None:
-    fake, default_exchange = exchange("")
     with business_span("book_seat"):
-        message = await publish_message(
-            default_exchange,
-            "bookings",
-            b'{"trip_id": "t-1"}',
-            message_id="t-1",
-            headers={"x-origin": "test"},
-            content_type="application/json",
-        )
+        message = await published(message_id="t-1", headers={"x-origin": "test"})
 
-    assert fake.published == [(message, "bookings")]
     parent = only(spans, "book_seat")
     producer = only(spans, "publish")
     assert producer.kind == SpanKind.PRODUCER
@@ -227,39 +226,28 @@ async def test_publish_message_is_a_producer_span_whose_context_rides_in_the_hea
         "messaging.message.id": "t-1",
     }
     assert message.headers["traceparent"] == traceparent_of(producer)
-    assert message.headers["x-origin"] == "test"
-    assert message.message_id == "t-1"
-    assert message.delivery_mode == DeliveryMode.PERSISTENT
-    assert message.content_type == "application/json"
-    assert message.body == b'{"trip_id": "t-1"}'
+    assert message.headers["x-origin"] == "test"  # the caller's own headers are kept
 
 
-async def test_publish_message_names_the_span_after_the_exchange_and_gives_a_message_id(
+async def test_publish_span_is_named_after_the_exchange_and_records_each_message_id(
     spans: InMemorySpanExporter,
 ) -> None:
-    fake, events = exchange("safiri.events")
-    first = await publish_message(events, "order.paid", b"{}")
-    second = await publish_message(events, "order.paid", b"{}")
+    await published("safiri.events", "order.paid", "m-1")
+    await published("safiri.events", "order.paid", "m-2")
 
-    assert first.message_id and second.message_id and first.message_id != second.message_id
     producers = [s for s in spans.get_finished_spans() if s.name == "publish safiri.events"]
-    assert [(s.attributes or {}).get("messaging.message.id") for s in producers] == [
-        first.message_id,
-        second.message_id,
+    assert [(s.attributes or {}).get("messaging.message.id") for s in producers] == ["m-1", "m-2"]
+    assert [(s.attributes or {}).get("messaging.destination.name") for s in producers] == [
+        "safiri.events",
+        "safiri.events",
     ]
-    assert [key for _, key in fake.published] == ["order.paid", "order.paid"]
 
 
-async def test_publish_message_can_continue_a_stored_context(
+async def test_publish_span_can_continue_a_stored_context(
     spans: InMemorySpanExporter,
 ) -> None:
-    from safiri_telemetry import context_from_carrier
-
-    _, events = exchange("safiri.events")
     stored = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
-    message = await publish_message(
-        events, "order.paid", b"{}", parent=context_from_carrier(stored)
-    )
+    message = await published("safiri.events", "order.paid", parent=context_from_carrier(stored))
 
     producer = only(spans, "publish safiri.events")
     assert producer.context is not None and producer.parent is not None
@@ -268,18 +256,47 @@ async def test_publish_message_can_continue_a_stored_context(
     assert message.headers["traceparent"] == traceparent_of(producer)
 
 
-# -- traced_consumer and consume_messages --------------------------------------------------
+async def test_a_failed_publish_marks_the_producer_span_as_an_error(
+    spans: InMemorySpanExporter,
+) -> None:
+    with pytest.raises(ConnectionError), publish_span("", "bookings", "m-1", {}):
+        raise ConnectionError("channel closed")
+
+    producer = only(spans, "publish")
+    assert producer.status.status_code == StatusCode.ERROR
+    assert [e.name for e in producer.events] == ["exception"]
+
+
+# -- consume_span, as the README's example service consumes -------------------------------
+
+
+def consumer_of(
+    queue: str, handler: Callable[[AbstractIncomingMessage], Awaitable[None]]
+) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    """The README's consumer callback: settled around a ``consume_span`` that runs ``handler``."""
+
+    async def consume(message: AbstractIncomingMessage) -> None:
+        async with message.process(requeue=False):
+            with consume_span(
+                queue,
+                message.routing_key or "",
+                message.message_id,
+                message.headers,
+                redelivered=bool(message.redelivered),
+                exchange=message.exchange or DEFAULT_EXCHANGE,
+            ):
+                await handler(message)
+
+    return consume
 
 
 async def published_headers() -> tuple[dict[str, Any], str]:
     """Headers as a producer wrote them, and that producer's traceparent."""
-    fake, default_exchange = exchange("")
-    await publish_message(default_exchange, "bookings", b"{}", message_id="m-1")
-    message = fake.published[0][0]
+    message = await published()
     return dict(message.headers), str(message.headers["traceparent"])
 
 
-async def test_a_traced_consumer_continues_the_producers_trace_and_acks(
+async def test_a_consume_span_continues_the_producers_trace_and_the_message_is_acked(
     spans: InMemorySpanExporter,
 ) -> None:
     headers, traceparent = await published_headers()
@@ -290,7 +307,7 @@ async def test_a_traced_consumer_continues_the_producers_trace_and_acks(
         seen.append(trace.get_current_span())
 
     delivery = FakeDelivery(headers, redelivered=True)
-    await traced_consumer("bookings", handler)(delivered(delivery))
+    await consumer_of("bookings", handler)(delivered(delivery))
 
     assert delivery.settled == ["ack"]
     consumer = only(spans, "process bookings")
@@ -314,7 +331,7 @@ async def test_a_traced_consumer_continues_the_producers_trace_and_acks(
     assert traceparent.split("-")[1] == f"{consumer.context.trace_id:032x}"
 
 
-async def test_a_failing_handler_rejects_the_message_marks_the_span_and_logs_with_the_trace(
+async def test_a_failing_handler_marks_the_span_the_message_is_rejected_and_logs_carry_the_trace(
     spans: InMemorySpanExporter,
 ) -> None:
     logs = io.StringIO()
@@ -322,82 +339,50 @@ async def test_a_failing_handler_rejects_the_message_marks_the_span_and_logs_wit
     headers, _ = await published_headers()
 
     async def handler(message: AbstractIncomingMessage) -> None:
+        logger.bind(message_id=message.message_id).warning("trip not found")
         raise ValueError("no such trip")
 
     delivery = FakeDelivery(headers)
-    await traced_consumer("bookings", handler)(delivered(delivery))  # settled: nothing raised
+    with pytest.raises(ValueError, match="no such trip"):  # propagates: nothing swallowed it
+        await consumer_of("bookings", handler)(delivered(delivery))
 
-    assert delivery.settled == ["reject(requeue=False)"]
+    assert delivery.settled == ["reject(requeue=False)"]  # dead-lettered or dropped
     consumer = only(spans, "process bookings")
     assert consumer.status.status_code == StatusCode.ERROR
     assert [e.name for e in consumer.events] == ["exception"]
     assert consumer.context is not None
-    failed = [
+    [line] = [
         line
         for line in map(json.loads, logs.getvalue().splitlines())
-        if line["message"] == "message handling failed"
+        if line["message"] == "trip not found"
     ]
-    assert len(failed) == 1
-    assert failed[0]["level"] == "ERROR"
-    assert failed[0]["trace_id"] == f"{consumer.context.trace_id:032x}"
-    assert failed[0]["queue"] == "bookings"
-    assert failed[0]["message_id"] == "m-1"
-    assert "no such trip" in logs.getvalue()
-
-
-async def test_a_failing_handler_can_ask_for_a_requeue(spans: InMemorySpanExporter) -> None:
-    quiet_telemetry()
-
-    async def handler(message: AbstractIncomingMessage) -> None:
-        raise ConnectionError("database restarting")
-
-    delivery = FakeDelivery({})
-    await traced_consumer("bookings", handler, requeue=True)(delivered(delivery))
-
-    assert delivery.settled == ["reject(requeue=True)"]
-
-
-async def test_a_handler_may_settle_the_message_itself(spans: InMemorySpanExporter) -> None:
-    async def handler(message: AbstractIncomingMessage) -> None:
-        await message.reject(requeue=True)
-
-    delivery = FakeDelivery({})
-    await traced_consumer("bookings", handler)(delivered(delivery))
-
-    assert delivery.settled == ["reject(requeue=True)"]  # no second acknowledgement
+    assert line["trace_id"] == f"{consumer.context.trace_id:032x}"
+    assert line["span_id"] == f"{consumer.context.span_id:016x}"
+    assert line["message_id"] == "m-1"
 
 
 async def test_a_message_without_a_trace_starts_one(spans: InMemorySpanExporter) -> None:
     async def handler(message: AbstractIncomingMessage) -> None:
         pass
 
-    await traced_consumer("bookings", handler)(delivered(FakeDelivery({}, message_id=None)))
+    delivery = FakeDelivery({}, message_id=None)
+    await consumer_of("bookings", handler)(delivered(delivery))
 
+    assert delivery.settled == ["ack"]
     consumer = only(spans, "process bookings")
     assert consumer.parent is None
     assert consumer.links == ()
     assert "messaging.message.id" not in (consumer.attributes or {})
 
 
-async def test_consume_messages_registers_a_traced_handler_on_the_queue(
-    spans: InMemorySpanExporter,
-) -> None:
-    headers, _ = await published_headers()
-    fake = FakeQueue("bookings")
-    handled: list[str | None] = []
+def test_the_library_has_no_second_consumer_or_publisher() -> None:
+    """Consuming goes through safiri_messaging (or a service's own callback around
+    ``consume_span``); the library offers spans, not another consumer."""
+    import safiri_telemetry
 
-    async def handler(message: AbstractIncomingMessage) -> None:
-        handled.append(message.message_id)
-
-    tag = await consume_messages(cast(AbstractQueue, fake), handler, consumer_tag="booking-1")
-
-    assert tag == "ctag-1"
-    assert fake.options == {"consumer_tag": "booking-1"}
-    delivery = FakeDelivery(headers)
-    await fake.callbacks[0](delivered(delivery))
-    assert handled == ["m-1"]
-    assert delivery.settled == ["ack"]
-    assert only(spans, "process bookings").kind == SpanKind.CONSUMER
+    for name in ("traced_consumer", "consume_messages", "publish_message"):
+        assert not hasattr(safiri_telemetry, name), name
+    assert {"publish_span", "consume_span"} <= set(safiri_telemetry.__all__)
 
 
 def test_the_library_imports_without_aio_pika() -> None:

@@ -3,8 +3,10 @@
 telemetry = Telemetry.setup("ticketing", service_version="0.1.0")
 app = telemetry.instrument(web.Application())  # middleware, GET /metrics, shutdown on cleanup
 ...
-await publish_message(channel.default_exchange, "bookings", body)  # a PRODUCER span
-await consume_messages(queue, handler)  # each message in a CONSUMER span, acked or rejected
+with publish_span("", "bookings", message_id, headers):  # a PRODUCER span; context in headers
+    await channel.default_exchange.publish(Message(body, headers=headers, ...), "bookings")
+with consume_span("bookings", message.routing_key, message.message_id, message.headers):
+    ...  # a CONSUMER span in the producer's trace: handle the message here
 """
 
 from __future__ import annotations
@@ -26,14 +28,7 @@ from ._aiohttp import route_template, server_middleware
 from ._config import LOG_LEVELS, BatchSettings, ConfigError, TelemetryConfig
 from ._export import DroppedSpans
 from ._logging import configure_logging
-from ._messaging import (
-    DEFAULT_EXCHANGE,
-    consume_messages,
-    consume_span,
-    publish_message,
-    publish_span,
-    traced_consumer,
-)
+from ._messaging import DEFAULT_EXCHANGE, consume_span, publish_span
 from ._metrics import LATENCY_BUCKETS, HttpMetrics
 from ._otlp_logs import OtlpLogSink, build_logger_provider, exported_over_otlp
 from ._pool import ConnectionPool, ConnectionPoolCollector
@@ -59,17 +54,14 @@ __all__ = [
     "Telemetry",
     "TelemetryConfig",
     "business_span",
-    "consume_messages",
     "consume_span",
     "context_from_carrier",
     "current_trace_id",
     "inject_carrier",
     "mask_phone",
-    "publish_message",
     "publish_span",
     "redact_mapping",
     "route_template",
-    "traced_consumer",
 ]
 
 

@@ -6,38 +6,25 @@ key; a consumer's queue is its ``messaging.destination.subscription.name``. Span
 ``publish <exchange>`` (``publish`` alone for the default exchange, which has no name) and
 ``process <queue>`` (the entity a consumer's operation is performed against).
 
-``publish_span`` and ``consume_span`` work with any client; ``publish_message``,
-``traced_consumer`` and ``consume_messages`` do the whole job with aio-pika, which they import
-only when called: the library itself imports without it.
+These are the building blocks, for any client: the library imports no AMQP client. Safiri's
+services publish through ``safiri_messaging``'s outbox relay and consume through its
+``consume`` (dead letters, bounded retries, a graceful drain), both built on these two; a
+service of its own wraps its aio-pika publish and its consumer callback in them (the README's
+example service).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from loguru import logger
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Link, Span, SpanKind, get_current_span
 
 from ._tracing import business_span, context_from_carrier, inject_carrier
 
-if TYPE_CHECKING:
-    from aio_pika import Message
-    from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue
-
-    MessageHandler = Callable[[AbstractIncomingMessage], Awaitable[object]]
-
-__all__ = [
-    "DEFAULT_EXCHANGE",
-    "consume_messages",
-    "consume_span",
-    "publish_message",
-    "publish_span",
-    "traced_consumer",
-]
+__all__ = ["DEFAULT_EXCHANGE", "consume_span", "publish_span"]
 
 DEFAULT_EXCHANGE = ""
 """The default exchange's name: empty, in AMQP and in ``messaging.destination.name``."""
@@ -53,7 +40,11 @@ def publish_span(
     parent: otel_context.Context | None = None,
 ) -> Iterator[Span]:
     """A PRODUCER span ``publish <exchange>`` (``publish`` for the default exchange, ``""``);
-    its context is written into ``headers``."""
+    its context is written into ``headers``, which are then the message's headers.
+
+    Publish inside it, so a failed publish marks the span as an error. ``parent`` resumes a
+    stored context (an outbox row's) instead of the active one.
+    """
     attributes = {
         "messaging.system": "rabbitmq",
         "messaging.operation.type": "send",
@@ -78,8 +69,14 @@ def consume_span(
     redelivered: bool = False,
     exchange: str = DEFAULT_EXCHANGE,
 ) -> Iterator[Span]:
-    """A CONSUMER span ``process <queue>``, a child of the producer's span in ``headers``;
-    ``exchange`` is the one the message was published to (``message.exchange``)."""
+    """A CONSUMER span ``process <queue>``, a child of the producer's span in ``headers``
+    (and linked to it); ``exchange`` is the one the message was published to
+    (``message.exchange``).
+
+    Handle the message inside it: an exception marks the span as an error, is recorded on it
+    and propagates, so settle the message around it (``async with
+    message.process(requeue=False)``: rejected, hence dead-lettered, when the handler raises).
+    """
     parent = context_from_carrier(headers)
     attributes = {
         "messaging.system": "rabbitmq",
@@ -97,79 +94,3 @@ def consume_span(
         f"process {queue}", attributes, kind=SpanKind.CONSUMER, parent=parent, links=links
     ) as span:
         yield span
-
-
-async def publish_message(
-    exchange: AbstractExchange,
-    routing_key: str,
-    body: bytes,
-    *,
-    message_id: str | None = None,
-    headers: Mapping[str, Any] | None = None,
-    parent: otel_context.Context | None = None,
-    **properties: Any,
-) -> Message:
-    """Publish a persistent message inside a ``publish_span``; returns the message sent.
-
-    The span's context is written into the message headers (next to ``headers``), so the
-    consumer continues the trace. ``message_id`` defaults to a new UUID; ``properties`` are
-    the other ``aio_pika.Message`` fields (``content_type``, ``correlation_id``, ...).
-    ``parent`` resumes a stored context (an outbox row) instead of the active one.
-    """
-    from aio_pika import DeliveryMode, Message
-
-    message_id = message_id or uuid.uuid4().hex
-    carrier = dict(headers or {})
-    with publish_span(exchange.name, routing_key, message_id, carrier, parent=parent):
-        properties.setdefault("delivery_mode", DeliveryMode.PERSISTENT)
-        message = Message(body, headers=carrier, message_id=message_id, **properties)
-        await exchange.publish(message, routing_key=routing_key)
-    return message
-
-
-def traced_consumer(
-    queue: str, handler: MessageHandler, *, requeue: bool = False
-) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-    """``handler`` as an aio-pika consumer callback that runs it inside a ``consume_span``.
-
-    The message is acknowledged when ``handler`` returns. When it raises, the span is marked
-    as an error, the failure is logged (with the trace) and the message is rejected:
-    dead-lettered or dropped, or requeued with ``requeue=True``. A handler may also settle the
-    message itself (``await message.reject(requeue=True)``); it is then left alone.
-    """
-
-    async def consume(message: AbstractIncomingMessage) -> None:
-        failure: Exception | None = None
-        try:
-            async with message.process(requeue=requeue, ignore_processed=True):
-                with consume_span(
-                    queue,
-                    message.routing_key or "",
-                    message.message_id,
-                    message.headers,
-                    redelivered=bool(message.redelivered),
-                    exchange=message.exchange or DEFAULT_EXCHANGE,
-                ):
-                    try:
-                        await handler(message)
-                    except Exception as exc:
-                        failure = exc
-                        logger.opt(exception=exc).bind(
-                            queue=queue, message_id=message.message_id, requeue=requeue
-                        ).error("message handling failed")
-                        raise
-        except Exception as exc:
-            if exc is not failure:
-                raise  # settling the message failed: the broker will redeliver it
-
-    return consume
-
-
-async def consume_messages(
-    queue: AbstractQueue, handler: MessageHandler, *, requeue: bool = False, **options: Any
-) -> str:
-    """Consume ``queue`` with ``traced_consumer(queue.name, handler)``; returns the consumer tag.
-
-    ``options`` go to ``queue.consume`` (``consumer_tag``, ``exclusive``, ...).
-    """
-    return await queue.consume(traced_consumer(queue.name, handler, requeue=requeue), **options)
