@@ -34,7 +34,12 @@ _DEFAULT_EXPORTER = {"traces": "otlp", "logs": "otlp", "metrics": "prometheus"}
 
 
 class ConfigError(ValueError):
-    """A configuration variable holds a value that cannot be used; the message names it."""
+    """One or more configuration variables hold values that cannot be used; the message names
+    each with its reason.
+
+    The one configuration-error type of Safiri: ``safiri_web``'s readers of the ``SAFIRI_*``
+    variables raise it too (``SettingsError`` there is this class under its old name).
+    """
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:

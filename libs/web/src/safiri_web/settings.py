@@ -1,4 +1,9 @@
-"""Strict readers for ``SAFIRI_*`` variables: each bad value gets a message naming it."""
+"""Strict readers for ``SAFIRI_*`` variables: each bad value gets a message naming it.
+
+A bad value raises ``safiri_telemetry.ConfigError``, the one configuration-error type: the
+same as for a bad ``OTEL_*`` value, so a service's start-up catches one type and exits 2 with
+the message.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from safiri_telemetry import LOG_LEVELS, ConfigError
+
 __all__ = ["EnvReader", "Secret", "SettingsError", "log_level"]
 
-
-class SettingsError(ValueError):
-    """One or more settings are unusable; ``str()`` lists each with its reason."""
+SettingsError = ConfigError
+"""The old name of ``ConfigError``, the same class, kept while callers move to ``ConfigError``."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class Secret:
 
 
 class EnvReader:
-    """Reads variables and collects every problem before raising one ``SettingsError``."""
+    """Reads variables and collects every problem before raising one ``ConfigError``."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env = os.environ if env is None else env
@@ -74,7 +80,7 @@ class EnvReader:
 
     def check(self) -> None:
         if self.errors:
-            raise SettingsError("invalid configuration:\n  " + "\n  ".join(self.errors))
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(self.errors))
 
 
 def _hide_password(url: str) -> str:
@@ -87,9 +93,7 @@ def _hide_password(url: str) -> str:
 def log_level(env: Mapping[str, str] | None = None) -> str:
     """``SAFIRI_LOG_LEVEL`` (default INFO): the lowest level a Safiri process writes, given to
     ``Telemetry.setup`` (the telemetry library reads no ``SAFIRI_*`` variable itself)."""
-    from safiri_telemetry import LOG_LEVELS
-
     raw = (os.environ if env is None else env).get("SAFIRI_LOG_LEVEL", "").strip() or "INFO"
     if raw.upper() not in LOG_LEVELS:
-        raise SettingsError(f"SAFIRI_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
+        raise ConfigError(f"SAFIRI_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
     return raw.upper()
