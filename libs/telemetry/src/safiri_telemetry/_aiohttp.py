@@ -62,11 +62,20 @@ def server_middleware(metrics: HttpMetrics) -> Callable[..., Awaitable[web.Strea
             "server.address": request.host.split(":")[0],
             "user_agent.original": request.headers.get("User-Agent", ""),
         }
+        # The status is set here, by the answer, never by the SDK from an exception: an
+        # ``HTTPException`` raised for a 4xx is the client's mistake, and a server span of a
+        # 4xx answer keeps an unset status (OpenTelemetry's HTTP conventions); only 5xx is Error.
         with tracer.start_as_current_span(
-            f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+            f"{method} {route}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             started = perf_counter()
             status = 500
+            description: str | None = None  # an unhandled exception's type and message
             try:
                 response = await handler(request)
                 status = response.status
@@ -74,11 +83,15 @@ def server_middleware(metrics: HttpMetrics) -> Callable[..., Awaitable[web.Strea
                 status = exc.status
                 _stamp(exc, span)
                 raise
+            except Exception as exc:  # unhandled: aiohttp answers 500
+                span.record_exception(exc)
+                description = f"{type(exc).__name__}: {exc}"
+                raise
             finally:
                 elapsed = perf_counter() - started
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
+                    span.set_status(Status(StatusCode.ERROR, description))
                 labels = (method, route, str(status))
                 metrics.server_duration.labels(*labels).observe(elapsed, exemplar=_exemplar())
                 if route != "/metrics":
