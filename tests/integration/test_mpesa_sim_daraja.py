@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from safiri_mpesa_sim import RunningSimulator, Settings, run_in_process, stk_password
 from safiri_telemetry import Telemetry
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -228,12 +228,6 @@ async def ledger_rows(sim: RunningSimulator, http: aiohttp.ClientSession) -> dic
 
 def metric(telemetry: Telemetry, name: str, labels: dict[str, str]) -> float:
     return telemetry.registry.get_sample_value(name, labels) or 0.0
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- OAuth -------------------------------------------------------------------------------
@@ -477,7 +471,7 @@ async def test_callback_gives_up_after_three_5xx(
 async def test_unreachable_merchant_is_retried_then_given_up(
     sim: RunningSimulator, http: aiohttp.ClientSession, token: str
 ) -> None:
-    url = f"http://127.0.0.1:{closed_port()}/callback"
+    url = f"http://127.0.0.1:{free_port()}/callback"
     accepted = await push(sim, http, token, push_body(url))
     started = time.monotonic()
     await sim.notifier.join()

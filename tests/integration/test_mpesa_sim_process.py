@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
 import pytest
 
+from tests.conftest import eventually, free_port
+
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def simulator_env(**overrides: str) -> dict[str, str]:
@@ -26,16 +21,17 @@ def simulator_env(**overrides: str) -> dict[str, str]:
 
 
 async def wait_until_healthy(url: str, process: asyncio.subprocess.Process) -> None:
-    async with asyncio.timeout(15), aiohttp.ClientSession() as http:
-        while True:
+    async with aiohttp.ClientSession() as http:
+
+        async def healthy() -> bool:
             assert process.returncode is None, "the simulator exited during start-up"
             try:
                 async with http.get(url) as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
+                return False
+
+        await eventually(healthy, timeout=15, what=f"{url} to answer 200")
 
 
 async def test_module_serves_until_sigterm_then_exits_cleanly() -> None:

@@ -5,14 +5,11 @@ never sends (a malformed Pull Transactions row)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -45,9 +42,9 @@ from safiri_payment.service_layer.resilience import (
     ResilientProvider,
 )
 from safiri_telemetry import Telemetry
+from tests.conftest import eventually, free_port
 
 pytestmark = pytest.mark.integration
-_T = TypeVar("_T")
 SIM = SimulatorSettings(callback_delay=0.3)
 
 
@@ -91,16 +88,6 @@ def push(phone: str = "254712345678") -> StkPush:
     return StkPush(1500, phone, "order-12345", "Nairobi", "http://127.0.0.1:9/callback?token=t")
 
 
-async def eventually(probe: Callable[[], Awaitable[_T | None]], timeout: float = 5) -> _T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        assert time.monotonic() < deadline, "no answer before the deadline"
-        await asyncio.sleep(0.05)
-
-
 async def test_stk_query_is_pending_until_the_customer_answers_then_gives_the_result(
     sim: RunningSimulator, session: aiohttp.ClientSession, spans: InMemorySpanExporter
 ) -> None:
@@ -111,7 +98,9 @@ async def test_stk_query_is_pending_until_the_customer_answers_then_gives_the_re
     # Daraja's "not yet" is an HTTP 500: the span says it is no failure for a trace reader.
     (answer,) = [s for s in spans.get_finished_spans() if "stkpushquery" in s.name]
     assert (answer.attributes or {}).get("safiri.payment.pending") is True
-    outcome = await eventually(lambda: client.stk_query(checkout))
+    outcome = await eventually(
+        lambda: client.stk_query(checkout), timeout=5, what="the STK query's final answer"
+    )
     assert outcome.result_code == 1032
     assert not outcome.succeeded
 
@@ -124,7 +113,9 @@ async def test_a_lost_callback_is_found_by_query_and_the_charge_is_in_the_ledger
     sim.faults.set(Faults(callbacks=CallbackFault.LOST))
     client = daraja(session, sim.base_url)
     checkout = await client.stk_push(push())
-    outcome = await eventually(lambda: client.stk_query(checkout))
+    outcome = await eventually(
+        lambda: client.stk_query(checkout), timeout=5, what="the STK query's final answer"
+    )
     assert outcome == ProviderOutcome(0, outcome.result_desc)
     entry = sim.ledger.get(checkout)
     assert entry.charged
@@ -179,7 +170,7 @@ async def test_a_push_the_client_gave_up_on_is_still_taken_charged_and_answered(
         entries = [t for t in sim.ledger.transactions() if t.push.phone == "254712000111"]
         return True if entries and entries[0].charged else None
 
-    assert await eventually(charged)
+    assert await eventually(charged, timeout=5, what="the timed-out push to be charged")
 
 
 async def test_an_outage_opens_the_breaker_and_later_pushes_never_reach_the_provider(
@@ -208,9 +199,7 @@ async def test_an_outage_opens_the_breaker_and_later_pushes_never_reach_the_prov
 async def test_a_refused_connection_is_retried_and_reported_as_never_sent(
     session: aiohttp.ClientSession,
 ) -> None:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     registry = CollectorRegistry()
     provider = ResilientProvider(
         daraja(session, f"http://127.0.0.1:{port}"),
@@ -336,7 +325,9 @@ async def test_a_charge_outlives_a_simulator_restart_when_the_ledger_has_a_journ
     async with run_in_process(settings, telemetry) as first:
         client = daraja(session, first.base_url)
         checkout = await client.stk_push(push())
-        await eventually(lambda: client.stk_query(checkout))
+        await eventually(
+            lambda: client.stk_query(checkout), timeout=5, what="the STK query's final answer"
+        )
         before = await read_ledger(f"{first.base_url}/simulator/ledger", SIM.admin_key.value)
     async with run_in_process(settings, telemetry) as again:
         after = await read_ledger(f"{again.base_url}/simulator/ledger", SIM.admin_key.value)

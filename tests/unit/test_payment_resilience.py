@@ -3,8 +3,6 @@ the breaker opens and closes, and that every transition is a metric, a span even
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +27,7 @@ from safiri_payment.service_layer.resilience import (
     ResilientProvider,
 )
 from safiri_telemetry import business_span
+from tests.conftest import eventually
 
 from .fakes import FakePaymentDb
 
@@ -197,14 +196,16 @@ async def test_after_the_reset_time_one_success_closes_the_breaker() -> None:
             await wrapped.stk_push(PUSH)
     assert wrapped.circuit_state is CircuitState.OPEN
 
-    deadline = time.monotonic() + 5
-    while True:  # poll past purgatory's wall-clock reset time
+    async def let_through() -> str | None:  # polled past purgatory's wall-clock reset time
         try:
-            assert await wrapped.stk_push(PUSH) == "ws_CO_ok"
-            break
+            return await wrapped.stk_push(PUSH)
         except ProviderCircuitOpen:
-            assert time.monotonic() < deadline, "the breaker never let a call through"
-            await asyncio.sleep(0.01)
+            return None
+
+    answer = await eventually(
+        let_through, timeout=5, interval=0.01, what="the breaker to let a call through"
+    )
+    assert answer == "ws_CO_ok"
     assert wrapped.circuit_state is CircuitState.CLOSED
     assert sample(registry, "payment_provider_circuit_state", provider="mpesa") == 0
     for state in ("half_open", "closed"):
