@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from safiri_web import Problem
 
-from ..domain.orders import MAX_SEATS_PER_ORDER, Order, OrderStatus
+from ..domain.orders import Order, OrderStatus
 from ..domain.trips import SeatsUnavailable, Trip, TripNotFound
 from ..service_layer.handlers import HoldSeats
 from .keys import QUERIES, TICKETING
+from .requests import IdempotencyKey, PlaceOrder, TripSearch, invalid_request
 
 __all__ = ["routes"]
 
@@ -53,24 +54,14 @@ def order_json(order: Order) -> dict[str, Any]:
     return body
 
 
-def _uuid(value: Any, field: str) -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise Problem(
-            422, "validation-error", "Invalid request", f"{field} is not a UUID"
-        ) from None
-
-
 @routes.get("/trips")
 async def search_trips(request: web.Request) -> web.Response:
-    raw_date = request.query.get("date", "")
     try:
-        day = date.fromisoformat(raw_date)
-    except ValueError:
-        raise Problem(400, "invalid-query", "Invalid query", "date must be YYYY-MM-DD") from None
+        query = TripSearch.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise invalid_request(error, 400, "invalid-query", "Invalid query") from None
     trips = await request.app[QUERIES].search(
-        request.query.get("origin") or None, request.query.get("destination") or None, day
+        query.origin or None, query.destination or None, query.date
     )
     return web.json_response({"trips": [trip_json(t) for t in trips]})
 
@@ -78,26 +69,16 @@ async def search_trips(request: web.Request) -> web.Response:
 @routes.post("/orders")
 async def place_order(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except ValueError:
-        raise Problem(400, "malformed-json", "Malformed JSON") from None
-    if not isinstance(body, dict):
-        raise Problem(422, "validation-error", "Invalid request", "body must be an object")
-    seat_count = body.get("seat_count")
-    phone = body.get("phone")
-    if not isinstance(seat_count, int) or not 1 <= seat_count <= MAX_SEATS_PER_ORDER:
-        raise Problem(
-            422,
-            "validation-error",
-            "Invalid request",
-            f"seat_count must be 1..{MAX_SEATS_PER_ORDER}",
+        body = PlaceOrder.model_validate_json(await request.read())
+        raw_key = request.headers.get("Idempotency-Key")
+        request_key = (
+            None
+            if raw_key is None
+            else IdempotencyKey.model_validate({"Idempotency-Key": raw_key}).key
         )
-    if not isinstance(phone, str) or not phone.isdigit() or len(phone) != 12:
-        raise Problem(422, "validation-error", "Invalid request", "phone must be an MSISDN")
-    request_key = request.headers.get("Idempotency-Key")
-    if request_key is not None and not 1 <= len(request_key) <= 200:
-        raise Problem(422, "validation-error", "Invalid request", "Idempotency-Key: 1..200 chars")
-    cmd = HoldSeats(_uuid(body.get("trip_id"), "trip_id"), seat_count, phone, request_key)
+    except ValidationError as error:
+        raise invalid_request(error) from None
+    cmd = HoldSeats(str(body.trip_id), body.seat_count, body.phone, request_key)
     try:
         order = await request.app[TICKETING].hold_seats(cmd)
     except TripNotFound:
