@@ -23,9 +23,9 @@ import yaml
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from safiri.chaos.prometheus import running_prometheus
 from safiri.metrics_reference import render as metrics_reference
 from safiri_telemetry import Telemetry
-from tests.deploy.prometheus_server import running_prometheus
 
 pytestmark = pytest.mark.deploy
 
@@ -181,8 +181,9 @@ def test_every_expression_substitutes_every_variable(
 
 @pytest_asyncio.fixture(scope="module")
 async def prometheus(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    config = "global:\n  evaluation_interval: 15s\nscrape_configs: []\n"
-    async with running_prometheus(config, RULE_FILES, tmp_path_factory.mktemp("prometheus")) as url:
+    # Nothing to scrape: the shipped rules loaded, and an empty TSDB to query.
+    workdir = tmp_path_factory.mktemp("prometheus")
+    async with running_prometheus({}, RULE_FILES, workdir, "15s") as url:
         yield url
 
 

@@ -41,11 +41,10 @@ import pytest_asyncio
 import yaml
 
 from safiri.chaos.experiment import load_experiment, safiri_extension
-from safiri.chaos.prometheus import write_rules
+from safiri.chaos.prometheus import running_prometheus, write_rules
 from safiri.suite import SERVICES
 from safiri_messaging import EVENTS_EXCHANGE
 from tests.conftest import eventually, rabbitmqctl
-from tests.deploy.prometheus_server import running_prometheus
 from tests.deploy.test_dashboards import QUERIES, evaluable
 
 from .conftest import Running, suite_of_its_own

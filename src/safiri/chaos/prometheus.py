@@ -1,4 +1,13 @@
-"""A real Prometheus for an experiment: the repository's rules, scraping the suite's services.
+"""A real Prometheus (and Alertmanager) for an experiment, ``safiri up`` and the tests: the
+repository's rules, scraping the suite's services.
+
+The one runner of these processes: the chaos experiments, ``safiri up``'s monitoring, the
+deploy tests (the dashboards' expressions parsed by a real Prometheus) and the end-to-end
+signal tests all start them through ``running_prometheus`` / ``running_alertmanager``. Each
+process gets ports of its own (``safiri.ports.free_port`` unless given), keeps its config, data
+and log in the caller's directory, is polled on ``/-/ready`` until a deadline (exiting or
+missing it raises ``PrometheusError`` with its exit status and the end of its log), and is
+stopped through its own process (SIGTERM, SIGKILL after 10 s), never by name.
 
 ``rules="real"`` loads deploy/prometheus/rules/ as shipped; ``rules="fast"`` loads a copy that
 keeps every expression and runs time faster in proportion (rate windows, ``for:``, age
@@ -48,7 +57,8 @@ MIN_WINDOW_SECONDS = 4.0
 
 
 class PrometheusError(RuntimeError):
-    pass
+    """Prometheus or Alertmanager is not installed, exited, or was not ready by the deadline;
+    the message says which, with the end of its log."""
 
 
 def _duration(seconds: float) -> str:
@@ -107,7 +117,8 @@ def _config(
     alertmanager: str | None,
 ) -> str:
     """One job per service (``safiri-<service>``; RabbitMQ's nodes are ``rabbitmq``), one
-    target per replica: each replica is its own ``instance``."""
+    target per replica: each replica is its own ``instance``. No targets: nothing scraped, the
+    rules still evaluated."""
     jobs = ""
     for service, addresses in targets.items():
         listed = [addresses] if isinstance(addresses, str) else list(addresses)
@@ -121,9 +132,10 @@ def _config(
             "alerting:\n  alertmanagers:\n    - static_configs:\n"
             f"        - targets: ['{alertmanager}']\n"
         )
+    scrape = f"scrape_configs:\n{jobs}" if jobs else "scrape_configs: []\n"
     return (
         f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-        f"rule_files:\n{files}{alerting}scrape_configs:\n{jobs}"
+        f"rule_files:\n{files}{alerting}{scrape}"
     )
 
 
@@ -132,8 +144,11 @@ def _write_config(workdir: Path, text: str) -> None:
     (workdir / "prometheus.yml").write_text(text)
 
 
-def _read(log: Path) -> str:
-    return log.read_text(errors="replace")
+def _tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 @contextlib.asynccontextmanager
@@ -148,13 +163,19 @@ async def running_prometheus(
     alertmanager: str | None = None,
     on_started: Callable[[int, int], None] | None = None,
 ) -> AsyncIterator[str]:
-    """Prometheus scraping ``targets`` (service → host:port) until the block exits; its URL.
+    """Prometheus scraping ``targets`` (service → host:port, or a list: one per replica) and
+    evaluating ``rules`` every ``interval`` until the block exits; yields its URL.
 
-    ``port`` 0 takes a free one; ``alertmanager`` (host:port) receives the alerts;
-    ``on_started(pid, port)`` is told where it runs.
+    ``workdir`` (created if need be) holds ``prometheus.yml``, the TSDB (``data``) and
+    ``prometheus.log``. ``port`` 0 takes a free one; ``alertmanager`` (host:port) receives the
+    alerts; ``on_started(pid, port)`` is told where it runs. Exemplar storage is on, as in
+    docker-compose.yml, so exemplar queries work against it too.
     """
     if shutil.which("prometheus") is None:
-        raise PrometheusError("prometheus is not installed (Debian: apt-get install prometheus)")
+        raise PrometheusError(
+            "prometheus is not installed (Debian: apt-get install -y prometheus;"
+            " scripts/deps.sh --install --test does it)"
+        )
     _write_config(workdir, _config(targets, rules, interval, alertmanager))
     port = port or free_port()
     argv = [
@@ -162,6 +183,7 @@ async def running_prometheus(
         f"--config.file={workdir / 'prometheus.yml'}",
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
+        "--enable-feature=exemplar-storage",
         "--log.level=warn",
     ]
     async with _serving(argv, workdir / "prometheus.log", port, ready_timeout, on_started) as url:
@@ -262,13 +284,15 @@ async def _wait_ready(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         while True:
             if process.returncode is not None:
-                raise PrometheusError(f"{log.stem} exited: {_read(log)}")
+                raise PrometheusError(f"{log.stem} exited with {process.returncode}:\n{_tail(log)}")
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with http.get(f"{url}/-/ready") as response:
                     if response.status == 200:
                         return
             if asyncio.get_running_loop().time() > deadline:
-                raise PrometheusError(f"{log.stem} at {url} not ready after {timeout} s")
+                raise PrometheusError(
+                    f"{log.stem} at {url} not ready after {timeout} s:\n{_tail(log)}"
+                )
             await asyncio.sleep(0.1)
 
 
