@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from safiri_gateway import Settings, create_app
 from safiri_telemetry import Telemetry
 from safiri_web import Secret
+from tests.conftest import serving
 
 API_KEY = "gw-test-key-0123456789"
 OTHER_API_KEY = "gw-other-key-9876543210"
@@ -38,10 +39,14 @@ TRIP = {
     "origin": "Nairobi",
     "destination": "Mombasa",
     "departs_at": "2026-03-01T08:00:00+03:00",
+    "arrives_at": "2026-03-01T16:00:00+03:00",
+    "bus_id": "KBZ 123A",
     "fare": {"amount": 1500, "currency": "KES"},
     "seats_total": 40,
     "seats_available": 38,
 }
+# What ticketing's internal API may say on top of the public shape: never passed to clients.
+INTERNAL = {"depot": "Machakos", "seat_map_version": 7}
 
 
 def span_exporter() -> InMemorySpanExporter:
@@ -125,7 +130,7 @@ class FakeTicketing:
 
     async def _trips(self, request: web.Request) -> web.Response:
         await self._record(request)
-        return web.json_response({"trips": [TRIP]})
+        return web.json_response({"trips": [{**TRIP, **INTERNAL}]})
 
     async def _place(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -147,23 +152,26 @@ class FakeTicketing:
             "seats": list(range(1, body["seat_count"] + 1)),
             "amount": {"amount": 1500 * body["seat_count"], "currency": "KES"},
             "expires_at": "2026-03-01T07:50:00+03:00",
+            "trip_id": body["trip_id"],
+            "seat_count": body["seat_count"],
+            "created_at": "2026-03-01T07:40:00+03:00",
         }
         self.orders[order_id] = order
-        return web.json_response(order, status=201)
+        return web.json_response({**order, **INTERNAL}, status=201)
 
     async def _order(self, request: web.Request) -> web.Response:
         await self._record(request)
         order = self.orders.get(request.match_info["order_id"])
         if order is None:
             return _problem(request, 404, "order-not-found", "Order not found")
-        return web.json_response(order)
+        return web.json_response({**order, **INTERNAL})
 
 
 @asynccontextmanager
 async def fake_ticketing() -> AsyncIterator[FakeTicketing]:
     fake = FakeTicketing()
-    async with serving(fake.app()) as server:
-        fake.url = str(server.make_url("/")).rstrip("/")
+    async with serving(fake.app()) as url:
+        fake.url = url
         try:
             yield fake
         finally:
@@ -187,16 +195,6 @@ def gateway_settings(
         api_keys=(Secret(API_KEY), Secret(OTHER_API_KEY)),
         upstream_timeout=upstream_timeout,
     )
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[TestServer]:
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 # One stream for every gateway a test starts: each Telemetry.setup moves the log sink to its

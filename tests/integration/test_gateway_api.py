@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -19,11 +18,13 @@ import pytest_asyncio
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from safiri_gateway.entrypoints.openapi import OPENAPI
+from tests.conftest import free_port
 
 from .gateway_harness import (
     API_KEY,
     AUTH,
     FULL_TRIP_ID,
+    INTERNAL,
     OTHER_API_KEY,
     PHONE,
     TRIP,
@@ -79,12 +80,6 @@ def fresh_ticketing(ticketing: FakeTicketing) -> Iterator[None]:
     ticketing.release()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- trips -----------------------------------------------------------------------------------
 
 
@@ -117,6 +112,21 @@ async def test_a_bad_trip_search_is_400_naming_the_field(
     problem = await problem_of(response, 400, "invalid-query")
     assert problem["errors"][0]["field"] == field
     assert field in problem["detail"]
+    assert ticketing.received == []
+
+
+async def test_a_place_with_a_nul_byte_is_400_without_asking_ticketing(
+    gateway: Gateway, ticketing: FakeTicketing
+) -> None:
+    # Schemathesis found it: PostgreSQL cannot store NUL, ticketing failed, and the client's
+    # mistake was reported as ticketing being unavailable (503).
+    query = {"date": "2026-03-01", "destination": "Qd\x00c"}
+    response = await gateway.client.get("/api/v1/trips", params=query, headers=AUTH)
+
+    problem = await problem_of(response, 400, "invalid-query")
+    assert problem["errors"] == [
+        {"field": "destination", "message": "must not contain control characters"}
+    ]
     assert ticketing.received == []
 
 
@@ -299,10 +309,51 @@ async def test_an_order_id_that_is_not_a_uuid_is_404_without_asking_ticketing(
     assert ticketing.received == []
 
 
+async def test_an_order_is_read_in_the_public_shape_whatever_else_ticketing_says(
+    gateway: Gateway,
+) -> None:
+    placed = await gateway.client.post("/api/v1/orders", json=order_body(), headers=order_headers())
+    accepted = await placed.json()
+    response = await gateway.client.get(placed.headers["Location"], headers=AUTH)
+
+    order = await response.json()
+    assert response.status == 200, order
+    assert order == accepted
+    assert not set(INTERNAL) & (set(order) | set(accepted)), order
+
+
+async def test_an_order_ticketing_describes_beyond_the_public_shape_is_503(
+    gateway: Gateway, ticketing: FakeTicketing
+) -> None:
+    order_id = "22222222-2222-4222-8222-222222222222"
+    ticketing.orders[order_id] = {"order_id": order_id, "status": "MISLAID"}
+
+    response = await gateway.client.get(f"/api/v1/orders/{order_id}", headers=AUTH)
+
+    await problem_of(response, 503, "upstream-unavailable")
+
+
 async def test_an_unknown_order_is_relayed_as_404(gateway: Gateway) -> None:
     response = await gateway.client.get(f"/api/v1/orders/{UNKNOWN_TRIP_ID}", headers=AUTH)
 
     await problem_of(response, 404, "order-not-found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("TRACE", "/api/v1/orders", "POST"),
+        ("DELETE", f"/api/v1/orders/{TRIP_ID}", "GET, HEAD"),
+        ("PUT", "/api/v1/trips", "GET, HEAD"),
+    ],
+)
+async def test_a_method_a_route_does_not_take_is_405_with_allow(
+    gateway: Gateway, method: str, path: str, allowed: str
+) -> None:
+    response = await gateway.client.request(method, path, headers=AUTH)
+
+    await problem_of(response, 405, "method-not-allowed")
+    assert response.headers["Allow"] == allowed
 
 
 # --- authentication --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from safiri_gateway.domain.orders import MAX_SEATS_PER_ORDER, normalise_phone
 from safiri_gateway.entrypoints.openapi import OPENAPI
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -125,3 +126,28 @@ def test_every_error_is_problem_json_with_a_trace_id(
             schema = deref(content["application/problem+json"]["schema"])
             schema = deref(schema["allOf"][0]) if "allOf" in schema else schema
             assert "trace_id" in schema["required"]
+
+
+def test_links_lead_from_a_found_trip_to_its_order_and_on_to_reading_it() -> None:
+    search = OPENAPI["paths"]["/trips"]["get"]["responses"]["200"]["links"]
+    (to_order,) = search.values()
+    assert to_order["operationId"] == "placeOrder"
+    assert to_order["requestBody"] == {"trip_id": "$response.body#/trips/0/trip_id"}
+    accepted = OPENAPI["paths"]["/orders"]["post"]["responses"]["202"]["links"]
+    (to_read,) = accepted.values()
+    assert to_read["operationId"] == "getOrder"
+    assert to_read["parameters"] == {"path.order_id": "$response.body#/order_id"}
+
+
+def test_an_order_request_is_documented_with_the_rules_the_gateway_checks() -> None:
+    schema = OPENAPI["components"]["schemas"]["OrderRequest"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"trip_id", "seat_count", "phone"}
+    seat_count = schema["properties"]["seat_count"]
+    assert (seat_count["minimum"], seat_count["maximum"]) == (1, MAX_SEATS_PER_ORDER)
+    for good in ("254712345678", "+254712345678", "0712345678", "0110345678"):
+        assert re.search(schema["properties"]["phone"]["pattern"], good)
+        assert normalise_phone(good) is not None
+    for bad in ("254812345678", "25471234567", "0712345678 "):
+        assert not re.search(schema["properties"]["phone"]["pattern"], bad)
+        assert normalise_phone(bad) is None

@@ -119,3 +119,16 @@ def test_a_bad_trip_search_names_the_field(query: dict[str, str], field: str) ->
     with pytest.raises(InvalidQuery) as caught:
         parse_trip_query(query)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("place", ["Qd\x00c", "Nai\nrobi", "\x1f", "Mom\x7fbasa"])
+@pytest.mark.parametrize("field", ["origin", "destination"])
+def test_a_place_with_control_characters_is_refused_as_the_clients_mistake(
+    place: str, field: str
+) -> None:
+    # Schemathesis found it: a NUL byte reached PostgreSQL through ticketing, which failed, and
+    # the client was told ticketing was unavailable (503) instead of that its query was bad.
+    with pytest.raises(InvalidQuery) as caught:
+        parse_trip_query({"date": "2026-03-01", field: place})
+    assert caught.value.field == field
+    assert "control characters" in caught.value.message

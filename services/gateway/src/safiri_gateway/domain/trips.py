@@ -12,6 +12,8 @@ __all__ = ["MAX_PLACE_LENGTH", "InvalidQuery", "TripQuery", "parse_trip_query"]
 MAX_PLACE_LENGTH = 64
 # date.fromisoformat alone also takes 20250101 and week dates; the contract says YYYY-MM-DD.
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# No place name holds a control character; PostgreSQL cannot even store NUL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class InvalidQuery(ValueError):
@@ -40,6 +42,8 @@ def _place(query: Mapping[str, str], field: str) -> str | None:
     value = query.get(field, "")
     if len(value) > MAX_PLACE_LENGTH:
         raise InvalidQuery(field, f"must be at most {MAX_PLACE_LENGTH} characters")
+    if _CONTROL.search(value):
+        raise InvalidQuery(field, "must not contain control characters")
     return value or None
 
 

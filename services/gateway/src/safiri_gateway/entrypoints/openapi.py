@@ -1,22 +1,46 @@
-"""The public API as an OpenAPI 3.1 document, served at ``/api/v1/openapi.json``."""
+"""The public API as an OpenAPI 3.1 document, served at ``/api/v1/openapi.json``.
+
+Bodies and parameters are the JSON Schema of the models in ``public/models.py`` (pydantic), the
+ones the gateway answers through; this module adds the operations, every status each can
+really give, and the links a client (or a stateful test) follows from a trip to its order.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..domain.idempotency import MAX_KEY_LENGTH
-from ..domain.orders import MAX_SEATS_PER_ORDER
-from ..domain.trips import MAX_PLACE_LENGTH
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from ..public.models import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    Order,
+    OrderAccepted,
+    OrderRequest,
+    Problem,
+    TripList,
+    TripSearch,
+    ValidationProblem,
+)
 
 __all__ = ["OPENAPI"]
 
 _PROBLEM = "application/problem+json"
-_UUID = {"type": "string", "format": "uuid"}
-_TIMESTAMP = {"type": "string", "format": "date-time"}
 _TRACE_HEADERS = {
     "X-Trace-Id": {"$ref": "#/components/headers/X-Trace-Id"},
     "traceparent": {"$ref": "#/components/headers/traceparent"},
 }
+_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (TripList, "serialization"),
+    (OrderRequest, "validation"),
+    (OrderAccepted, "serialization"),
+    (Order, "serialization"),
+    (Problem, "serialization"),
+    (ValidationProblem, "serialization"),
+]
+_, _DEFINITIONS = models_json_schema(_MODELS, ref_template="#/components/schemas/{model}")
+_SCHEMAS: dict[str, Any] = _DEFINITIONS["$defs"]
 
 
 def _problem(
@@ -29,137 +53,35 @@ def _problem(
     }
 
 
-def _json(description: str, schema: str, **headers: Any) -> dict[str, Any]:
-    return {
+def _json(
+    description: str, schema: str, links: dict[str, Any] | None = None, **headers: Any
+) -> dict[str, Any]:
+    response = {
         "description": description,
         "headers": {**_TRACE_HEADERS, **headers},
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
+    if links:
+        response["links"] = links
+    return response
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{name}"}
 
 
-_SCHEMAS: dict[str, Any] = {
-    "Money": {
-        "type": "object",
-        "required": ["amount", "currency"],
-        "properties": {
-            "amount": {"type": "integer", "description": "Whole Kenyan shillings."},
-            "currency": {"type": "string", "const": "KES"},
-        },
-    },
-    "Trip": {
-        "type": "object",
-        "required": [
-            "trip_id",
-            "origin",
-            "destination",
-            "departs_at",
-            "fare",
-            "seats_total",
-            "seats_available",
-        ],
-        "properties": {
-            "trip_id": _UUID,
-            "origin": {"type": "string"},
-            "destination": {"type": "string"},
-            "departs_at": _TIMESTAMP,
-            "fare": {"$ref": "#/components/schemas/Money"},
-            "seats_total": {"type": "integer", "minimum": 1},
-            "seats_available": {"type": "integer", "minimum": 0},
-        },
-    },
-    "TripList": {
-        "type": "object",
-        "required": ["trips"],
-        "properties": {"trips": {"type": "array", "items": {"$ref": "#/components/schemas/Trip"}}},
-    },
-    "OrderRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["trip_id", "seat_count", "phone"],
-        "properties": {
-            "trip_id": _UUID,
-            "seat_count": {"type": "integer", "minimum": 1, "maximum": MAX_SEATS_PER_ORDER},
-            "phone": {
-                "type": "string",
-                "description": "Kenyan mobile number; +2547…, 07… and 01… are normalised to 254….",
-                "pattern": "^(\\+?254|0)[17][0-9]{8}$",
-                "examples": ["254712345678"],
-            },
-        },
-    },
-    "OrderAccepted": {
-        "type": "object",
-        "required": ["order_id", "status", "seats", "amount", "expires_at"],
-        "properties": {
-            "order_id": _UUID,
-            "status": {"type": "string", "const": "PENDING_PAYMENT"},
-            "seats": {"type": "array", "items": {"type": "integer"}},
-            "amount": {"$ref": "#/components/schemas/Money"},
-            "expires_at": _TIMESTAMP,
-        },
-    },
-    "Ticket": {
-        "type": "object",
-        "required": ["ticket_id", "seat_no"],
-        "properties": {"ticket_id": _UUID, "seat_no": {"type": "integer"}},
-    },
-    "Order": {
-        "type": "object",
-        "required": ["order_id", "status"],
-        "properties": {
-            "order_id": _UUID,
-            "status": {
-                "type": "string",
-                "enum": ["PENDING_PAYMENT", "CONFIRMED", "PAYMENT_FAILED", "EXPIRED"],
-            },
-            "seats": {"type": "array", "items": {"type": "integer"}},
-            "amount": {"$ref": "#/components/schemas/Money"},
-            "expires_at": _TIMESTAMP,
-            "tickets": {
-                "description": "Present when CONFIRMED.",
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/Ticket"},
-            },
-            "failure_reason": {"type": "string", "description": "Present when PAYMENT_FAILED."},
-        },
-    },
-    "Problem": {
-        "type": "object",
-        "description": "RFC 9457 problem details.",
-        "required": ["type", "title", "status", "trace_id"],
-        "properties": {
-            "type": {"type": "string", "format": "uri"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "instance": {"type": "string"},
-            "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-        },
-    },
-    "FieldError": {
-        "type": "object",
-        "required": ["field", "message"],
-        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "ValidationProblem": {
-        "allOf": [
-            {"$ref": "#/components/schemas/Problem"},
-            {
-                "type": "object",
-                "properties": {
-                    "errors": {
-                        "type": "array",
-                        "items": {"$ref": "#/components/schemas/FieldError"},
-                    }
-                },
-            },
-        ]
-    },
-}
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in schema.get("required", []),
+            "schema": {k: v for k, v in prop.items() if k not in ("title", "default")},
+        }
+        for name, prop in schema["properties"].items()
+    ]
+
 
 _RESPONSES: dict[str, Any] = {
     "BadRequest": _problem(
@@ -203,26 +125,19 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "searchTrips",
             "summary": "Trips departing on a day, optionally between two places.",
-            "parameters": [
-                {
-                    "name": "date",
-                    "in": "query",
-                    "required": True,
-                    "schema": {"type": "string", "format": "date"},
-                },
-                {
-                    "name": "origin",
-                    "in": "query",
-                    "schema": {"type": "string", "maxLength": MAX_PLACE_LENGTH},
-                },
-                {
-                    "name": "destination",
-                    "in": "query",
-                    "schema": {"type": "string", "maxLength": MAX_PLACE_LENGTH},
-                },
-            ],
+            "parameters": _query_parameters(TripSearch),
             "responses": {
-                "200": _json("Matching trips.", "TripList"),
+                "200": _json(
+                    "Matching trips.",
+                    "TripList",
+                    links={
+                        "PlaceOrderOnTrip": {
+                            "operationId": "placeOrder",
+                            "description": "Hold seats on the first trip found.",
+                            "requestBody": {"trip_id": "$response.body#/trips/0/trip_id"},
+                        }
+                    },
+                ),
                 "400": _ref("BadRequest"),
                 **_UPSTREAM_ERRORS,
             },
@@ -244,6 +159,13 @@ _PATHS: dict[str, Any] = {
                     "Seats held; the order awaits payment. A replay carries "
                     "Idempotent-Replayed: true.",
                     "OrderAccepted",
+                    links={
+                        "GetOrder": {
+                            "operationId": "getOrder",
+                            "description": "Follow the order to payment.",
+                            "parameters": {"path.order_id": "$response.body#/order_id"},
+                        }
+                    },
                     Location={
                         "schema": {"type": "string"},
                         "description": "/api/v1/orders/{order_id}",
@@ -263,7 +185,14 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getOrder",
             "summary": "An order's current state.",
-            "parameters": [{"name": "order_id", "in": "path", "required": True, "schema": _UUID}],
+            "parameters": [
+                {
+                    "name": "order_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ],
             "responses": {
                 "200": _json("The order.", "Order"),
                 "404": _ref("NotFound"),
@@ -313,8 +242,8 @@ OPENAPI: dict[str, Any] = {
                 "schema": {
                     "type": "string",
                     "minLength": 1,
-                    "maxLength": MAX_KEY_LENGTH,
-                    "pattern": "^[\\x20-\\x7E]+$",
+                    "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+                    "pattern": IDEMPOTENCY_KEY_PATTERN,
                 },
             }
         },
