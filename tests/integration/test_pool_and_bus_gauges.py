@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,7 +21,7 @@ from safiri_ticketing.adapters.seed import apply_schema
 from safiri_ticketing.bootstrap import create_app as create_ticketing_app
 from safiri_ticketing.metrics import TicketingMetrics
 from safiri_ticketing.settings import Settings as TicketingSettings
-from tests.conftest import eventually, promtool_check_metrics
+from tests.conftest import eventually, own_vhost, promtool_check_metrics, serving
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +31,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def own_vhost_url(run_id: str) -> Iterator[str]:
     """A vhost for the services started here, so their queues never meet the e2e suite's."""
-    vhost = f"safiri-test-{run_id}-gauges"
-
-    def ctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-    ctl("add_vhost", vhost)
-    ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        ctl("delete_vhost", vhost)
+    with own_vhost(f"safiri-test-{run_id}-gauges") as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -125,22 +113,12 @@ def telemetry_for(service: str) -> Telemetry:
     return Telemetry(config, CollectorRegistry(), None)
 
 
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    client = TestClient(TestServer(app, host="127.0.0.1"))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
 def scrape_probe(
-    client: TestClient[web.Request, web.Application], ready: Callable[[Samples], bool]
+    base_url: str, ready: Callable[[Samples], bool]
 ) -> Callable[[], Awaitable[tuple[str, Samples] | None]]:
     async def probe() -> tuple[str, Samples] | None:
-        response = await client.get("/metrics")
-        text = await response.text()
+        async with aiohttp.ClientSession() as http, http.get(f"{base_url}/metrics") as response:
+            text = await response.text()
         samples: Samples = {
             (s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text)
@@ -181,12 +159,12 @@ async def test_ticketing_serves_its_queue_outbox_pool_and_fleet_gauges(
         }
     )
     assert settings.queue_poll_seconds == 0.1
-    async with serving(create_ticketing_app(settings, telemetry_for("ticketing"))) as client:
+    async with serving(create_ticketing_app(settings, telemetry_for("ticketing"))) as base_url:
         await add_trip(pool, f"KWIRE-{uuid.uuid4().hex[:6]}", "-1 hour", "1 hour")
         ready = queue_gauges_ready("ticketing.payment-results")
         text, samples = await eventually(
             scrape_probe(
-                client, lambda s: ready(s) and (sample(s, "active_buses_count") or 0) >= 1
+                base_url, lambda s: ready(s) and (sample(s, "active_buses_count") or 0) >= 1
             ),
             what="ticketing's gauges",
         )
@@ -215,9 +193,9 @@ async def test_payment_serves_its_queue_outbox_and_pool_gauges(
             "SAFIRI_QUEUE_POLL_SECONDS": "0.1",
         }
     )
-    async with serving(create_payment_app(settings, telemetry_for("payment"))) as client:
+    async with serving(create_payment_app(settings, telemetry_for("payment"))) as base_url:
         text, samples = await eventually(
-            scrape_probe(client, queue_gauges_ready("payment.requests")),
+            scrape_probe(base_url, queue_gauges_ready("payment.requests")),
             what="payment's gauges",
         )
     assert sample(samples, "safiri_outbox_backlog_messages") == 0
