@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from aiohttp import web
 from loguru import logger
+from pydantic import ValidationError
 
 from safiri_web import Problem
 
-from ..domain.payments import CallbackRejected, ProviderOutcome
+from ..domain.payments import CallbackRejected
 from .keys import PAYMENTS
+from .requests import CallbackQuery, StkCallbackBody
 
 __all__ = ["CALLBACK_PATH", "routes"]
 
@@ -19,31 +20,15 @@ routes = web.RouteTableDef()
 CALLBACK_PATH = "/callbacks/mpesa/{payment_id}"
 
 
-def _parse(body: Any) -> tuple[str, ProviderOutcome]:
-    try:
-        callback = body["Body"]["stkCallback"]
-        checkout_id = str(callback["CheckoutRequestID"])
-        code = int(callback["ResultCode"])
-        desc = str(callback["ResultDesc"])
-    except (KeyError, TypeError, ValueError):
-        raise Problem(400, "invalid-callback", "Not an STK callback") from None
-    receipt = None
-    items = callback.get("CallbackMetadata", {}).get("Item", [])
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and item.get("Name") == "MpesaReceiptNumber":
-            receipt = str(item.get("Value"))
-    return checkout_id, ProviderOutcome(code, desc, receipt)
-
-
 @routes.post(CALLBACK_PATH)
 async def mpesa_callback(request: web.Request) -> web.Response:
     payment_id = request.match_info["payment_id"]
-    token = request.query.get("token", "")
     try:
-        body = await request.json()
-    except ValueError:
-        raise Problem(400, "malformed-json", "Malformed JSON") from None
-    checkout_id, outcome = _parse(body)
+        token = CallbackQuery.model_validate(dict(request.query)).token
+        body = StkCallbackBody.model_validate_json(await request.read())
+    except ValidationError as error:
+        raise _not_a_callback(error) from None
+    checkout_id, outcome = body.checkout_request_id, body.outcome()
     try:
         uuid.UUID(payment_id)
         await request.app[PAYMENTS].apply_callback(payment_id, token, checkout_id, outcome)
@@ -51,3 +36,13 @@ async def mpesa_callback(request: web.Request) -> web.Response:
         logger.bind(payment_id=payment_id, reason=str(exc)).warning("callback rejected")
         raise Problem(403, "callback-rejected", "Callback rejected") from None
     return web.json_response({"ResultCode": 0, "ResultDesc": "Accepted"})
+
+
+def _not_a_callback(error: ValidationError) -> Problem:
+    errors = error.errors(include_url=False, include_input=False, include_context=False)
+    if errors[0]["type"] == "json_invalid":
+        return Problem(400, "malformed-json", "Malformed JSON")
+    detail = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors
+    )
+    return Problem(400, "invalid-callback", "Not an STK callback", detail)
