@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -31,11 +31,16 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 @asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """``app`` served on a loopback port for the block; yields its base URL."""
-    runner = web.AppRunner(app, access_log=None)
+async def serving(app: web.Application, *, port: int = 0, **options: Any) -> AsyncIterator[str]:
+    """``app`` served on a loopback port for the block; yields its base URL.
+
+    The port is one the kernel picks, bound at once, unless ``port`` names one chosen ahead
+    (a ``free_port()`` another process was told about). ``options`` go to
+    ``web.AppRunner`` (``auto_decompress=False``, ...); the app's startup and cleanup run.
+    """
+    runner = web.AppRunner(app, **{"access_log": None, **options})
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:

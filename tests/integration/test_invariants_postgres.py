@@ -29,7 +29,7 @@ from safiri.chaos.cli import add_chaos_command
 from safiri_gateway.adapters.schema import SCHEMA as GATEWAY_SCHEMA
 from safiri_payment.adapters.postgres import SCHEMA as PAYMENT_SCHEMA
 from safiri_ticketing.adapters.schema import SCHEMA as TICKETING_SCHEMA
-from tests.conftest import free_port, own_vhost
+from tests.conftest import own_vhost, serving
 
 pytestmark = pytest.mark.integration
 
@@ -131,36 +131,32 @@ async def suite(
 
     app = web.Application()
     app.router.add_get("/simulator/ledger", serve_ledger)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    dlqs = (f"{name}.parked.dlq", f"{name}.never-declared.dlq")
-    sources = Sources(
-        ticketing_database_url=urls["ticketing"],
-        payment_database_url=urls["payment"],
-        gateway_database_url=urls["gateway"],
-        ledger_url=f"http://127.0.0.1:{port}/simulator/ledger",
-        simulator_admin_key=ADMIN_KEY,
-        amqp_url=amqp_url,
-        dead_letter_queues=dlqs,
-    )
-    s = Suite(conns["ticketing"], conns["payment"], conns["gateway"], sources, ledger)
-    s.trip_id = str(uuid.uuid4())
-    await s.ticketing.execute(
-        "INSERT INTO trips VALUES ($1::uuid, 'Nairobi', 'Nakuru', now() + interval '1 day',"
-        " now() + interval '1 day 3 hours', 'KB1', 700, 'KES', 4)",
-        s.trip_id,
-    )
-    await s.ticketing.execute(
-        "INSERT INTO seats SELECT $1::uuid, g FROM generate_series(1, 4) g", s.trip_id
-    )
-    try:
-        yield s
-    finally:
-        await runner.cleanup()
-        for conn in conns.values():
-            await conn.close()
+    async with serving(app) as ledger_base:
+        dlqs = (f"{name}.parked.dlq", f"{name}.never-declared.dlq")
+        sources = Sources(
+            ticketing_database_url=urls["ticketing"],
+            payment_database_url=urls["payment"],
+            gateway_database_url=urls["gateway"],
+            ledger_url=f"{ledger_base}/simulator/ledger",
+            simulator_admin_key=ADMIN_KEY,
+            amqp_url=amqp_url,
+            dead_letter_queues=dlqs,
+        )
+        s = Suite(conns["ticketing"], conns["payment"], conns["gateway"], sources, ledger)
+        s.trip_id = str(uuid.uuid4())
+        await s.ticketing.execute(
+            "INSERT INTO trips VALUES ($1::uuid, 'Nairobi', 'Nakuru', now() + interval '1 day',"
+            " now() + interval '1 day 3 hours', 'KB1', 700, 'KES', 4)",
+            s.trip_id,
+        )
+        await s.ticketing.execute(
+            "INSERT INTO seats SELECT $1::uuid, g FROM generate_series(1, 4) g", s.trip_id
+        )
+        try:
+            yield s
+        finally:
+            for conn in conns.values():
+                await conn.close()
 
 
 async def a_clean_purchase_history(suite: Suite) -> tuple[str, str]:

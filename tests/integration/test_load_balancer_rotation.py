@@ -13,7 +13,7 @@ from aiohttp import web
 from safiri.chaos.infrastructure import _balanced
 from safiri.cluster import HAProxyBackend, running_haproxy
 from safiri.ports import free_port
-from tests.conftest import eventually
+from tests.conftest import eventually, serving
 
 Probe = Callable[[], Awaitable[bool]]
 
@@ -31,13 +31,10 @@ async def test_a_replica_counts_as_back_only_once_the_balancer_has_it_up(tmp_pat
 
     app = web.Application()
     app.router.add_get("/readyz", ready)
-    runner = web.AppRunner(app)
-    await runner.setup()
     up, down, listen, stats = free_port(), free_port(), free_port(), free_port()
-    await web.TCPSite(runner, "127.0.0.1", up).start()
     state = tmp_path / "suite.json"
     state.write_text(json.dumps({"processes": [{"role": "haproxy", "replica": 0, "port": stats}]}))
-    try:
+    async with serving(app, port=up):  # the port HAProxy is told about
         backend = HAProxyBackend("gateway", listen, (up, down))
         async with running_haproxy([backend], tmp_path / "haproxy", stats):
             await eventually(
@@ -53,8 +50,6 @@ async def test_a_replica_counts_as_back_only_once_the_balancer_has_it_up(tmp_pat
             assert await asyncio.to_thread(_balanced, state, "gateway", 0)
             # A service this balancer does not front has no rotation to wait for.
             assert await asyncio.to_thread(_balanced, state, "ticketing", 0)
-    finally:
-        await runner.cleanup()
     # With HAProxy gone nothing tells that the replica is in rotation, so it is not taken as back.
     assert not _balanced(state, "gateway", 0)
 

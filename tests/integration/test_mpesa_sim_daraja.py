@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from safiri_mpesa_sim import RunningSimulator, Settings, run_in_process, stk_password
 from safiri_telemetry import Telemetry
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.integration
 
@@ -128,14 +128,9 @@ async def receiver() -> AsyncIterator[CallbackReceiver]:
     receiver = CallbackReceiver()
     app = web.Application()
     app.router.add_post("/callbacks/{name}", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    receiver.base_url = f"http://{host}:{port}"
-    yield receiver
-    await runner.cleanup()
+    async with serving(app) as base_url:
+        receiver.base_url = base_url
+        yield receiver
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from safiri.ports import free_port
 from safiri_telemetry import Telemetry
+from tests.conftest import serving
 
 Received = list[dict[str, Any]]
 
@@ -56,14 +57,8 @@ async def http_endpoint() -> AsyncIterator[tuple[str, Received]]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", traces)
-    runner = web.AppRunner(app, auto_decompress=False)  # to see that the body came gzipped
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        await runner.cleanup()
+    async with serving(app, auto_decompress=False) as base:  # to see that it came gzipped
+        yield base, received
 
 
 async def test_http_protobuf_with_headers_and_gzip(http_endpoint: tuple[str, Received]) -> None:

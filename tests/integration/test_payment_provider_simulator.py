@@ -14,7 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from loguru import logger
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -42,7 +41,7 @@ from safiri_payment.service_layer.resilience import (
     ResilientProvider,
 )
 from safiri_telemetry import Telemetry
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually, free_port, serving
 
 pytestmark = pytest.mark.integration
 SIM = SimulatorSettings(callback_delay=0.3)
@@ -247,12 +246,8 @@ async def standin() -> AsyncIterator[tuple[str, list[Any]]]:
     app = web.Application()
     app.router.add_get("/oauth/v1/generate", token)
     app.router.add_post("/pulltransactions/v1/query", pull)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/"), rows
-    finally:
-        await server.close()
+    async with serving(app) as base_url:
+        yield base_url, rows
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest_asyncio
 from aiohttp import web
 from multidict import MultiDict
 
+from tests.conftest import serving
 from tests.integration.test_tracestore_cli import safiri
 
 pytestmark = pytest.mark.integration
@@ -54,13 +55,8 @@ async def tempo() -> AsyncIterator[tuple[str, FakeTempo]]:
     app = web.Application()
     app.router.add_get("/api/traces/{trace_id}", fake.trace)
     app.router.add_get("/api/search", fake.search)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", fake
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url, fake
 
 
 async def test_an_order_id_is_found_with_traceql_and_drawn_from_tempo(

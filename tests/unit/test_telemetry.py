@@ -31,6 +31,7 @@ from safiri_telemetry import (
     redact_mapping,
 )
 from safiri_web import Problem, problem_middleware
+from tests.conftest import serving
 
 pytestmark = pytest.mark.unit
 
@@ -68,14 +69,8 @@ async def served(
     app.router.add_get("/boom", boom)
     app.router.add_get("/refuse", refuse)
     app.router.add_get("/metrics", telemetry.metrics_handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", telemetry, logs
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url, telemetry, logs
 
 
 def log_lines(logs: io.StringIO) -> list[dict[str, object]]:

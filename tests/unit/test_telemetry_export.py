@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from safiri.otlp import SpanStore, running_receiver
 from safiri_telemetry import BatchSettings, ConfigError, DroppedSpans, Telemetry, TelemetryConfig
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually, free_port, serving
 
 pytestmark = pytest.mark.unit
 
@@ -124,14 +124,11 @@ async def slow_collector(delay: float) -> AsyncIterator[tuple[SpanStore, str]]:
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.router.add_post("/v1/traces", export)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield store, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        released.set()
-        await runner.cleanup()
+    async with serving(app) as url:
+        try:
+            yield store, url
+        finally:
+            released.set()  # the held exports answer, so that cleanup does not wait on them
 
 
 def assert_reported_in_few_warnings(logs: io.StringIO, dropped: float) -> None:
