@@ -1,7 +1,12 @@
 """``safiri trace ORDER_ID | TRACE_ID``: a failed payment's cross-service trace in one command.
 
 Reads the embedded trace store (``--store``, ``SAFIRI_TRACE_STORE_URL``, default
-http://127.0.0.1:4318) or Tempo (``--tempo URL``). ``--failed`` lists recent failed orders.
+http://127.0.0.1:4318) or Tempo (``--tempo URL``). ``--failed`` lists recent failed orders (a
+server error, a failed payment, an expired hold), ``--refused`` the orders the client or the
+business said no to (a 4xx answer, seats unavailable, an unknown trip); with ``--other``, the
+traces that hold no order instead (/readyz probes, start-up, searches).
+Marks: ✗ failed (an error that is the failure), ⊘ said no (a refusal or a 4xx answer),
+~ an error status that is no failure (the provider's "still processing").
 Exit status: 0 shown, 1 nothing found, 2 bad arguments, 3 the source is unreachable.
 """
 
@@ -17,10 +22,11 @@ from typing import TextIO
 import aiohttp
 
 from .tracestore.client import DEFAULT_STORE_URL, StoreClient
+from .tracestore.model import Outcome
 from .tracestore.params import MAX_LIMIT, RecentQuery, is_order_id, is_trace_id, parse_duration
 from .tracestore.source import SourceUnavailable, TraceNotFound, TraceSource
 from .tracestore.tempo import TempoClient
-from .tracestore.terminal import render_failed, render_trace, trace_document
+from .tracestore.terminal import render_recent, render_trace, trace_document
 
 __all__ = ["add_trace_command", "run_trace", "trace_command"]
 
@@ -36,13 +42,32 @@ def add_trace_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("id", nargs="?", metavar="ORDER_ID|TRACE_ID")
-    parser.add_argument("--failed", action="store_true", help="list recent failed orders")
+    listing = parser.add_mutually_exclusive_group()
+    listing.add_argument(
+        "--failed",
+        action="store_const",
+        const=Outcome.FAILED,
+        dest="outcome",
+        help="list recent failed orders (a server error, a failed payment, an expired hold)",
+    )
+    listing.add_argument(
+        "--refused",
+        action="store_const",
+        const=Outcome.REFUSED,
+        dest="outcome",
+        help="list recent refused orders (a 4xx answer, seats unavailable, an unknown trip)",
+    )
+    parser.add_argument(
+        "--other",
+        action="store_true",
+        help="with --failed or --refused: the traces that hold no order (probes, start-up)",
+    )
     parser.add_argument(
         "--since",
         default=None,
-        help="how far back: --failed lists (default 1h); --tempo searches for an order (24h)",
+        help="how far back: the lists (default 1h); --tempo searches for an order (24h)",
     )
-    parser.add_argument("--limit", type=int, default=20, help="with --failed: at most N traces")
+    parser.add_argument("--limit", type=int, default=20, help="with a list: at most N traces")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--store", metavar="URL", help="the trace store's URL")
     parser.add_argument("--tempo", metavar="URL", help="read from Tempo's HTTP API instead")
@@ -79,10 +104,13 @@ async def run_trace(
         since_s = parse_duration(args.since) if args.since else None
     except ValueError as exc:
         return _usage(f"--since: {exc}", err)
-    query = RecentQuery(True, since_s or 3600.0, args.limit)
-    if args.failed and not 1 <= args.limit <= MAX_LIMIT:
+    listing = args.outcome is not None
+    query = RecentQuery(args.outcome, since_s or 3600.0, args.limit, purchases=not args.other)
+    if args.other and not listing:
+        return _usage("--other goes with --failed or --refused", err)
+    if listing and not 1 <= args.limit <= MAX_LIMIT:
         return _usage(f"--limit must be within 1..{MAX_LIMIT}", err)
-    if not args.failed and not (is_order_id(ident) or is_trace_id(ident)):
+    if not listing and not (is_order_id(ident) or is_trace_id(ident)):
         return _usage(
             f"{ident!r} is neither an order id (a UUID) nor a trace id (32 hex digits)", err
         )
@@ -90,12 +118,13 @@ async def run_trace(
     async with aiohttp.ClientSession(timeout=timeout) as session:
         source = _source(args, session, since_s)
         try:
-            if args.failed:
+            if listing:
                 summaries = await source.recent(query)
                 if args.json:
                     print(json.dumps({"traces": [s.to_dict() for s in summaries]}), file=out)
                 else:
-                    print(render_failed(summaries, args.since or "1h", colour=colour), file=out)
+                    text = render_recent(summaries, query, args.since or "1h", colour=colour)
+                    print(text, file=out)
                 return EXIT_OK
             if is_order_id(ident):
                 view = await source.order(ident)

@@ -22,7 +22,9 @@ def test_the_subcommand_has_a_handler_and_the_documented_options() -> None:
     args = parse("86eb6b9bdf6f8c51aa7eb7c988a82f4b", "--json", "--store", "http://x:1")
     assert callable(args.func) and args.json and args.store == "http://x:1"
     args = parse("--failed", "--since", "10m", "--tempo", "http://tempo:3200")
-    assert args.failed and args.since == "10m" and args.tempo == "http://tempo:3200"
+    assert args.outcome == "failed" and args.since == "10m" and args.tempo == "http://tempo:3200"
+    args = parse("--refused", "--other")
+    assert args.outcome == "refused" and args.other
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,8 @@ def test_the_subcommand_has_a_handler_and_the_documented_options() -> None:
         (("86eb6b9b",), "neither an order id"),
         (("--failed", "--since", "a while"), "--since"),
         (("--failed", "--limit", "0"), "--limit"),
+        (("--refused", "--limit", "0"), "--limit"),
+        (("--other",), "--other goes with --failed or --refused"),
     ],
 )
 async def test_bad_arguments_exit_2_with_a_reason(argv: tuple[str, ...], message: str) -> None:

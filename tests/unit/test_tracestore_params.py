@@ -39,10 +39,23 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 def test_the_recent_traces_query_reads_its_parameters_strictly() -> None:
     query = RecentQuery.from_params({"failed": "true", "since": "10m", "limit": "5"})
-    assert (query.failed, query.since_s, query.limit) == (True, 600, 5)
-    assert RecentQuery.from_params({}) == RecentQuery(False, 3600, 50)
+    assert (query.outcome, query.purchases, query.since_s, query.limit) == ("failed", True, 600, 5)
+    assert RecentQuery.from_params({}) == RecentQuery(None, 3600, 50, purchases=None)
     assert RecentQuery.from_params(query.to_params()) == query
-    for bad in ({"failed": "maybe"}, {"limit": "0"}, {"limit": "x"}, {"since": "soon"}):
+    other = RecentQuery.from_params({"outcome": "failed", "purchases": "false"})
+    assert (other.outcome, other.purchases) == ("failed", False)
+    assert other.title == "failed traces without an order"
+    assert RecentQuery.from_params(other.to_params()) == other
+    assert RecentQuery.from_params({"outcome": "refused"}).title == "refused orders"
+    for bad in (
+        {"failed": "maybe"},
+        {"outcome": "lost"},
+        {"purchases": "some"},
+        {"failed": "true", "outcome": "refused"},
+        {"limit": "0"},
+        {"limit": "x"},
+        {"since": "soon"},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RecentQuery.from_params(bad)
 

@@ -32,7 +32,7 @@ def span(
         parent_span_id=parent.ljust(16, "0") if parent else None,
         service=service,
         name=name,
-        kind=1,
+        kind=extra.pop("kind", 1),
         start_ns=int(1_000 * MS + start_ms * MS),
         end_ns=int(1_000 * MS + end_ms * MS),
         status_code=extra.pop("status_code", 0),
@@ -76,9 +76,10 @@ def test_the_tree_is_depth_first_in_start_order_with_offsets_from_the_first_span
     assert [r.offset_ns // MS for r in rows] == [0, 3, 14, 16, 40, 50]
 
 
-def test_the_error_path_runs_from_the_root_to_the_root_cause() -> None:
-    on_path = [r.span.name for r in waterfall(failed_payment()) if r.on_error_path]
-    assert on_path == ["POST /api/v1/orders", "hold_seats", "request_payment", "handle_callback"]
+def test_a_mark_is_a_spans_own_status_not_the_path_to_the_failure() -> None:
+    rows = waterfall(failed_payment())
+    assert [(r.span.name, r.mark) for r in rows if r.mark] == [("handle_callback", "failed")]
+    assert [r.span.name for r in rows if r.is_root_cause] == ["handle_callback"]
 
 
 def test_a_span_whose_parent_never_arrived_is_shown_as_a_root() -> None:
@@ -230,13 +231,19 @@ def test_the_terminal_tree_marks_the_error_path_and_ends_with_cause_and_logs() -
     text = render_trace(view(), colour=False)
     lines = text.splitlines()
     assert lines[0].startswith(f"order o-1 · trace {TRACE} · 6 spans")
-    assert lines[1].startswith("✗ gateway: POST /api/v1/orders")
+    assert lines[0].endswith(" · failed order")
+    assert lines[1].startswith("  gateway: POST /api/v1/orders")  # it answered 202
     assert any(
         line.startswith("✗       payment: handle_callback")
         and "ERROR ResultCode 1037" in line
         and "+    40.0 ms      5.0 ms" in line
+        and line.endswith("◀ root cause")
         for line in lines
     )
+    (marked,) = [line for line in lines if line.startswith("✗")]
+    assert "payment: handle_callback" in marked
+    legend = lines[lines.index("marks:") + 1 :]
+    assert legend[0].startswith("  ✗ failed: ") and not legend[1].strip()
     assert any(line.startswith("          ticketing: release_seats") for line in lines)
     assert (
         "root cause: payment → handle_callback: ResultCode 1037: DS timeout user cannot be reached"
@@ -263,5 +270,9 @@ def test_the_json_document_carries_tree_positions_and_the_root_cause() -> None:
     assert document["root_cause"]["line"].startswith("payment → handle_callback: ResultCode 1037")
     first = document["spans"][0]
     assert (first["name"], first["depth"], first["offset_ms"]) == ("POST /api/v1/orders", 0, 0)
-    assert [s["on_error_path"] for s in document["spans"]].count(True) == 4
+    assert document["outcome"] == "failed" and document["purchase"] is True
+    assert document["refusal"] is None
+    assert [(s["name"], s["mark"]) for s in document["spans"] if s["mark"]] == [
+        ("handle_callback", "failed")
+    ]
     assert [entry["body"] for entry in document["logs"]] == ["seats held", "payment settled"]

@@ -65,7 +65,7 @@ def api_routes(repository: TraceRepository) -> list[web.RouteDef]:
             query = RecentQuery.from_params(request.query)
         except ValueError as exc:
             return _error(400, str(exc))
-        summaries = await repository.recent(query.since_ns, query.limit, failed=query.failed)
+        summaries = await repository.recent(query)
         return web.json_response({"traces": [s.to_dict() for s in summaries]})
 
     return [

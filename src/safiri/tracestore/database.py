@@ -7,7 +7,15 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from .model import LogRow, SpanRow
+from .model import (
+    KIND_CLIENT,
+    OUTCOME_ATTRIBUTE,
+    PURCHASE_ENTRY,
+    TRIP_ATTRIBUTE,
+    LogRow,
+    Outcome,
+    SpanRow,
+)
 
 __all__ = ["Database"]
 
@@ -16,6 +24,22 @@ _SPAN_COLUMNS = (
     " status_code, status_message, attributes, events, links, resource"
 )
 _LOG_COLUMNS = "time_ns, trace_id, span_id, service, severity, body, attributes"
+
+
+def _attribute(name: str, table: str = "") -> str:
+    return f"json_extract({table}attributes, '$.\"{name}\"')"
+
+
+# SpanRow.http_status, answered_4xx, refused and marks_purchase, in SQL.
+_HTTP_STATUS = (
+    f"COALESCE({_attribute('http.response.status_code')}, {_attribute('http.status_code')})"
+)
+_ANSWERED_4XX = f"({_HTTP_STATUS} BETWEEN 400 AND 499)"
+_REFUSED = f"({_attribute(OUTCOME_ATTRIBUTE)} = 'refused')"
+_HOLDS_PURCHASE = (
+    "EXISTS (SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND (p.order_id IS NOT NULL"
+    f" OR {_attribute(TRIP_ATTRIBUTE, 'p.')} IS NOT NULL OR p.name = '{PURCHASE_ENTRY}'))"
+)
 
 
 def _span(row: Sequence[Any]) -> SpanRow:
@@ -97,22 +121,46 @@ class Database:
         )
         return [r[0] for r in rows]
 
-    def recent_trace_ids(self, since_ns: int, limit: int, *, failed: bool) -> list[str]:
-        """Traces with spans since ``since_ns``: failing ones first, then the newest first."""
-        if failed:
+    def recent_trace_ids(
+        self,
+        since_ns: int,
+        limit: int,
+        offset: int = 0,
+        *,
+        outcome: Outcome | None = None,
+        purchases: bool | None = None,
+    ) -> list[str]:
+        """Candidates for a recent-traces list with spans since ``since_ns``, page by page.
+
+        A superset: ``outcome.classify`` has the last word on each (a trace whose only errors
+        became 4xx answers is a candidate for failed but is refused). ``outcome=None`` lists
+        traces with errors first, then the newest first; the others the newest first.
+        """
+        having = ""
+        if purchases is not None:
+            having = f"HAVING {'' if purchases else 'NOT '}{_HOLDS_PURCHASE}"
+        if outcome is Outcome.FAILED:
             sql = (
                 # Without INDEXED BY the planner walks the whole table in trace_id order.
-                "SELECT trace_id FROM spans INDEXED BY spans_failing"
+                "SELECT s.trace_id FROM spans s INDEXED BY spans_failing"
                 " WHERE (status_code = 2 OR name = 'expire_hold') AND start_ns >= ?"
-                " GROUP BY trace_id ORDER BY MAX(start_ns) DESC LIMIT ?"
+                f" AND NOT (kind = {KIND_CLIENT} AND {_ANSWERED_4XX})"
+                f" GROUP BY s.trace_id {having} ORDER BY MAX(start_ns) DESC"
+            )
+        elif outcome is Outcome.REFUSED:
+            sql = (
+                "SELECT s.trace_id FROM spans s INDEXED BY spans_by_time WHERE start_ns >= ?"
+                f" AND ({_REFUSED} OR {_ANSWERED_4XX})"
+                f" GROUP BY s.trace_id {having} ORDER BY MAX(start_ns) DESC"
             )
         else:
+            first = "" if outcome is Outcome.SUCCEEDED else "MAX(status_code = 2) DESC, "
             sql = (
-                "SELECT trace_id FROM spans INDEXED BY spans_by_time"
-                " WHERE start_ns >= ? GROUP BY trace_id"
-                " ORDER BY MAX(status_code = 2) DESC, MIN(start_ns) DESC LIMIT ?"
+                "SELECT s.trace_id FROM spans s INDEXED BY spans_by_time WHERE start_ns >= ?"
+                f" GROUP BY s.trace_id {having} ORDER BY {first}MIN(start_ns) DESC"
             )
-        return [r[0] for r in self.conn.execute(sql, (since_ns, limit))]
+        rows = self.conn.execute(f"{sql} LIMIT ? OFFSET ?", (since_ns, limit, offset))
+        return [r[0] for r in rows]
 
     def prune(self, older_than_ns: int, max_rows: int) -> int:
         """Delete spans and log lines older than the cutoff, then the oldest past ``max_rows``."""

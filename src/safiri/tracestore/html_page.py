@@ -9,11 +9,14 @@ import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
+from urllib.parse import urlencode
 
-from .model import TraceSummary
+from .model import Outcome, TraceSummary
 from .params import RecentQuery
 
-__all__ = ["clock", "escape", "index_html", "page", "service_colour"]
+__all__ = ["OUTCOME_CLASS", "clock", "escape", "index_html", "page", "service_colour"]
+
+OUTCOME_CLASS = {Outcome.FAILED: "error", Outcome.REFUSED: "refused", Outcome.SUCCEEDED: ""}
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d1d1f}
@@ -22,6 +25,7 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eee;vertical-align:top}
 th{background:#fafafa;font-weight:600}td.num{text-align:right;white-space:nowrap}
 tr.error td,.error-text,.cause.failing{color:#b71c1c}
+tr.refused td{color:#8a5a00}.legend{font-size:.9em;color:#555}
 tr.error td.name{font-weight:600}
 .track{position:relative;height:16px;background:#f4f4f6;min-width:280px}
 .bar{position:absolute;top:3px;height:10px;min-width:2px;border-radius:2px}
@@ -31,6 +35,7 @@ tr.error .bar{background:#d32f2f!important}
 details{font-size:.85em;color:#555}dl{margin:2px 0}dt{font-weight:600}dd{margin:0 0 2px 1rem}
 .cause{font-size:1.05rem;padding:.4rem .6rem;background:#fff4f4;border-left:4px solid #d32f2f}
 .cause.none{background:#f4fff4;border-color:#2e7d32}
+.cause.refused{background:#fff9ec;border-color:#c77700}
 """
 
 
@@ -51,25 +56,53 @@ def clock(ns: int) -> str:
 
 
 def _row(s: TraceSummary) -> str:
-    cause = escape(s.root_cause.line()) if s.root_cause else ""
+    if s.root_cause:
+        why = escape(s.root_cause.line())
+    elif s.refusal:
+        why = f"refused: {escape(s.refusal.line())}"
+    else:
+        why = ""
     order = f"<code>{escape(s.order_id)}</code>" if s.order_id else ""
     return (
-        f'<tr class="{"error" if s.root_cause else ""}"><td>{clock(s.start_ns)}</td>'
+        f'<tr class="{OUTCOME_CLASS[s.outcome]}"><td>{clock(s.start_ns)}</td>'
         f'<td><a href="/traces/{escape(s.trace_id)}"><code>{escape(s.trace_id)}</code></a></td>'
-        f"<td>{order}</td><td>{escape(s.root_service)}: {escape(s.root_name)}</td>"
+        f"<td>{order}</td><td>{escape(s.outcome)}{'' if s.purchase else ' (no order)'}</td>"
+        f"<td>{escape(s.root_service)}: {escape(s.root_name)}</td>"
         f'<td class="num">{s.duration_ns / 1e6:.1f} ms</td><td class="num">{s.span_count}</td>'
-        f'<td class="num">{s.error_count}</td><td>{cause}</td></tr>'
+        f'<td class="num">{s.error_count}</td><td>{why}</td></tr>'
     )
 
 
+VIEWS = (
+    ("all traces", RecentQuery()),
+    ("failed orders", RecentQuery.of_orders(Outcome.FAILED)),
+    ("refused orders", RecentQuery.of_orders(Outcome.REFUSED)),
+    (
+        "failing, no order (probes, start-up, searches)",
+        RecentQuery(Outcome.FAILED, purchases=False),
+    ),
+)
+
+
+def _link(label: str, view: RecentQuery, query: RecentQuery) -> str:
+    params = {k: v for k, v in view.to_params().items() if k in ("outcome", "purchases")}
+    href = "/?" + urlencode({**params, "since": f"{query.since_s:g}s"})
+    return f'<a href="{escape(href)}">{escape(label)}</a>'
+
+
 def index_html(summaries: Sequence[TraceSummary], query: RecentQuery) -> str:
-    rows = "".join(_row(s) for s in summaries) or '<tr><td colspan="8">no traces</td></tr>'
-    which = "Failed traces" if query.failed else "Recent traces"
+    rows = "".join(_row(s) for s in summaries) or '<tr><td colspan="9">no traces</td></tr>'
+    which = query.title.capitalize()
+    order = "failed first" if query.outcome is None else "newest first"
     body = (
-        f"<h1>{which} (last {query.since_s:g} s, errors first)</h1>"
-        '<p><a href="/">all</a> · <a href="/?failed=true">failed only</a></p>'
-        "<table><thead><tr><th>started (UTC)</th><th>trace</th><th>order</th><th>root span</th>"
-        "<th>duration</th><th>spans</th><th>errors</th><th>root cause</th></tr></thead>"
+        f"<h1>{escape(which)} (last {query.since_s:g} s, {order})</h1>"
+        f"<p>{' · '.join(_link(label, view, query) for label, view in VIEWS)}</p>"
+        '<p class="legend">failed: a purchase that failed (a server error, a failed payment,'
+        " an expired hold) · refused: the client or the business said no (a 4xx answer, seats"
+        " unavailable, an unknown trip) · errors: error spans that count as failures</p>"
+        "<table><thead><tr><th>started (UTC)</th><th>trace</th><th>order</th><th>outcome</th>"
+        "<th>root span</th><th>duration</th><th>spans</th><th>errors</th>"
+        "<th>root cause or refusal</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
     return page(f"Safiri — {which.lower()}", body)

@@ -7,7 +7,9 @@ from typing import Any
 
 from .html_page import clock, escape, page, service_colour
 from .model import LogRow, SpanRow, TraceView
-from .waterfall import WaterfallRow, root_cause, waterfall
+from .outcome import refusal_reason
+from .terminal import legend
+from .waterfall import Mark, WaterfallRow, verdict, waterfall
 
 __all__ = ["trace_html"]
 
@@ -42,15 +44,29 @@ def _attributes(span: SpanRow) -> str:
     return f"<details><summary>attributes</summary><dl>{pairs}</dl></details>"
 
 
+def _status(row: WaterfallRow) -> str:
+    s = row.span
+    if row.mark is Mark.FAILED:
+        text = s.status_message or ("the hold expired" if not s.is_error else "error")
+        cause = " (root cause)" if row.is_root_cause else ""
+        return f'<div class="status">✗ {escape(text)}{cause}</div>'
+    if row.mark is Mark.REFUSED:
+        return f'<div class="status">⊘ refused: {escape(refusal_reason(s))}</div>'
+    if row.mark is Mark.EXPECTED:
+        return f'<div class="status">~ {escape(s.status_message or "still processing")}</div>'
+    return ""
+
+
+_ROW_CLASS = {Mark.FAILED: "error", Mark.REFUSED: "refused", Mark.EXPECTED: "", None: ""}
+
+
 def _span_row(row: WaterfallRow, total_ns: int, present: dict[str, SpanRow]) -> str:
     s = row.span
     left = 100 * row.offset_ns / total_ns
     width = max(0.15, 100 * s.duration_ns / total_ns)
-    status = (
-        f'<div class="status">✗ {escape(s.status_message or "error")}</div>' if s.is_error else ""
-    )
+    status = _status(row)
     return (
-        f'<tr id="span-{escape(s.span_id)}" class="{"error" if s.is_error else ""}">'
+        f'<tr id="span-{escape(s.span_id)}" class="{_ROW_CLASS[row.mark]}">'
         f'<td class="svc"><i style="background:{service_colour(s.service)}"></i>'
         f"{escape(s.service)}</td>"
         f'<td class="name" style="padding-left:{8 + INDENT_PX * row.depth}px">{escape(s.name)}'
@@ -75,18 +91,23 @@ def trace_html(view: TraceView) -> str:
     start = min((s.start_ns for s in view.spans), default=0)
     total = max([s.end_ns - start for s in view.spans] + [1])
     present = {s.span_id: s for s in view.spans}
-    cause = root_cause(view.spans)
+    found = verdict(view.spans)
+    if found.root_cause:
+        cause = f'<p class="cause failing">root cause: {escape(found.root_cause.line())}</p>'
+    elif found.refusal:
+        line = escape(found.refusal.line())
+        cause = f'<p class="cause refused">refused, not a failure: {line}</p>'
+    else:
+        cause = '<p class="cause none">root cause: no failing span</p>'
+    marks = "".join(f"<li>{escape(text)}</li>" for text in legend(rows))
     ids = ", ".join(f"<code>{escape(t)}</code>" for t in view.trace_ids)
     order = f" · order <code>{escape(view.order_id)}</code>" if view.order_id else ""
     services = sorted({s.service for s in view.spans})
     body = (
         f"<h1>Trace {ids}</h1><p>{len(view.spans)} spans in {total / 1e6:.1f} ms across "
-        f'{escape(", ".join(services))}{order} · <a href="/">all traces</a></p>'
-        + (
-            f'<p class="cause failing">root cause: {escape(cause.line())}</p>'
-            if cause
-            else '<p class="cause none">root cause: no failing span</p>'
-        )
+        f'{escape(", ".join(services))}{order} · {found.outcome} · <a href="/">all traces</a></p>'
+        + cause
+        + (f'<ul class="legend">{marks}</ul>' if marks else "")
         + "<table><thead><tr><th>service</th><th>span</th><th>start</th><th>duration</th>"
         "<th>timeline</th></tr></thead><tbody>"
         + "".join(_span_row(r, total, present) for r in rows)

@@ -28,7 +28,7 @@ def page_routes(repository: TraceRepository) -> list[web.RouteDef]:
             query = RecentQuery.from_params(request.query)
         except ValueError as exc:
             return _error_page(QueryError(400, str(exc)))
-        summaries = await repository.recent(query.since_ns, query.limit, failed=query.failed)
+        summaries = await repository.recent(query)
         return _html(index_html(summaries, query))
 
     async def trace(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ run beside the writer).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +17,15 @@ from typing import TypeVar
 
 from .database import Database
 from .model import LogRow, SpanRow, TraceSummary, TraceView
+from .params import RecentQuery
 from .schema import connect
 from .waterfall import summarise
 
 __all__ = ["TraceRepository"]
 
 T = TypeVar("T")
+_PAGE = 200  # candidate traces classified per query
+_MAX_CANDIDATES = 20 * _PAGE
 
 
 class _DatabaseThread:
@@ -84,16 +88,34 @@ class TraceRepository:
         trace_ids = await self._threads()[1].run(lambda db: db.trace_ids_of_order(order_id))
         return await self.trace(trace_ids, order_id)
 
-    async def recent(self, since_ns: int, limit: int, *, failed: bool) -> list[TraceSummary]:
-        def query(db: Database) -> list[TraceSummary]:
-            trace_ids = db.recent_trace_ids(since_ns, limit, failed=failed)
+    async def recent(self, query: RecentQuery) -> list[TraceSummary]:
+        """The traces ``query`` asks for, each classified on all its spans."""
+
+        def page(db: Database, *, offset: int) -> tuple[list[TraceSummary], int]:
+            trace_ids = db.recent_trace_ids(
+                query.since_ns,
+                _PAGE,
+                offset,
+                outcome=query.outcome,
+                purchases=query.purchases,
+            )
             spans = db.spans(trace_ids) if trace_ids else []
             by_trace: dict[str, list[SpanRow]] = {t: [] for t in trace_ids}
             for span in spans:
                 by_trace[span.trace_id].append(span)
-            return [summarise(t, s) for t, s in by_trace.items()]
+            return [summarise(t, s) for t, s in by_trace.items()], len(trace_ids)
 
-        return await self._threads()[1].run(query)
+        found: list[TraceSummary] = []
+        offset = 0
+        # The SQL's candidates are a superset (a refused trace may look failed from its error
+        # spans alone): read pages until enough match, within a bound on the work done.
+        while len(found) < query.limit and offset < _MAX_CANDIDATES:
+            summaries, read = await self._threads()[1].run(functools.partial(page, offset=offset))
+            found += [s for s in summaries if query.admits(s)]
+            offset += read
+            if read < _PAGE:
+                break
+        return found[: query.limit]
 
     async def prune(self, retention_s: float, max_rows: int) -> int:
         cutoff = time.time_ns() - int(retention_s * 1e9)

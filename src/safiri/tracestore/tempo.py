@@ -16,7 +16,15 @@ from urllib.parse import quote
 import aiohttp
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from .model import ORDER_ATTRIBUTE, SpanRow, TraceSummary, TraceView
+from .model import (
+    ORDER_ATTRIBUTE,
+    PURCHASE_ENTRY,
+    TRIP_ATTRIBUTE,
+    Outcome,
+    SpanRow,
+    TraceSummary,
+    TraceView,
+)
 from .otlp_json import parse_otlp_json
 from .params import RecentQuery
 from .payload import PayloadError
@@ -24,9 +32,29 @@ from .rows import span_rows
 from .source import SourceUnavailable, TraceNotFound
 from .waterfall import summarise
 
-__all__ = ["TempoClient", "tempo_spans"]
+__all__ = ["SEARCHES", "TempoClient", "tempo_spans", "traceql"]
 
-FAILED = '{ status = error || name = "expire_hold" }'
+# TraceQL that Tempo 2.0 already understands (no ``!= nil``): each finds a superset, and
+# ``outcome.classify`` decides on the whole trace, as with the embedded store.
+_PURCHASE = (
+    f'{{ span.{ORDER_ATTRIBUTE} =~ ".+" || span.{TRIP_ATTRIBUTE} =~ ".+"'
+    f' || name = "{PURCHASE_ENTRY}" }}'
+)
+_4XX = "span.http.response.status_code >= 400 && span.http.response.status_code < 500"
+SEARCHES = {
+    Outcome.FAILED: '{ status = error || name = "expire_hold" }',
+    Outcome.REFUSED: f'{{ span.safiri.outcome = "refused" || ({_4XX}) }}',
+    Outcome.SUCCEEDED: "{ }",
+    None: "{ }",
+}
+
+
+def traceql(query: RecentQuery) -> str:
+    """The search for ``query``: its outcome's, restricted to purchases when it asks for them."""
+    search = SEARCHES[query.outcome]
+    if query.purchases:
+        return _PURCHASE if search == "{ }" else f"{search} && {_PURCHASE}"
+    return search
 
 
 def _scope_spans(batch: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +159,8 @@ class TempoClient:
         return TraceView(list(found), spans, [], order_id)
 
     async def recent(self, query: RecentQuery) -> list[TraceSummary]:
-        traceql = FAILED if query.failed else "{ }"
-        trace_ids = await self._search(traceql, query.since_s, query.limit)
+        trace_ids = await self._search(traceql(query), query.since_s, query.limit)
         found = await self._fetch_all(trace_ids)
         summaries = [summarise(t, spans) for t, spans in found.items()]
-        return sorted(summaries, key=lambda s: (s.root_cause is None, -s.start_ns))
+        summaries = [s for s in summaries if query.admits(s)]
+        return sorted(summaries, key=lambda s: (s.outcome is not Outcome.FAILED, -s.start_ns))
