@@ -8,7 +8,7 @@ import aio_pika
 import asyncpg
 import pytest
 
-from safiri_messaging import EVENTS_EXCHANGE
+from safiri_contracts import DEAD_LETTER_REASON_HEADER, EVENTS_EXCHANGE
 from tests.conftest import eventually
 
 from .conftest import Running
@@ -20,7 +20,17 @@ POISON = [
     pytest.param(b"[1, 2]", "m-2", id="not-an-object"),
     pytest.param(b'{"order_id": "nope"}', "m-3", id="bad-fields"),
     pytest.param(b'{"order_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}', None, id="no-message-id"),
+    pytest.param(b'{"schema_version": 9, "order_id": "x"}', "m-5", id="unknown-version"),
 ]
+REASONS = {
+    "m-1": "body is not JSON",
+    "m-2": "body is not",  # the marker appended makes it invalid JSON
+    "m-3": "order_id: String should match pattern",
+    # Published without a message_id, it arrives with one here (given on the way); its body
+    # is what is refused then.
+    None: "Field required",
+    "m-5": "schema_version 9 is not known",
+}
 
 
 @pytest.mark.parametrize(
@@ -49,14 +59,18 @@ async def test_a_malformed_message_is_dead_lettered_and_the_consumer_goes_on(
         )
         dlq = await channel.declare_queue(f"{queue}.dlq", passive=True)
 
-        async def parked() -> bool:
+        async def parked() -> aio_pika.abc.AbstractIncomingMessage | None:
             while (message := await dlq.get(fail=False)) is not None:
                 await message.ack()
                 if marker.encode() in message.body:
-                    return True
-            return False
+                    return message
+            return None
 
-        await eventually(parked, what=f"the poison message in {queue}.dlq")
+        found = await eventually(parked, what=f"the poison message in {queue}.dlq")
+    # Parked with the reason an operator needs, not only in the consumer's log.
+    reason = str((found.headers or {}).get(DEAD_LETTER_REASON_HEADER))
+    assert REASONS[message_id] in reason, reason
+    assert (found.headers or {}).get("x-safiri-dead-lettered-from") == queue
 
     trip = await running.next_trip("Eldoret", "Nairobi")
     status, order, _ = await running.place_order(trip["trip_id"])

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
+from safiri_contracts import DEAD_LETTER_REASON_HEADER, PaymentRequested
 from safiri_messaging import (
     OUTBOX_SCHEMA,
     Envelope,
@@ -189,10 +190,57 @@ async def test_poison_is_dead_lettered_and_the_next_message_is_processed(
     await eventually(lambda: _done(seen, ["ok"]), what="the valid message to be processed")
     parked = await _dead_lettered(connection, spec.dead_letter_queue, 2)
     assert sorted(m.message_id or "" for m in parked) == ["m1", "m2"]
+    reasons = {m.message_id: (m.headers or {}).get(DEAD_LETTER_REASON_HEADER) for m in parked}
+    assert str(reasons["m1"]).startswith("body is not JSON"), reasons
+    assert reasons["m2"] == "field 'value' is missing or not <class 'str'>", reasons
+    assert {(m.headers or {}).get("x-safiri-dead-lettered-from") for m in parked} == {spec.name}
     outcome = {"messaging_destination_name": spec.name, "outcome": "dead_lettered"}
     assert registry.get_sample_value("messaging_client_consumed_messages_total", outcome) == 2
     consumer_spans = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER]
     assert {s.name for s in consumer_spans} == {f"process {spec.name}"}
+
+
+async def test_a_contract_queue_dead_letters_unknown_versions_and_invalid_bodies_with_reasons(
+    connection: AbstractRobustConnection,
+) -> None:
+    """The typed path the services use: ``envelope.decode(spec)`` by the queue's contract."""
+    spec = QueueSpec(f"it-typed-{uuid.uuid4().hex[:6]}", messages=(PaymentRequested,))
+    channel = await consumer_channel(connection, 5)
+    queue = await declare_queue(channel, spec)
+    seen: list[PaymentRequested] = []
+
+    async def handler(envelope: Envelope) -> None:
+        message = envelope.decode(spec)
+        assert isinstance(message, PaymentRequested)
+        seen.append(message)
+
+    await consume(queue, handler, MessagingMetrics(CollectorRegistry()))
+    exchange = await declare_events_exchange(channel)
+    valid = PaymentRequested(
+        order_id=str(uuid.uuid4()),
+        trip_id="t-1",
+        amount=1500,
+        currency="KES",
+        phone="254712345678",
+        description="Nairobi-Mombasa x1",
+    )
+    bodies = {
+        "v2": json.dumps({**valid.to_payload(), "schema_version": 2}).encode(),
+        "bad": json.dumps({**valid.to_payload(), "amount": "1500"}).encode(),
+        "ok": valid.to_json(),
+    }
+    for mid, body in bodies.items():
+        await exchange.publish(
+            aio_pika.Message(body, message_id=mid), routing_key=PaymentRequested.routing_key
+        )
+    await eventually(lambda: _done(seen, [valid]), what="the valid message to be processed")
+    parked = await _dead_lettered(connection, spec.dead_letter_queue, 2)
+    reasons = {m.message_id: (m.headers or {}).get(DEAD_LETTER_REASON_HEADER) for m in parked}
+    assert reasons == {
+        "v2": "payment.requested schema_version 2 is not known (this consumer reads version 1)",
+        "bad": "invalid payment.requested v1: amount: Input should be a valid integer",
+    }
+    assert [m.body for m in parked if m.message_id == "bad"] == [bodies["bad"]]
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(
@@ -221,7 +269,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_
 
 
 async def test_field_refuses_missing_or_mistyped_values() -> None:
-    envelope = Envelope("m", "k", {"n": 1, "flag": True}, False)
+    envelope = Envelope("m", "k", b'{"n": 1, "flag": true}', False)
     assert envelope.field("n", int) == 1
     with pytest.raises(PoisonMessage):
         envelope.field("flag", int)
@@ -229,7 +277,7 @@ async def test_field_refuses_missing_or_mistyped_values() -> None:
         envelope.field("missing")
 
 
-async def _done(seen: list[str], expected: list[str]) -> bool:
+async def _done(seen: list[Any], expected: list[Any]) -> bool:
     return seen == expected
 
 

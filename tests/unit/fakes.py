@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from safiri_contracts import Message
 from safiri_payment.domain.payments import Payment
 from safiri_payment.service_layer.unit_of_work import StoredPayment
 from safiri_ticketing.domain.orders import Order, OrderStatus, Refund
@@ -40,8 +41,8 @@ class _FakeTransaction:
         self.db.outbox.extend(self.pending)
         self.committed = True
 
-    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None:
-        self.pending.append((routing_key, dict(payload)))
+    def emit(self, message: Message) -> None:
+        self.pending.append((message.routing_key, message.to_payload()))
 
     async def first_delivery(self, message_id: str) -> bool:
         if message_id in self.state["inbox"]:

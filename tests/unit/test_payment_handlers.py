@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
+from safiri_contracts import PAYMENT_REQUESTS, PaymentFailed, PaymentSucceeded
+from safiri_messaging import PoisonMessage
 from safiri_payment.domain.payments import (
     CallbackRejected,
     Payment,
@@ -110,7 +112,7 @@ async def test_a_success_callback_settles_once_and_counts_revenue_once() -> None
     assert not await payments.apply_callback(stored.payment.payment_id, token, "ws_CO_1", outcome)
 
     assert only_payment(db).payment.status is PaymentStatus.SUCCEEDED
-    assert [key for key, _ in db.outbox] == [PAYMENT_SUCCEEDED]
+    assert [key for key, _ in db.outbox] == [PaymentSucceeded.routing_key]
     assert db.outbox[0][1]["receipt"] == "RCPT1"
     assert registry.get_sample_value("payment_revenue_total", {"currency": "KES"}) == 3000
     assert (
@@ -133,8 +135,9 @@ async def test_a_failure_callback_publishes_the_providers_code_and_reason() -> N
     )
     assert db.outbox == [
         (
-            PAYMENT_FAILED,
+            PaymentFailed.routing_key,
             {
+                "schema_version": 1,
                 "order_id": ORDER,
                 "payment_id": stored.payment.payment_id,
                 "amount": 3000,
@@ -172,9 +175,9 @@ async def test_a_callback_that_does_not_belong_changes_nothing(
         (
             ProviderRejected("400.002.02", "Bad Request - Invalid PhoneNumber"),
             PaymentStatus.FAILED,
-            [PAYMENT_FAILED],
+            [PaymentFailed.routing_key],
         ),
-        (ProviderUnavailable("refused"), PaymentStatus.FAILED, [PAYMENT_FAILED]),
+        (ProviderUnavailable("refused"), PaymentStatus.FAILED, [PaymentFailed.routing_key]),
         (ProviderTimeout("no answer"), PaymentStatus.UNKNOWN, []),
     ],
 )
@@ -198,7 +201,7 @@ async def test_a_provider_error_leaves_the_payment_in_a_defined_state(
 )
 def test_a_malformed_payment_request_is_poison(payload: dict[str, object]) -> None:
     with pytest.raises(PoisonMessage):
-        PaymentRequest.from_payload("m", payload)
+        PAYMENT_REQUESTS.decode("payment.requested", json.dumps(payload))
 
 
 def provider_token(db: FakePaymentDb, payments: Payments) -> str:
@@ -233,7 +236,7 @@ async def test_an_overdue_payment_is_settled_by_stk_query_and_emitted_once() -> 
     assert await payments.reconcile(OVERDUE) == 1
     assert provider.queries == ["ws_CO_1"]
     assert only_payment(db).payment.status is PaymentStatus.SUCCEEDED
-    assert [key for key, _ in db.outbox] == [PAYMENT_SUCCEEDED]
+    assert [key for key, _ in db.outbox] == [PaymentSucceeded.routing_key]
     assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="settled")
     assert sample(registry, "payment_revenue_total", currency="KES") == 3000
 
@@ -263,7 +266,7 @@ async def test_a_payment_the_provider_still_processes_keeps_waiting_and_is_asked
     db.now += OVERDUE
     provider.answer = ProviderOutcome(1032, "Request cancelled by user")
     assert await payments.reconcile(OVERDUE) == 1
-    assert [key for key, _ in db.outbox] == [PAYMENT_FAILED]
+    assert [key for key, _ in db.outbox] == [PaymentFailed.routing_key]
     assert db.outbox[0][1]["result_code"] == 1032
 
 
@@ -297,7 +300,7 @@ async def test_a_push_whose_answer_was_lost_is_found_in_the_providers_transactio
     assert await payments.reconcile(OVERDUE) == 1
     settled = only_payment(db).payment
     assert (settled.status, settled.receipt) == (PaymentStatus.SUCCEEDED, "RCPT-9")
-    assert [key for key, _ in db.outbox] == [PAYMENT_SUCCEEDED]
+    assert [key for key, _ in db.outbox] == [PaymentSucceeded.routing_key]
     assert provider.queries == []  # no CheckoutRequestID: nothing to query by
     assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="settled")
 
@@ -328,7 +331,7 @@ async def test_a_lost_push_without_a_charge_waits_then_fails_once_its_prompt_is_
     failed = only_payment(db).payment
     assert failed.status is PaymentStatus.FAILED
     assert "never completed" in (failed.result_desc or "")
-    assert [key for key, _ in db.outbox] == [PAYMENT_FAILED]
+    assert [key for key, _ in db.outbox] == [PaymentFailed.routing_key]
 
 
 async def test_a_failed_transaction_list_changes_nothing() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from safiri_messaging import PAYMENT_REQUESTED
+from safiri_contracts import PaymentRequested
 from safiri_ticketing.domain.orders import OrderStatus
 from safiri_ticketing.domain.trips import SeatsUnavailable, Trip, TripNotFound
 from safiri_ticketing.metrics import TicketingMetrics
@@ -64,8 +64,9 @@ async def test_holding_seats_asks_for_payment_in_the_same_transaction() -> None:
     assert order.expires_at == NOW + timedelta(minutes=5)
     assert db.outbox == [
         (
-            PAYMENT_REQUESTED,
+            PaymentRequested.routing_key,
             {
+                "schema_version": 1,
                 "order_id": order.order_id,
                 "trip_id": "trip-1",
                 "amount": 3000,
@@ -86,7 +87,7 @@ async def test_a_repeated_request_key_answers_with_the_order_it_created() -> Non
     assert again.order_id == first.order_id
     assert again.seats == first.seats
     assert other.order_id != first.order_id
-    assert [key for key, _ in db.outbox] == [PAYMENT_REQUESTED, PAYMENT_REQUESTED]
+    assert [key for key, _ in db.outbox] == [PaymentRequested.routing_key] * 2
     assert sample(registry, "seat_holds_total", outcome="held") == 2
     assert sample(registry, "seat_holds_total", outcome="repeated") == 1
 

@@ -1,9 +1,10 @@
 """Consuming events: one span per message, poison to the dead-letter queue, retries bounded.
 
-A message that cannot be understood (not JSON, not an object, missing fields) is rejected
-without requeue and lands in the queue's dead-letter queue at once. A message whose handling
-fails for another reason is requeued; the quorum queue's delivery limit dead-letters it after a
-few attempts, so one bad message never blocks the ones behind it. While the database is
+A message that cannot be understood (not JSON, an unknown schema version, fields that do not
+validate against its contract) is dead-lettered at once, with the reason in the
+``x-safiri-dead-letter-reason`` header, and the consumer goes on with the next. A message whose
+handling fails for another reason is requeued; the quorum queue's delivery limit dead-letters it
+after a few attempts, so one bad message never blocks the ones behind it. While the database is
 unavailable (restarting, refusing connections) a message is first retried in place with
 back-off, so an outage does not use up its delivery attempts.
 """
@@ -14,47 +15,68 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from time import perf_counter
 from typing import Any
 
+import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from loguru import logger
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
+from safiri_contracts import DEAD_LETTER_REASON_HEADER, InvalidMessage, QueueSpec
+from safiri_contracts import Message as ContractMessage
 from safiri_telemetry import consume_span
 
 from .metrics import MessagingMetrics
 
 __all__ = ["Envelope", "PoisonMessage", "consume"]
 
-
-class PoisonMessage(ValueError):
-    """The message can never be processed; retrying would not help."""
+PoisonMessage = InvalidMessage
+"""The message can never be processed; retrying would not help (the contracts' error)."""
 
 
 @dataclass(frozen=True)
 class Envelope:
+    """A delivered message: its id, routing key and raw body."""
+
     message_id: str
     routing_key: str
-    payload: Mapping[str, Any]
+    body: bytes
     redelivered: bool
 
     @classmethod
     def from_message(cls, message: AbstractIncomingMessage) -> Envelope:
         if not message.message_id:
             raise PoisonMessage("message has no message_id")
+        return cls(
+            message_id=message.message_id,
+            routing_key=message.routing_key or "",
+            body=message.body,
+            redelivered=bool(message.redelivered),
+        )
+
+    def decode(self, queue: QueueSpec) -> ContractMessage:
+        """The typed message, by ``queue``'s contract, or ``PoisonMessage`` with the reason."""
+        return queue.decode(self.routing_key, self.body)
+
+    @cached_property
+    def payload(self) -> Mapping[str, Any]:
+        """The body as an untyped JSON object (for queues without a contract: tests, tools)."""
         try:
-            payload = json.loads(message.body)
+            payload = json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PoisonMessage(f"body is not JSON: {exc}") from exc
         if not isinstance(payload, dict):
             raise PoisonMessage("body is not a JSON object")
-        return cls(
-            message_id=message.message_id,
-            routing_key=message.routing_key or "",
-            payload=payload,
-            redelivered=bool(message.redelivered),
-        )
+        return payload
 
     def field(self, name: str, kind: type | tuple[type, ...] = str) -> Any:
         """A required payload field of the given type, or ``PoisonMessage``."""
@@ -85,20 +107,56 @@ async def _handle_patiently(handler: Handler, envelope: Envelope) -> None:
     Retrying here (handlers are idempotent: they are written for redelivery) spans the outage;
     past ``UNAVAILABLE_PATIENCE_SECONDS`` the error is raised and the message requeued.
     """
-    deadline = perf_counter() + UNAVAILABLE_PATIENCE_SECONDS
-    delay = 0.2
-    while True:
-        try:
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.bind(error=repr(error), retry_in=round(wait, 3)).warning(
+            "a dependency is unavailable; retrying the message in place"
+        )
+
+    retrying = AsyncRetrying(
+        stop=stop_after_delay(UNAVAILABLE_PATIENCE_SECONDS),
+        wait=wait_exponential(multiplier=0.2, max=5.0),
+        retry=retry_if_exception_type(UNAVAILABLE),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
             await handler(envelope)
-            return
-        except UNAVAILABLE as exc:
-            if perf_counter() + delay > deadline:
-                raise
-            logger.bind(error=repr(exc), retry_in=delay).warning(
-                "a dependency is unavailable; retrying the message in place"
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+
+
+async def _dead_letter(message: AbstractIncomingMessage, queue: AbstractQueue, reason: str) -> None:
+    """Park ``message`` in ``queue``'s dead-letter queue with ``reason`` in its headers.
+
+    RabbitMQ's own dead-lettering (a reject) cannot add a header, so the copy is published to
+    the dead-letter queue (publisher-confirmed) and then the original acknowledged; should that
+    publish fail, the original is rejected and the broker dead-letters it without the reason.
+    """
+    headers = dict(message.headers or {})
+    headers[DEAD_LETTER_REASON_HEADER] = reason[:1000]
+    headers["x-safiri-dead-lettered-from"] = queue.name
+    headers["x-safiri-routing-key"] = message.routing_key or ""
+    copy = aio_pika.Message(
+        message.body,
+        headers=headers,
+        message_id=message.message_id,
+        content_type=message.content_type,
+        type=message.type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+    try:
+        await queue.channel.default_exchange.publish(
+            copy, routing_key=f"{queue.name}.dlq", mandatory=True, timeout=10
+        )
+    except Exception as exc:  # the broker will dead-letter it itself, reason only in the log
+        logger.bind(queue=queue.name, error=repr(exc)).warning(
+            "could not park the poison message with its reason; rejecting it"
+        )
+        await message.reject(requeue=False)
+        return
+    await message.ack()
 
 
 class InFlight:
@@ -181,7 +239,7 @@ async def consume(
                 logger.bind(queue=name, message_id=message.message_id, reason=str(exc)).warning(
                     "poison message dead-lettered"
                 )
-                await message.reject(requeue=False)
+                await _dead_letter(message, queue, str(exc))
             except Exception:
                 outcome = "retried"
                 logger.bind(queue=name, message_id=message.message_id).exception(

@@ -7,35 +7,18 @@ where an operator can see it instead of looping forever.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from safiri_contracts import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, QueueSpec
 
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "EVENTS_EXCHANGE",
-    "PAYMENT_FAILED",
-    "PAYMENT_REQUESTED",
-    "PAYMENT_SUCCEEDED",
     "QueueSpec",
     "declare_events_exchange",
     "declare_queue",
 ]
-
-EVENTS_EXCHANGE = "safiri.events"
-DEAD_LETTER_EXCHANGE = "safiri.dead-letter"
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    name: str
-    routing_keys: tuple[str, ...]
-    delivery_limit: int = 5
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.name}.dlq"
 
 
 async def declare_events_exchange(channel: AbstractChannel) -> AbstractExchange:
@@ -67,9 +50,3 @@ async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQu
     for key in spec.routing_keys:
         await queue.bind(events, routing_key=key)
     return queue
-
-
-# Routing keys of the events that cross services.
-PAYMENT_REQUESTED = "payment.requested"
-PAYMENT_SUCCEEDED = "payment.succeeded"
-PAYMENT_FAILED = "payment.failed"

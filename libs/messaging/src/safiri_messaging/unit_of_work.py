@@ -7,12 +7,13 @@ and the messages announcing it commit or vanish together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+from safiri_contracts import Message
 
 from .inbox import first_delivery
 from .outbox import add_to_outbox
@@ -23,7 +24,7 @@ __all__ = ["OutboxUnitOfWork"]
 class OutboxUnitOfWork:
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
-        self._events: list[tuple[str, Mapping[str, Any]]] = []
+        self._events: list[Message] = []
 
     @property
     def conn(self) -> PoolConnectionProxy[Any]:
@@ -51,14 +52,14 @@ class OutboxUnitOfWork:
             await self._pool.release(self._conn)
 
     async def commit(self) -> None:
-        for routing_key, payload in self._events:
-            await add_to_outbox(self._conn, routing_key, payload)
+        for message in self._events:
+            await add_to_outbox(self._conn, message.routing_key, message.to_payload())
         await self._tx.commit()
         self._committed = True
 
-    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None:
-        """Queue an event; it reaches the outbox only if the unit of work commits."""
-        self._events.append((routing_key, payload))
+    def emit(self, message: Message) -> None:
+        """Queue a typed event; it reaches the outbox only if the unit of work commits."""
+        self._events.append(message)
 
     async def first_delivery(self, message_id: str) -> bool:
         """``False`` if ``message_id`` was processed before (recorded in this transaction)."""

@@ -13,8 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from safiri_payment.entrypoints.amqp import PAYMENT_REQUESTS
-from safiri_ticketing.entrypoints.amqp import PAYMENT_RESULTS
+from safiri_contracts import PAYMENT_REQUESTS, PAYMENT_RESULTS
 
 from .dead_letters import dead_letter_depths
 from .ledger import read_ledger

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from safiri_messaging import PAYMENT_REQUESTED, Envelope, QueueSpec
+from safiri_contracts import PAYMENT_REQUESTS, InvalidMessage, PaymentRequested
+from safiri_messaging import Envelope
 
 from ..service_layer.handlers import PaymentRequest, Payments
 
 __all__ = ["PAYMENT_REQUESTS", "payment_requests_handler"]
 
-PAYMENT_REQUESTS = QueueSpec("payment.requests", (PAYMENT_REQUESTED,))
-
 
 def payment_requests_handler(payments: Payments) -> Callable[[Envelope], Awaitable[None]]:
     async def handle(envelope: Envelope) -> None:
-        await payments.request_payment(
-            PaymentRequest.from_payload(envelope.message_id, envelope.payload)
-        )
+        message = envelope.decode(PAYMENT_REQUESTS)
+        if not isinstance(message, PaymentRequested):  # pragma: no cover - by the contract
+            raise InvalidMessage(f"{type(message).__name__} is not a payment request")
+        await payments.request_payment(PaymentRequest.from_message(envelope.message_id, message))
 
     return handle

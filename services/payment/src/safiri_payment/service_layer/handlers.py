@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
@@ -14,7 +14,7 @@ from time import perf_counter
 from loguru import logger
 from opentelemetry.trace import Link, Span, Status, StatusCode, get_current_span
 
-from safiri_messaging import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PoisonMessage
+from safiri_contracts import PaymentFailed, PaymentRequested, PaymentSucceeded
 from safiri_telemetry import business_span, context_from_carrier, mask_phone
 
 from ..domain.payments import CallbackRejected, Payment, PaymentStatus, ProviderOutcome
@@ -58,25 +58,14 @@ class PaymentRequest:
     description: str
 
     @classmethod
-    def from_payload(cls, message_id: str, payload: Mapping[str, object]) -> PaymentRequest:
-        try:
-            order_id = str(uuid.UUID(str(payload.get("order_id"))))
-        except ValueError as exc:
-            raise PoisonMessage("payment request with a bad order_id") from exc
-        amount, phone = payload.get("amount"), payload.get("phone")
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise PoisonMessage("payment request with a bad amount")
-        if not isinstance(phone, str) or not phone.isdigit():
-            raise PoisonMessage("payment request with a bad phone")
-        currency = payload.get("currency")
-        description = payload.get("description")
+    def from_message(cls, message_id: str, message: PaymentRequested) -> PaymentRequest:
         return cls(
             message_id=message_id,
-            order_id=order_id,
-            amount=amount,
-            currency=currency if isinstance(currency, str) else "KES",
-            phone=phone,
-            description=description if isinstance(description, str) else "Safiri tickets",
+            order_id=message.order_id,
+            amount=message.amount,
+            currency=message.currency,
+            phone=message.phone,
+            description=message.description,
         )
 
 
@@ -371,15 +360,26 @@ class Payments:
 
     def _emit_result(self, uow: UnitOfWork, payment: Payment) -> None:
         succeeded = payment.status is PaymentStatus.SUCCEEDED
-        uow.emit(
-            PAYMENT_SUCCEEDED if succeeded else PAYMENT_FAILED,
-            {
-                "order_id": payment.order_id,
-                "payment_id": payment.payment_id,
-                "amount": payment.amount,
-                "currency": payment.currency,
-                "result_code": payment.result_code,
-                "result_desc": payment.result_desc,
-                "receipt": payment.receipt,
-            },
-        )
+        if succeeded:
+            uow.emit(
+                PaymentSucceeded(
+                    order_id=payment.order_id,
+                    payment_id=payment.payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    result_desc=payment.result_desc or "",
+                    receipt=payment.receipt,
+                )
+            )
+        else:
+            uow.emit(
+                PaymentFailed(
+                    order_id=payment.order_id,
+                    payment_id=payment.payment_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    result_code=payment.result_code,
+                    result_desc=payment.result_desc or "",
+                    receipt=payment.receipt,
+                )
+            )

@@ -6,7 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
+
+from safiri_contracts import Message
 
 from ..domain.payments import Payment
 
@@ -33,7 +35,7 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
-    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None: ...
+    def emit(self, message: Message) -> None: ...
 
     async def first_delivery(self, message_id: str) -> bool: ...
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loguru import logger
 from opentelemetry.trace import Span
 
-from safiri_messaging import PAYMENT_REQUESTED, PoisonMessage
+from safiri_contracts import PaymentRequested, PaymentSucceeded
+from safiri_contracts import PaymentResult as PaymentResultMessage
+from safiri_messaging import PoisonMessage
 from safiri_telemetry import business_span, context_from_carrier
 
 from ..domain.orders import Order, OrderStatus, Refund
@@ -18,7 +20,7 @@ from ..domain.trips import SeatsUnavailable, TripNotFound
 from ..metrics import TicketingMetrics
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
-__all__ = ["HoldSeats", "PaymentResult", "Ticketing", "payment_result_from"]
+__all__ = ["HoldSeats", "PaymentResult", "Ticketing"]
 
 Clock = Callable[[], datetime]
 
@@ -42,6 +44,18 @@ class PaymentResult:
     result_desc: str
     receipt: str | None
 
+    @classmethod
+    def from_message(cls, message_id: str, message: PaymentResultMessage) -> PaymentResult:
+        """From a decoded ``PaymentSucceeded`` or ``PaymentFailed`` message."""
+        return cls(
+            message_id=message_id,
+            order_id=message.order_id,
+            succeeded=isinstance(message, PaymentSucceeded),
+            result_code=message.result_code,
+            result_desc=message.result_desc,
+            receipt=message.receipt,
+        )
+
 
 class Ticketing:
     """The use cases, wired to a unit-of-work factory, a clock and the metrics."""
@@ -63,7 +77,9 @@ class Ticketing:
     async def hold_seats(self, cmd: HoldSeats) -> Order:
         """Hold seats and ask for payment, atomically; raises if the seats are not there."""
         attrs = {"safiri.trip.id": cmd.trip_id, "safiri.seat_count": cmd.seat_count}
-        with business_span("hold_seats", attrs) as span:
+        with business_span(
+            "hold_seats", attrs, refusals=(SeatsUnavailable, TripNotFound)
+        ) as span:
             async with self._uow() as uow:
                 trip = await uow.lock_trip(cmd.trip_id)
                 if trip is None:
@@ -105,15 +121,14 @@ class Ticketing:
                 with logger.contextualize(order_id=order.order_id, trip_id=trip.trip_id):
                     await uow.add_order(order)
                     uow.emit(
-                        PAYMENT_REQUESTED,
-                        {
-                            "order_id": order.order_id,
-                            "trip_id": order.trip_id,
-                            "amount": order.amount,
-                            "currency": order.currency,
-                            "phone": order.phone,
-                            "description": f"{order.route} x{order.seat_count}",
-                        },
+                        PaymentRequested(
+                            order_id=order.order_id,
+                            trip_id=order.trip_id,
+                            amount=order.amount,
+                            currency=order.currency,
+                            phone=order.phone,
+                            description=f"{order.route} x{order.seat_count}",
+                        )
                     )
                     await uow.commit()
                     logger.bind(seats=seats, amount=order.amount).info("seats held")
@@ -223,23 +238,3 @@ class Ticketing:
         if order.status is OrderStatus.CONFIRMED:
             self._metrics.tickets_sold.labels(order.route).inc(order.seat_count)
 
-
-def payment_result_from(
-    message_id: str, payload: Mapping[str, object], succeeded: bool
-) -> PaymentResult:
-    order_id = payload.get("order_id")
-    try:
-        order_id = str(uuid.UUID(str(order_id)))
-    except ValueError as exc:
-        raise PoisonMessage(f"payment result with a bad order_id: {order_id!r}") from exc
-    code = payload.get("result_code")
-    desc = payload.get("result_desc")
-    receipt = payload.get("receipt")
-    return PaymentResult(
-        message_id=message_id,
-        order_id=order_id,
-        succeeded=succeeded,
-        result_code=code if isinstance(code, int) else None,
-        result_desc=desc if isinstance(desc, str) else "",
-        receipt=receipt if isinstance(receipt, str) else None,
-    )

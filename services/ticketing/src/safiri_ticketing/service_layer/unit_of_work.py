@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
+
+from safiri_contracts import Message
 
 from ..domain.orders import Order, Refund
 from ..domain.trips import Trip
@@ -29,7 +31,7 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
-    def emit(self, routing_key: str, payload: Mapping[str, Any]) -> None: ...
+    def emit(self, message: Message) -> None: ...
 
     async def first_delivery(self, message_id: str) -> bool: ...
 
