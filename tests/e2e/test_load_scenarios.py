@@ -13,9 +13,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from safiri.load.run import LoadOptions, run_load_scenario
+from safiri.load.run import LoadOptions, Target, _check_capacity, run_load_scenario
 from safiri.load.scenarios import SCENARIOS
 from tests.conftest import POSTGRES
+
+from .conftest import Running
 
 pytestmark = pytest.mark.e2e
 
@@ -139,3 +141,20 @@ async def test_the_short_forms_pass_the_check_side_by_side(tmp_path: Path) -> No
     assert by_status["PAYMENT_FAILED"] == mixed["orders"]["recorded"] // 10
     assert (Path(mixed["results_dir"]) / "result.json").exists()
     await _assert_cleaned_up(mixed)
+
+
+async def test_the_runner_counts_the_seats_on_sale_through_the_public_api(
+    running: Running,
+) -> None:
+    """The load tool knows the timetable only through GET /trips: enough seats pass, a need
+    beyond what is on sale stops the run before it starts."""
+    target = Target(
+        gateway_url=running.url("gateway", ""),
+        ticketing_url=running.url("ticketing", ""),
+        ticketing_database_url="",
+        api_key=running.api_key,
+        trip_days=2,
+    )
+    await _check_capacity(target, 1)
+    with pytest.raises(RuntimeError, match="seats on sale over 2 days"):
+        await _check_capacity(target, 10**7)

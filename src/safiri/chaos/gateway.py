@@ -9,8 +9,6 @@ from typing import Any
 
 import aiohttp
 
-from safiri_ticketing.domain.trips import ROUTES
-
 from .history import HistoryRecorder, Op
 
 __all__ = ["HEALTHY_PHONE", "Buyer"]
@@ -35,20 +33,18 @@ class Buyer:
 
     async def trips_on_sale(self, days: int, enough: int | None = None) -> list[str]:
         """The trips of every route over the next ``days`` days that have a seat left (once
-        ``enough`` are found, no more are looked for)."""
+        ``enough`` are found, no more are looked for), through the public search by day."""
         found: list[str] = []
         for offset in range(1, days + 1):
-            day = (date.today() + timedelta(days=offset)).isoformat()
-            for route in ROUTES:
-                params = {"origin": route.origin, "destination": route.destination, "date": day}
-                async with self._http.get(
-                    f"{self._api}/trips", params=params, headers=self._auth, timeout=self._timeout
-                ) as response:
-                    response.raise_for_status()
-                    body: dict[str, Any] = await response.json()
-                found += [t["trip_id"] for t in body["trips"] if t["seats_available"] > 0]
-                if enough is not None and len(found) >= enough:
-                    return found
+            params = {"date": (date.today() + timedelta(days=offset)).isoformat()}
+            async with self._http.get(
+                f"{self._api}/trips", params=params, headers=self._auth, timeout=self._timeout
+            ) as response:
+                response.raise_for_status()
+                body: dict[str, Any] = await response.json()
+            found += [t["trip_id"] for t in body["trips"] if t["seats_available"] > 0]
+            if enough is not None and len(found) >= enough:
+                return found
         return found
 
     async def purchase(self, process: str, trip_id: str, phone: str = HEALTHY_PHONE) -> Op:

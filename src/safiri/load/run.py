@@ -18,14 +18,12 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
-
-from safiri_ticketing.domain.trips import SEATS_PER_BUS, timetable
 
 from ..suite import Suite, drop_databases, isolated_config, own_vhost
 from .check import (
@@ -82,10 +80,35 @@ class LoadOutcome:
     passed: bool
 
 
+# What ticketing's seeded timetable holds per day (22 departures of 40 seats), as the public
+# API shows it. A figure of the load tool's own, not an import of ticketing's internals:
+# ``_check_capacity`` counts the seats on sale through GET /trips after start, so a smaller
+# timetable fails the run loudly instead of selling out half way.
+SEATS_PER_DAY_AT_LEAST = 880
+
+
 def _seed_days(scenario: Scenario) -> int:
     """Days of timetable that hold the seats the run may buy, with a quarter to spare."""
-    per_day = len(timetable(date.today(), 1)) * SEATS_PER_BUS
-    return min(365, math.ceil(scenario.seats_needed() * 1.25 / per_day) + 1)
+    return min(365, math.ceil(scenario.seats_needed() * 1.25 / SEATS_PER_DAY_AT_LEAST) + 1)
+
+
+async def _check_capacity(target: Target, needed: int) -> None:
+    """Fail before the load starts when the seats on sale, counted through the public API,
+    are fewer than the scenario may buy."""
+    on_sale = 0
+    headers = {"Authorization": f"Bearer {target.api_key}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for offset in range(1, target.trip_days + 1):
+            day = (date.today() + timedelta(days=offset)).isoformat()
+            async with http.get(f"{target.gateway_url}/api/v1/trips", params={"date": day}) as r:
+                r.raise_for_status()
+                on_sale += sum(t["seats_available"] for t in (await r.json())["trips"])
+    if on_sale < needed:
+        raise RuntimeError(
+            f"the suite has {on_sale} seats on sale over {target.trip_days} days and the scenario"
+            f" may buy {needed}: the seeded timetable is smaller than SEATS_PER_DAY_AT_LEAST"
+            f" ({SEATS_PER_DAY_AT_LEAST}) says; lower that figure"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -143,6 +166,7 @@ async def run_load_scenario(options: LoadOptions) -> LoadOutcome:
         if target is None:
             options.log(f"starting a suite of the run's own (logs: {run_dir / 'logs'})")
             target = await stack.enter_async_context(own_suite(run_dir, options.scenario))
+            await _check_capacity(target, options.scenario.seats_needed())
         result = await _measure(options, target, run_dir)
     result["started_at"] = started_at.isoformat(timespec="seconds")
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
