@@ -69,9 +69,21 @@ def test_bodies_meaning_the_same_order_share_a_fingerprint() -> None:
     assert first.fingerprint() != parse_order(body(seat_count=3)).fingerprint()
 
 
-@pytest.mark.parametrize("seat_count", [0, 7, -1, 2.0, "2", True, None])
+@pytest.mark.parametrize("seat_count", [0, 7, -1, 2.5, 7.0, "2", True, None, float("inf")])
 def test_seat_count_must_be_a_whole_number_from_1_to_6(seat_count: object) -> None:
     assert fields_in_error(body(seat_count=seat_count)) == {"seat_count"}
+
+
+@pytest.mark.parametrize(("seat_count", "seats"), [(2.0, 2), (1e0, 1), (6.0, 6)])
+def test_a_seat_count_written_with_a_zero_fraction_is_that_many_seats(
+    seat_count: float, seats: int
+) -> None:
+    # JSON has numbers, not integers: 2.0 is the integer 2 for JSON Schema (and the OpenAPI
+    # document), so refusing it refused what the document allows (schemathesis found it).
+    order = parse_order(body(seat_count=seat_count))
+    assert order.seat_count == seats
+    assert type(order.seat_count) is int
+    assert order.fingerprint() == parse_order(body(seat_count=seats)).fingerprint()
 
 
 @pytest.mark.parametrize("seat_count", [1, 6])

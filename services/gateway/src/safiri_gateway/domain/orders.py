@@ -61,6 +61,18 @@ def normalise_phone(raw: str) -> str | None:
     return None if match is None else "254" + match.group(1)
 
 
+def _whole_number(value: object) -> int | None:
+    """JSON has numbers, not integers: ``2`` and ``2.0`` are both the integer 2 (as JSON
+    Schema says), ``2.5`` is not; bool is an int subclass, and ``true`` is no number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def parse_order(body: object) -> OrderRequest:
     if not isinstance(body, dict):
         raise InvalidOrder([FieldError("body", "must be a JSON object")])
@@ -71,13 +83,8 @@ def parse_order(body: object) -> OrderRequest:
     if "trip_id" in body and not (isinstance(trip_id, str) and _UUID.fullmatch(trip_id)):
         errors.append(FieldError("trip_id", "must be a UUID string"))
 
-    seat_count = body.get("seat_count")
-    # bool is an int subclass; ``true`` must not mean one seat.
-    if "seat_count" in body and (
-        not isinstance(seat_count, int)
-        or isinstance(seat_count, bool)
-        or not 1 <= seat_count <= MAX_SEATS_PER_ORDER
-    ):
+    seat_count = _whole_number(body.get("seat_count"))
+    if "seat_count" in body and (seat_count is None or not 1 <= seat_count <= MAX_SEATS_PER_ORDER):
         errors.append(
             FieldError("seat_count", f"must be a whole number from 1 to {MAX_SEATS_PER_ORDER}")
         )
@@ -91,6 +98,6 @@ def parse_order(body: object) -> OrderRequest:
         raise InvalidOrder(errors)
     # Narrowing for the type checker; the checks above already guarantee these.
     assert isinstance(trip_id, str)
-    assert isinstance(seat_count, int)
+    assert seat_count is not None
     assert phone is not None
     return OrderRequest(trip_id=trip_id.lower(), seat_count=seat_count, phone=phone)

@@ -110,7 +110,7 @@ class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trip_id: Annotated[str, Field(pattern=UUID_PATTERN, json_schema_extra={"format": "uuid"})]
-    seat_count: int = Field(ge=1, le=MAX_SEATS_PER_ORDER, strict=True)
+    seat_count: int = Field(ge=1, le=MAX_SEATS_PER_ORDER)
     phone: str = Field(
         pattern=PHONE_PATTERN,
         description="Kenyan mobile number; +2547…, 07… and 01… are normalised to 254….",
