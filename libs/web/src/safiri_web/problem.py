@@ -68,7 +68,12 @@ async def problem_middleware(
         if exc.status < 400:
             raise
         kind, title = _HTTP_KINDS.get(exc.status, ("http-error", exc.reason))
-        return problem_response(Problem(exc.status, kind, title, exc.text or None), request.path)
+        response = problem_response(
+            Problem(exc.status, kind, title, exc.text or None), request.path
+        )
+        if "Allow" in exc.headers:  # a 405 says which methods the resource takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         logger.exception("unhandled error")
         return problem_response(
