@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -133,6 +134,35 @@ async def test_failed_lists_recent_failed_orders_with_their_traces(
     assert code == 0, out
     assert body["order_id"] in out
     assert headers["X-Trace-Id"] in out
+
+
+async def test_a_refused_purchase_is_listed_as_refused_and_never_as_failed(
+    stored: tuple[Running, str],
+) -> None:
+    """An unknown trip: ticketing says no (4xx) and so does the gateway. The trace is no
+    failed order but a refused one, ``hold_seats`` said no; and no trace without an order
+    (the suite's start-up probes) is listed as a failed order."""
+    running, store_url = stored
+    status, _, headers = await running.place_order(str(uuid.uuid4()))
+    assert 400 <= status < 500
+    trace_id = headers["X-Trace-Id"]
+
+    async def whole() -> bool:
+        async with running.http.get(f"{store_url}/api/traces/{trace_id}") as response:
+            names = {s["name"] for s in (await response.json()).get("spans", [])}
+        return {"POST /api/v1/orders", "hold_seats"} <= names
+
+    await eventually(whole, timeout=30, interval=0.2, what="the refused purchase's trace")
+    code, out = await safiri_trace(store_url, "--failed", "--since", "10m", "--json")
+    assert code == 0, out
+    failed = json.loads(out)["traces"]
+    assert trace_id not in {t["trace_id"] for t in failed}
+    assert all(t["purchase"] and t["outcome"] == "failed" for t in failed), failed
+    code, out = await safiri_trace(store_url, "--refused", "--since", "10m", "--json")
+    assert code == 0, out
+    (listed,) = [t for t in json.loads(out)["traces"] if t["trace_id"] == trace_id]
+    assert (listed["outcome"], listed["root_cause"], listed["purchase"]) == ("refused", None, True)
+    assert listed["refusal"]["name"] == "hold_seats"
 
 
 async def test_a_successful_purchase_is_queryable_soon_and_has_no_orphan_spans(

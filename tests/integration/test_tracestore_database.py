@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from safiri.tracestore.database import Database
-from safiri.tracestore.model import LogRow, SpanRow
+from safiri.tracestore.model import LogRow, Outcome, SpanRow
 from safiri.tracestore.schema import connect
 
 pytestmark = pytest.mark.integration
 
 ORDER = "56d8b732-1c4e-4f7a-9d1e-0a2b3c4d5e6f"
+TRIP = {"safiri.trip.id": "a6a0c2f4-4a4b-4f6e-9a57-1f0e4c0d2b11"}
+ANSWERED_409 = {**TRIP, "http.response.status_code": 409}
 
 
 def row(trace: str, span: str, start: int, *, status: int = 0, name: str = "step") -> SpanRow:
@@ -64,8 +67,29 @@ def test_an_order_resolves_to_its_traces_and_its_untraced_log_lines(db: Database
 
 
 def test_failed_means_an_error_status_or_an_expired_hold(db: Database) -> None:
-    assert db.recent_trace_ids(0, 10, failed=True) == ["c" * 32, "a" * 32]
-    assert db.recent_trace_ids(0, 10, failed=False)[0] == "a" * 32
+    assert db.recent_trace_ids(0, 10, outcome=Outcome.FAILED) == ["c" * 32, "a" * 32]
+    assert db.recent_trace_ids(0, 10)[0] == "a" * 32
+
+
+def test_failed_orders_leave_out_refusals_and_probes(db: Database) -> None:
+    """A trace whose only error is the gateway's client span of a 409 is no failed candidate,
+    a readyz probe's 503 is a failure but no order, and a refused step is a refused one."""
+    now = time.time_ns()
+    client = replace(row("e", "5", now + 3), kind=3, status_code=2, attributes=ANSWERED_409)
+    server = replace(row("e", "6", now + 3), kind=2, attributes=ANSWERED_409)
+    said_no = replace(row("e", "7", now + 4), attributes={**TRIP, "safiri.outcome": "refused"})
+    probe = replace(row("d", "8", now + 5, status=2, name="GET /readyz"), kind=2)
+    db.add(
+        [client, server, said_no, replace(probe, attributes={"http.response.status_code": 503})], []
+    )
+    assert db.recent_trace_ids(0, 10, outcome=Outcome.FAILED, purchases=True) == ["a" * 32]
+    # the fixture's expired hold (c) carries no order id: it is no purchase here
+    assert db.recent_trace_ids(0, 10, outcome=Outcome.FAILED, purchases=False) == [
+        "d" * 32,
+        "c" * 32,
+    ]
+    assert db.recent_trace_ids(0, 10, outcome=Outcome.REFUSED, purchases=True) == ["e" * 32]
+    assert db.recent_trace_ids(0, 1, 1, outcome=Outcome.FAILED) == ["c" * 32]  # a page on
 
 
 def query_plans(db: Database, *calls: Callable[[], object]) -> str:
@@ -86,8 +110,9 @@ def test_the_lookups_use_the_indexes(db: Database) -> None:
         lambda: db.spans(["a" * 32]),
         lambda: db.logs(["a" * 32], ORDER),
         lambda: db.trace_ids_of_order(ORDER),
-        lambda: db.recent_trace_ids(0, 10, failed=True),
-        lambda: db.recent_trace_ids(0, 10, failed=False),
+        lambda: db.recent_trace_ids(0, 10, outcome=Outcome.FAILED, purchases=True),
+        lambda: db.recent_trace_ids(0, 10, outcome=Outcome.REFUSED, purchases=True),
+        lambda: db.recent_trace_ids(0, 10),
     )
     for index in (
         "sqlite_autoindex_spans_1",

@@ -157,6 +157,70 @@ async def export_failed_purchase(url: str) -> Purchase:
     return Purchase(order_id, trace_id, names, bodies)
 
 
+SOLD_OUT = "SeatsUnavailable: 2 seats asked, 0 free"
+
+
+def _providers(url: str, *services: str) -> dict[str, TracerProvider]:
+    providers = {}
+    for service in services:
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        exporter = OTLPSpanExporter(endpoint=f"{url}/v1/traces")
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        providers[service] = provider
+    return providers
+
+
+def _export_refused(url: str) -> str:
+    """Seats unavailable as the services export it: ticketing's ``hold_seats`` refused (status
+    unset, a ``refused`` event), both servers answered 409 (unset), the gateway's client span
+    of that 409 is an error (the HTTP conventions). Returns the trace id."""
+    providers = _providers(url, "gateway", "ticketing")
+    gw, tk = (providers[s].get_tracer("safiri") for s in ("gateway", "ticketing"))
+    trip = {"safiri.trip.id": str(uuid.uuid4()), "safiri.seat_count": 2}
+    answered = {"http.response.status_code": 409}
+    reason, message = SOLD_OUT.split(": ", 1)
+    with (
+        gw.start_as_current_span(
+            "POST /api/v1/orders", kind=SpanKind.SERVER, attributes=answered
+        ) as root,
+        gw.start_as_current_span("request_order", attributes=trip),
+        gw.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=answered) as client,
+        tk.start_as_current_span("POST /orders", kind=SpanKind.SERVER, attributes=answered),
+        tk.start_as_current_span("hold_seats", attributes=trip) as hold,
+    ):
+        hold.set_attribute("safiri.outcome", "refused")
+        hold.add_event(
+            "refused", {"safiri.refusal.reason": reason, "safiri.refusal.message": message}
+        )
+        client.set_status(Status(StatusCode.ERROR))
+    for provider in providers.values():
+        provider.shutdown()
+    return format(root.get_span_context().trace_id, "032x")
+
+
+def _export_readyz_probe(url: str) -> str:
+    """A start-up readiness probe answered 503 (a 5xx server span is an error)."""
+    providers = _providers(url, "ticketing")
+    tracer = providers["ticketing"].get_tracer("safiri.aiohttp.server")
+    attributes = {"http.route": "/readyz", "http.response.status_code": 503}
+    with tracer.start_as_current_span(
+        "GET /readyz", kind=SpanKind.SERVER, attributes=attributes
+    ) as probe:
+        probe.set_status(Status(StatusCode.ERROR))
+    providers["ticketing"].shutdown()
+    return format(probe.get_span_context().trace_id, "032x")
+
+
+async def export_refused_purchase(url: str) -> str:
+    """Export one refused purchase (seats unavailable) to the store; returns its trace id."""
+    return await asyncio.to_thread(_export_refused, url)
+
+
+async def export_readyz_probe(url: str) -> str:
+    """Export one failing /readyz probe to the store; returns its trace id."""
+    return await asyncio.to_thread(_export_readyz_probe, url)
+
+
 async def test_the_sdk_exporter_delivers_the_whole_purchase(tmp_path: Path) -> None:
     async with running_store(path=tmp_path / "t.sqlite3") as url, aiohttp.ClientSession() as http:
         purchase = await export_failed_purchase(url)

@@ -129,7 +129,7 @@ def render_recent(
     )
     if not summaries:
         return "\n".join([f"no {title} in the last {since}", *note])
-    lines = [f"{len(summaries)} {title} in the last {since}, newest first:"]
+    lines = [f"{title} in the last {since}: {len(summaries)}, newest first:"]
     for s in summaries:
         if s.root_cause:
             why = _paint(s.root_cause.line(), RED, colour)
