@@ -21,5 +21,5 @@ async def test_a_wrong_method_is_a_405_problem_that_names_the_allowed_methods() 
         answer = await client.post("/things")
         assert answer.status == 405
         assert answer.content_type == "application/problem+json"
-        assert set(answer.headers["Allow"].split(",")) == {"GET", "HEAD"}
+        assert answer.headers["Allow"] == "GET, HEAD"
         assert (await answer.json())["status"] == 405

@@ -71,8 +71,8 @@ async def problem_middleware(
         response = problem_response(
             Problem(exc.status, kind, title, exc.text or None), request.path
         )
-        if "Allow" in exc.headers:  # a 405 says which methods the resource takes (RFC 9110)
-            response.headers["Allow"] = exc.headers["Allow"]
+        if isinstance(exc, web.HTTPMethodNotAllowed):  # which methods it takes (RFC 9110)
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         return response
     except Exception:
         logger.exception("unhandled error")

@@ -15,7 +15,6 @@ from .adapters.ticketing import HttpTicketing
 from .entrypoints.auth import require_api_key
 from .entrypoints.http import MAX_BODY_BYTES, routes
 from .entrypoints.keys import IDEMPOTENCY, PLACE_ORDER, TICKETING
-from .entrypoints.methods import allow_header
 from .entrypoints.rate_limit import rate_limit
 from .service_layer.place_order import PlaceOrder
 from .service_layer.ports import IdempotencyStore
@@ -40,7 +39,6 @@ def create_app(
                 telemetry.registry,
                 settings.rate_limit_storage,
             ),
-            allow_header,
         ],
         client_max_size=MAX_BODY_BYTES,
     )
