@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 
 from safiri_contracts import DEAD_LETTER_REASON_HEADER, PaymentRequested
@@ -244,7 +244,7 @@ async def test_a_contract_queue_dead_letters_unknown_versions_and_invalid_bodies
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(
-    connection: AbstractRobustConnection,
+    connection: AbstractRobustConnection, spans: InMemorySpanExporter
 ) -> None:
     spec = QueueSpec(f"it-limit-{uuid.uuid4().hex[:6]}", ("it.limit",), delivery_limit=2)
     channel = await consumer_channel(connection, 5)
@@ -266,6 +266,11 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_
     assert attempts[0] is False
     assert 2 <= len(attempts) <= 3
     assert await depth(await connection.channel(), spec.name) == 0
+    # Each failed attempt's consumer span is an error with the exception recorded.
+    failed = [s for s in spans.get_finished_spans() if s.name == f"process {spec.name}"]
+    assert len(failed) == len(attempts)
+    assert {s.status.status_code for s in failed} == {StatusCode.ERROR}
+    assert all(e.name == "exception" for s in failed for e in s.events)
 
 
 async def test_field_refuses_missing_or_mistyped_values() -> None:

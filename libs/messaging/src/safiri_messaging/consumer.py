@@ -23,6 +23,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from loguru import logger
+from opentelemetry.trace import Status, StatusCode
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -240,8 +241,10 @@ async def consume(
                     "poison message dead-lettered"
                 )
                 await _dead_letter(message, queue, str(exc))
-            except Exception:
+            except Exception as exc:
                 outcome = "retried"
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 logger.bind(queue=name, message_id=message.message_id).exception(
                     "message handling failed; requeued"
                 )
