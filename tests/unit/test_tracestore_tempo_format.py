@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from safiri.tracestore.tempo import tempo_spans
+from safiri.tracestore.model import Outcome
+from safiri.tracestore.params import RecentQuery
+from safiri.tracestore.tempo import tempo_spans, traceql
 
 pytestmark = pytest.mark.unit
 
@@ -75,3 +77,14 @@ def test_hex_resource_spans_and_pre_2_0_instrumentation_library_spans_are_read()
 def test_an_answer_that_is_not_a_trace_is_refused(answer: object) -> None:
     with pytest.raises(ValueError, match=r"JSON object|not a list|traceId"):
         tempo_spans(answer)
+
+
+def test_the_tempo_searches_keep_to_purchases_and_to_their_outcome() -> None:
+    """Refused orders are found by their refused step or a 4xx answer; a probe is left out of
+    the orders by asking for a span that only a purchase has."""
+    refused = traceql(RecentQuery.of_orders(Outcome.REFUSED))
+    assert refused.startswith('{ span.safiri.outcome = "refused" || (span.http.response')
+    assert refused.endswith('|| name = "POST /api/v1/orders" }')
+    assert traceql(RecentQuery(Outcome.FAILED, purchases=False)) == (
+        '{ status = error || name = "expire_hold" }'
+    )

@@ -1,4 +1,4 @@
-"""The query API: a trace, an order's trace, and the recent (or failed) traces, as JSON."""
+"""The query API: a trace, an order's trace, and recent traces by outcome and purchase, as JSON."""
 
 from __future__ import annotations
 
