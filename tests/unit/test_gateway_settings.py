@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safiri_gateway.settings import Settings
-from safiri_web import SettingsError
+from safiri_telemetry import ConfigError
 
 KEYS = {"SAFIRI_API_KEYS": "alpha-key, beta-key"}
 
@@ -35,7 +35,7 @@ def test_api_keys_never_print() -> None:
 @pytest.mark.parametrize("raw", [None, "", " , ,"])
 def test_the_gateway_refuses_to_start_without_api_keys(raw: str | None) -> None:
     env = {} if raw is None else {"SAFIRI_API_KEYS": raw}
-    with pytest.raises(SettingsError, match="SAFIRI_API_KEYS is not set"):
+    with pytest.raises(ConfigError, match="SAFIRI_API_KEYS is not set"):
         Settings.from_env(env)
 
 
@@ -56,12 +56,12 @@ def test_the_gateway_refuses_to_start_without_api_keys(raw: str | None) -> None:
     ],
 )
 def test_each_bad_value_is_named(name: str, value: str) -> None:
-    with pytest.raises(SettingsError, match=name):
+    with pytest.raises(ConfigError, match=name):
         Settings.from_env({**KEYS, name: value})
 
 
 def test_every_bad_value_is_reported_at_once() -> None:
-    with pytest.raises(SettingsError) as caught:
+    with pytest.raises(ConfigError) as caught:
         Settings.from_env({"SAFIRI_GATEWAY_PORT": "x", "SAFIRI_GATEWAY_UPSTREAM_TIMEOUT": "y"})
     message = str(caught.value)
     for name in ("SAFIRI_GATEWAY_PORT", "SAFIRI_GATEWAY_UPSTREAM_TIMEOUT", "SAFIRI_API_KEYS"):

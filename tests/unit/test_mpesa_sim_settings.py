@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safiri_mpesa_sim.settings import Settings
-from safiri_web import SettingsError
+from safiri_telemetry import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +42,7 @@ def test_every_setting_can_be_overridden() -> None:
 
 
 def test_each_bad_value_is_named() -> None:
-    with pytest.raises(SettingsError) as raised:
+    with pytest.raises(ConfigError) as raised:
         Settings.from_env(
             {
                 "SAFIRI_MPESA_SIM_PORT": "eighty",

@@ -16,9 +16,9 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from safiri_telemetry import Telemetry
+from safiri_telemetry import ConfigError, Telemetry
 from safiri_telemetry._otlp_logs import OtlpLogSink
-from safiri_web import SettingsError, log_level
+from safiri_web import log_level
 from tests.conftest import serving
 
 pytestmark = pytest.mark.unit
@@ -93,5 +93,5 @@ def test_an_exported_log_record_carries_its_exception() -> None:
 def test_the_services_read_the_log_level_and_refuse_a_bad_one_by_name() -> None:
     assert log_level({}) == "INFO"
     assert log_level({"SAFIRI_LOG_LEVEL": "debug"}) == "DEBUG"
-    with pytest.raises(SettingsError, match="SAFIRI_LOG_LEVEL='LOUD'"):
+    with pytest.raises(ConfigError, match="SAFIRI_LOG_LEVEL='LOUD'"):
         log_level({"SAFIRI_LOG_LEVEL": "LOUD"})

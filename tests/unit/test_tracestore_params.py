@@ -8,7 +8,7 @@ import pytest
 
 from safiri.tracestore.params import RecentQuery, is_order_id, is_trace_id, parse_duration
 from safiri.tracestore.settings import StoreSettings
-from safiri_web import SettingsError
+from safiri_telemetry import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +86,7 @@ def test_settings_come_from_safiri_trace_store_variables() -> None:
 
 
 def test_every_bad_setting_is_named() -> None:
-    with pytest.raises(SettingsError) as raised:
+    with pytest.raises(ConfigError) as raised:
         StoreSettings.from_env(
             {"SAFIRI_TRACE_STORE_PORT": "http", "SAFIRI_TRACE_STORE_MAX_SPANS": "0"}
         )

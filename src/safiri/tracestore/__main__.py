@@ -8,7 +8,7 @@ from aiohttp import web
 from loguru import logger
 
 from safiri_telemetry import ConfigError, Telemetry
-from safiri_web import SettingsError, exit_on_bad_settings, log_level
+from safiri_web import exit_on_bad_settings, log_level
 
 from .app import create_app
 from .settings import StoreSettings
@@ -25,7 +25,7 @@ def main() -> None:
             install_global=False,
             log_level=log_level(),
         )
-    except (SettingsError, ConfigError) as exc:
+    except ConfigError as exc:
         exit_on_bad_settings(exc)
         return
     logger.bind(path=str(settings.path.resolve()), port=settings.port).info("trace store starting")

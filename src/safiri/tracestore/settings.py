@@ -28,7 +28,7 @@ class StoreSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StoreSettings:
-        """Every bad value is named in one ``SettingsError``."""
+        """Every bad value is named in one ``ConfigError``."""
         read = EnvReader(env)
         settings = cls(
             host=read.text("SAFIRI_TRACE_STORE_HOST", cls.host),

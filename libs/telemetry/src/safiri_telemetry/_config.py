@@ -38,7 +38,7 @@ class ConfigError(ValueError):
     each with its reason.
 
     The one configuration-error type of Safiri: ``safiri_web``'s readers of the ``SAFIRI_*``
-    variables raise it too (``SettingsError`` there is this class under its old name).
+    variables raise it too.
     """
 
 

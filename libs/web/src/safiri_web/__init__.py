@@ -7,7 +7,7 @@ from .health import ReadinessCheck, add_health_routes
 from .operations import add_operations_routes
 from .problem import PROBLEM_CONTENT_TYPE, Problem, problem_middleware, problem_response
 from .runner import exit_on_bad_settings, run_service
-from .settings import EnvReader, Secret, SettingsError, log_level
+from .settings import EnvReader, Secret, log_level
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -15,7 +15,6 @@ __all__ = [
     "Problem",
     "ReadinessCheck",
     "Secret",
-    "SettingsError",
     "add_health_routes",
     "add_operations_routes",
     "database_pool",

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .settings import SettingsError
+from safiri_telemetry import ConfigError
 
 __all__ = ["run_service"]
 
@@ -25,6 +25,6 @@ def run_service(build: Callable[[], Awaitable[web.Application]], host: str, port
     )
 
 
-def exit_on_bad_settings(error: SettingsError | ValueError) -> None:
+def exit_on_bad_settings(error: ConfigError | ValueError) -> None:
     print(f"safiri: {error}", file=sys.stderr)
     raise SystemExit(2)

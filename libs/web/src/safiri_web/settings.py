@@ -14,10 +14,7 @@ from urllib.parse import urlsplit
 
 from safiri_telemetry import LOG_LEVELS, ConfigError
 
-__all__ = ["EnvReader", "Secret", "SettingsError", "log_level"]
-
-SettingsError = ConfigError
-"""The old name of ``ConfigError``, the same class, kept while callers move to ``ConfigError``."""
+__all__ = ["EnvReader", "Secret", "log_level"]
 
 
 @dataclass(frozen=True)

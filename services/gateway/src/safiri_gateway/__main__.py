@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from safiri_telemetry import ConfigError, Telemetry
-from safiri_web import SettingsError, exit_on_bad_settings, log_level, run_service
+from safiri_web import exit_on_bad_settings, log_level, run_service
 
 from .bootstrap import create_app
 from .settings import Settings
@@ -15,7 +15,7 @@ def main() -> None:
     try:
         settings = Settings.from_env()
         telemetry = Telemetry.setup("gateway", log_level=log_level())
-    except (SettingsError, ConfigError) as error:
+    except ConfigError as error:
         exit_on_bad_settings(error)
         return
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from loguru import logger
 
 from safiri_telemetry import ConfigError, Telemetry
-from safiri_web import SettingsError, exit_on_bad_settings, log_level, run_service
+from safiri_web import exit_on_bad_settings, log_level, run_service
 
 from .app import create_app
 from .settings import Settings
@@ -23,7 +23,7 @@ def main() -> None:
         telemetry = Telemetry.setup(
             SERVICE_NAME, service_version=version("safiri-mpesa-sim"), log_level=log_level()
         )
-    except (SettingsError, ConfigError) as error:
+    except ConfigError as error:
         exit_on_bad_settings(error)
         return
 
