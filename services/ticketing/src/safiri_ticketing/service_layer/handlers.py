@@ -77,9 +77,7 @@ class Ticketing:
     async def hold_seats(self, cmd: HoldSeats) -> Order:
         """Hold seats and ask for payment, atomically; raises if the seats are not there."""
         attrs = {"safiri.trip.id": cmd.trip_id, "safiri.seat_count": cmd.seat_count}
-        with business_span(
-            "hold_seats", attrs, refusals=(SeatsUnavailable, TripNotFound)
-        ) as span:
+        with business_span("hold_seats", attrs, refusals=(SeatsUnavailable, TripNotFound)) as span:
             async with self._uow() as uow:
                 trip = await uow.lock_trip(cmd.trip_id)
                 if trip is None:
@@ -237,4 +235,3 @@ class Ticketing:
         self._metrics.orders_final.labels(order.status.value).inc()
         if order.status is OrderStatus.CONFIRMED:
             self._metrics.tickets_sold.labels(order.route).inc(order.seat_count)
-
