@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 __all__ = ["InvalidField", "StkPush", "check_credentials", "parse_stk_push", "stk_password"]
 
-_MSISDN = re.compile(r"^254[17]\d{8}$")
+_MSISDN = re.compile(r"^254[17][0-9]{8}\Z")  # \d would take any script's digits
 _TRANSACTION_TYPES = frozenset({"CustomerPayBillOnline", "CustomerBuyGoodsOnline"})
 
 
@@ -49,7 +49,10 @@ def check_credentials(body: Mapping[str, object], shortcode: str, passkey: str) 
         raise InvalidField("Timestamp")
     password = body.get("Password")
     expected = stk_password(shortcode, passkey, timestamp)
-    if not isinstance(password, str) or not hmac.compare_digest(password, expected):
+    # Bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, a 500).
+    if not isinstance(password, str) or not hmac.compare_digest(
+        password.encode(errors="replace"), expected.encode()
+    ):
         raise InvalidField("Password")
 
 
@@ -88,7 +91,7 @@ def _positive_int(value: object) -> int | None:
     # Daraja accepts the amount as a number or a numeric string, but never a fraction.
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -96,5 +99,8 @@ def _positive_int(value: object) -> int | None:
 
 
 def _is_http_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in {"http", "https"} and bool(parts.hostname)
+    except ValueError:  # "http://[::1": an IPv6 host left open
+        return False

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 from opentelemetry import trace
+from pydantic import ValidationError
 
 from safiri_telemetry import mask_phone
 from safiri_web import Problem
@@ -15,6 +16,7 @@ from safiri_web import Problem
 from ..appkeys import FAULTS, LEDGER, METRICS, NOTIFIER, SETTINGS
 from ..faults import CallbackFault, Faults, InvalidFaults
 from ..ledger import Transaction
+from .requests import FaultSettings
 
 __all__ = ["ADMIN_KEY_HEADER", "routes"]
 
@@ -44,13 +46,10 @@ async def replace_faults(request: web.Request) -> web.Response:
     """Replace every fault at once: a key left out is healthy again."""
     _require_admin(request)
     try:
-        body = await request.json()
-    except ValueError:
-        raise _invalid([("body", "is not JSON")]) from None
-    if not isinstance(body, dict):
-        raise _invalid([("body", "must be a JSON object")])
-    try:
-        wanted = Faults.from_mapping(body)
+        body = FaultSettings.model_validate_json(await request.read())
+        wanted = Faults.from_mapping(body.model_dump(exclude_unset=True))
+    except ValidationError as error:
+        raise _invalid(_fields_in_error(error)) from None
     except InvalidFaults as invalid:
         raise _invalid([(e.field, e.message) for e in invalid.errors]) from None
     return _put_in_force(request, wanted)
@@ -92,6 +91,19 @@ def _invalid(errors: list[tuple[str, str]]) -> Problem:
         "; ".join(f"{field}: {message}" for field, message in errors),
         errors=[{"field": field, "message": message} for field, message in errors],
     )
+
+
+def _fields_in_error(error: ValidationError) -> list[tuple[str, str]]:
+    """Each field the model refused, once (a union's every member reports the same field)."""
+    found: dict[str, str] = {}
+    for e in error.errors(include_url=False, include_input=False, include_context=False):
+        if e["type"] == "json_invalid":
+            return [("body", "is not JSON")]
+        if e["type"] == "model_type":
+            return [("body", "must be a JSON object")]
+        field = str(e["loc"][0]) if e["loc"] else "body"
+        found.setdefault(field, "is not a fault" if e["type"] == "extra_forbidden" else e["msg"])
+    return list(found.items())
 
 
 def _require_admin(request: web.Request) -> None:

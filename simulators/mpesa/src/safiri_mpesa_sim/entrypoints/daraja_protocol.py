@@ -6,8 +6,10 @@ Errors here are not problem+json: clients of the real API parse exactly this sha
 from __future__ import annotations
 
 import secrets
+from typing import TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from ..appkeys import TOKENS
 
@@ -15,17 +17,20 @@ __all__ = [
     "BAD_REQUEST",
     "INVALID_TOKEN",
     "SERVICE_UNAVAILABLE",
+    "authorized_body",
     "bad_request",
     "bearer_token",
+    "daraja_body",
     "daraja_error",
     "invalid_token",
-    "json_object",
     "service_unavailable",
 ]
 
 BAD_REQUEST = "400.002.02"
 INVALID_TOKEN = "404.001.03"
 SERVICE_UNAVAILABLE = "503.001.01"
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def daraja_error(status: int, code: str, message: str) -> web.Response:
@@ -51,18 +56,28 @@ def bearer_token(request: web.Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-async def json_object(request: web.Request) -> dict[str, object] | None:
-    """The request's JSON object, or ``None`` when the body is not one."""
+def _daraja_field(error: ValidationError) -> str:
+    """The Daraja name of the first field ``error`` refuses; ``Body`` for the body itself."""
+    first = error.errors(include_url=False, include_input=False, include_context=False)[0]
+    if first["type"] in {"json_invalid", "model_type"} or not first["loc"]:
+        return "Body"
+    return str(first["loc"][0])
+
+
+async def daraja_body(request: web.Request, model: type[_M]) -> _M | web.Response:
+    """The request's body as ``model``, or Daraja's 400 naming the first field that is wrong.
+
+    Parsed by pydantic, not ``json.loads``: nesting too deep, NaN or text no one can store is
+    the client's mistake, not a recursion error or a crash further in.
+    """
     try:
-        body = await request.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+        return model.model_validate_json(await request.read())
+    except ValidationError as error:
+        return bad_request(_daraja_field(error))
 
 
-async def authorized_body(request: web.Request) -> dict[str, object] | web.Response:
-    """The request's JSON object, or the Daraja error to answer (bad token, no object)."""
+async def authorized_body(request: web.Request, model: type[_M]) -> _M | web.Response:
+    """The request's body as ``model``, or the Daraja error to answer (bad token, bad body)."""
     if not request.app[TOKENS].is_valid(bearer_token(request)):
         return invalid_token()
-    body = await json_object(request)
-    return bad_request("Body") if body is None else body
+    return await daraja_body(request, model)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from ..appkeys import SETTINGS, TOKENS
 from ..tokens import TOKEN_LIFETIME_SECONDS
 from .daraja_protocol import daraja_error
+from .requests import TokenQuery
 
 __all__ = ["routes"]
 
@@ -19,7 +20,9 @@ routes = web.RouteTableDef()
 
 @routes.get("/oauth/v1/generate")
 async def generate_token(request: web.Request) -> web.Response:
-    if request.query.get("grant_type") != "client_credentials":
+    try:
+        TokenQuery.model_validate(dict(request.query))
+    except ValidationError:
         return daraja_error(400, "400.008.02", "Invalid grant type passed")
     if not _credentials_match(request):
         return daraja_error(400, "400.008.01", "Invalid Authentication passed")
@@ -44,7 +47,7 @@ def _basic_credentials(header: str) -> tuple[bytes, bytes]:
         return b"", b""
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a header that is not ASCII
         return b"", b""
     key, _, secret = decoded.partition(b":")
     return key, secret

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..appkeys import LEDGER, SETTINGS
 from .daraja_protocol import authorized_body, bad_request
+from .requests import PullTransactionsRequest
 
 __all__ = ["PULL_TRANSACTIONS_PATH", "routes"]
 
@@ -23,22 +24,22 @@ _EAT = timedelta(hours=3)  # Daraja's times are Nairobi's
 routes = web.RouteTableDef()
 
 
-def _when(value: object) -> datetime | None:
+def _when(value: str) -> datetime | None:
     try:
-        return datetime.strptime(str(value), _FORMAT).replace(tzinfo=UTC) - _EAT
-    except ValueError:
+        return datetime.strptime(value, _FORMAT).replace(tzinfo=UTC) - _EAT
+    except (ValueError, OverflowError):  # OverflowError: the first hours of year 1, EAT
         return None
 
 
 @routes.post(PULL_TRANSACTIONS_PATH)
 async def pull_transactions(request: web.Request) -> web.Response:
     app = request.app
-    body = await authorized_body(request)
+    body = await authorized_body(request, PullTransactionsRequest)
     if isinstance(body, web.Response):
         return body
-    if str(body.get("ShortCode", "")) != app[SETTINGS].shortcode:
+    if str(body.ShortCode) != app[SETTINGS].shortcode:
         return bad_request("ShortCode")
-    start, end = _when(body.get("StartDate")), _when(body.get("EndDate"))
+    start, end = _when(body.StartDate), _when(body.EndDate)
     if start is None:
         return bad_request("StartDate")
     if end is None:

@@ -23,10 +23,11 @@ from .daraja_protocol import (
     authorized_body,
     bad_request,
     bearer_token,
+    daraja_body,
     daraja_error,
     invalid_token,
-    json_object,
 )
+from .requests import StkPushRequest, StkQueryRequest
 
 __all__ = ["STK_PUSH_PATH", "STK_QUERY_PATH", "routes"]
 
@@ -45,13 +46,13 @@ async def stk_push(request: web.Request) -> web.Response:
     if not app[TOKENS].is_valid(bearer_token(request)):
         requests_total.labels(INVALID_TOKEN).inc()
         return invalid_token()
-    body = await json_object(request)
-    if body is None:
+    body = await daraja_body(request, StkPushRequest)
+    if isinstance(body, web.Response):
         requests_total.labels(BAD_REQUEST).inc()
-        return bad_request("Body")
+        return body
     settings = app[SETTINGS]
     try:
-        push = parse_stk_push(body, settings.shortcode, settings.passkey.value)
+        push = parse_stk_push(body.model_dump(), settings.shortcode, settings.passkey.value)
     except InvalidField as invalid:
         requests_total.labels(BAD_REQUEST).inc()
         return bad_request(invalid.field)
@@ -90,13 +91,13 @@ async def stk_push(request: web.Request) -> web.Response:
 @routes.post(STK_QUERY_PATH)
 async def stk_query(request: web.Request) -> web.Response:
     app = request.app
-    body = await authorized_body(request)
+    body = await authorized_body(request, StkQueryRequest)
     if isinstance(body, web.Response):
         return body
     settings = app[SETTINGS]
     try:
-        check_credentials(body, settings.shortcode, settings.passkey.value)
-        transaction = app[LEDGER].get(str(body.get("CheckoutRequestID", "")))
+        check_credentials(body.model_dump(), settings.shortcode, settings.passkey.value)
+        transaction = app[LEDGER].get(body.CheckoutRequestID)
     except InvalidField as invalid:
         return bad_request(invalid.field)
     except UnknownCheckout:
