@@ -73,10 +73,9 @@ class Payment:
             return await response.text()
 
     async def new_payments(self, count: int) -> list[Awaiting]:
-        made = [Awaiting(str(uuid.uuid4()), uuid.uuid4().hex, f"ws_CO_{uuid.uuid4().hex}")]
-        made += [
+        made = [
             Awaiting(str(uuid.uuid4()), uuid.uuid4().hex, f"ws_CO_{uuid.uuid4().hex}")
-            for _ in range(count - 1)
+            for _ in range(count)
         ]
         conn = await asyncpg.connect(self.database_url)
         try:
