@@ -93,11 +93,11 @@ chaos-outage: venv deps
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy libs/contracts/src libs/telemetry/src libs/messaging/src libs/web/src services/*/src simulators/*/src src
+	.venv/bin/mypy libs/contracts/src libs/telemetry/src libs/messaging/src libs/web/src services/*/src simulators/*/src tools/*/src src
 	.venv/bin/lint-imports --no-cache
 
 # Mutation testing of the proofs, not part of `make test` (3-5 minutes on 2 cores): mutmut
-# over the invariant checker (from here) and libs/telemetry's redaction and HTTP metric helpers
+# over the invariant checker (from tools/chaos) and libs/telemetry's redaction and HTTP metric helpers
 # (from libs/telemetry, so that its modules keep their names; mutants/tests there links to the
 # unit tests), each against its unit tests as [tool.mutmut] in the pyproject.toml says; then each
 # alert rule's thresholds and `for` moved, against the promtool tests. Every run starts clean
@@ -107,8 +107,9 @@ lint: venv
 PROMETHEUS ?= deploy/prometheus
 mutation: venv
 	@start=$$(date +%s); set -e; \
-	rm -rf mutants libs/telemetry/mutants; \
-	.venv/bin/mutmut run; \
+	rm -rf mutants tools/chaos/mutants libs/telemetry/mutants; mkdir -p mutants; \
+	mkdir -p tools/chaos/mutants; ln -s ../../../tests tools/chaos/mutants/tests; \
+	(cd tools/chaos && ../../.venv/bin/mutmut run); \
 	mkdir -p libs/telemetry/mutants; ln -s ../../../tests libs/telemetry/mutants/tests; \
 	(cd libs/telemetry && ../../.venv/bin/mutmut run); \
 	$(PY) scripts/mutate_alert_rules.py --prometheus $(PROMETHEUS) --json mutants/alert_rules.json; \

@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 from provenance import machine, run_metadata
 
-from safiri.suite import SuiteConfig, drop_databases, free_port, isolated_config
+from safiri_suite.suite import SuiteConfig, drop_databases, free_port, isolated_config
 
 __all__ = [
     "ROOT",

@@ -40,7 +40,7 @@ import aiohttp
 import asyncpg
 from common import ROOT, isolated_run, run_metadata, trips
 
-from safiri.suite import Suite, SuiteConfig
+from safiri_suite.suite import Suite, SuiteConfig
 
 
 async def _drive(config: SuiteConfig, key: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from typing import Any
 
 from common import ROOT, run_metadata, vhost
 
-from safiri.cluster import HAProxyBackend, rabbitmq_cluster, running_haproxy
-from safiri.suite import free_port
+from safiri_suite.cluster import HAProxyBackend, rabbitmq_cluster, running_haproxy
+from safiri_suite.suite import free_port
 
 
 def raw(url: str, messages: int) -> dict[str, Any]:

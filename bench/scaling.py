@@ -35,7 +35,7 @@ import aiohttp
 from common import ROOT, isolated_run, run_metadata, trips
 from sustained_rate import SEED_DAYS, Load, ladder
 
-from safiri.suite import Suite
+from safiri_suite.suite import Suite
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -48,7 +48,7 @@ import aiohttp
 import asyncpg
 from common import ROOT, isolated_run, run_metadata, trips, vhost
 
-from safiri.suite import Suite, SuiteConfig
+from safiri_suite.suite import Suite, SuiteConfig
 
 TARGET_RATIO = 0.20
 SEED_DAYS = 30  # 22 departures a day x 40 seats: room for every order of a long ladder

@@ -6,7 +6,7 @@ but Locust can run it directly against ``make up``::
     SAFIRI_LOAD_API_KEY=<key make up printed> SAFIRI_LOAD_SCENARIO=baseline \\
         .venv/bin/locust -f load/locustfile.py --host http://127.0.0.1:8080
 
-Variables: ``SAFIRI_LOAD_SCENARIO`` (a name in ``safiri.load.scenarios.SCENARIOS`` or a
+Variables: ``SAFIRI_LOAD_SCENARIO`` (a name in ``safiri_load.scenarios.SCENARIOS`` or a
 scenario's JSON), ``SAFIRI_LOAD_API_KEY`` (else the first of ``SAFIRI_API_KEYS``),
 ``SAFIRI_LOAD_ORDERS_FILE`` (a JSON line per order placed, for the check),
 ``SAFIRI_LOAD_TRIP_DAYS`` (buy trips departing within this many days, default 13),
@@ -35,13 +35,13 @@ import gevent
 from gevent.lock import Semaphore
 from locust import FastHttpUser, LoadTestShape, events, task
 
-from safiri.load.scenarios import (
+from safiri_load.scenarios import (
     DEFAULT_USER_RPS,
     FAILING_PHONES,
     scenario_from_env_value,
     users_for,
 )
-from safiri.load.stats import BROWSE, ORDER_TYPE, POLL, PURCHASE, PURCHASE_RETRY, STOCK
+from safiri_load.stats import BROWSE, ORDER_TYPE, POLL, PURCHASE, PURCHASE_RETRY, STOCK
 from safiri_ticketing.domain.trips import ROUTES
 
 _ENV = os.environ

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from safiri.ports import free_port as free_port  # re-exported for the tests
+from safiri_suite.ports import free_port as free_port  # re-exported for the tests
 
 T = TypeVar("T")
 

@@ -14,18 +14,19 @@ from pathlib import Path
 
 import asyncpg
 
-from .chaos.cli import add_chaos_command
-from .chaos.prometheus import (
+from safiri_chaos.cli import add_chaos_command
+from safiri_chaos.prometheus import (
     PrometheusError,
     running_alertmanager,
     running_prometheus,
     write_rules,
 )
-from .load.cli import add_load_command
-from .ps import add_ps_command
-from .suite import ProcessEntry, Suite, SuiteConfig, SuiteError
+from safiri_load.cli import add_load_command
+from safiri_suite.ps import add_ps_command
+from safiri_suite.suite import ProcessEntry, Suite, SuiteConfig, SuiteError
+from safiri_tracestore import StoreSettings, running_store
+
 from .trace_cli import add_trace_command
-from .tracestore import StoreSettings, running_store
 
 __all__ = ["main"]
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import aiohttp
 
-from .suite import Suite, SuiteConfig
-from .tracestore import running_store
-from .tracestore.client import StoreClient
-from .tracestore.model import TraceView
-from .tracestore.source import TraceNotFound
-from .tracestore.terminal import render_trace
+from safiri_suite.suite import Suite, SuiteConfig
+from safiri_tracestore import running_store
+from safiri_tracestore.client import StoreClient
+from safiri_tracestore.model import TraceView
+from safiri_tracestore.source import TraceNotFound
+from safiri_tracestore.terminal import render_trace
 
 __all__ = ["run_demo"]
 

@@ -21,12 +21,18 @@ from typing import TextIO
 
 import aiohttp
 
-from .tracestore.client import DEFAULT_STORE_URL, StoreClient
-from .tracestore.model import Outcome
-from .tracestore.params import MAX_LIMIT, RecentQuery, is_order_id, is_trace_id, parse_duration
-from .tracestore.source import SourceUnavailable, TraceNotFound, TraceSource
-from .tracestore.tempo import TempoClient
-from .tracestore.terminal import render_recent, render_trace, trace_document
+from safiri_tracestore.client import DEFAULT_STORE_URL, StoreClient
+from safiri_tracestore.model import Outcome
+from safiri_tracestore.params import (
+    MAX_LIMIT,
+    RecentQuery,
+    is_order_id,
+    is_trace_id,
+    parse_duration,
+)
+from safiri_tracestore.source import SourceUnavailable, TraceNotFound, TraceSource
+from safiri_tracestore.tempo import TempoClient
+from safiri_tracestore.terminal import render_recent, render_trace, trace_document
 
 __all__ = ["add_trace_command", "run_trace", "trace_command"]
 

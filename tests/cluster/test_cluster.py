@@ -18,14 +18,14 @@ import aiohttp
 import asyncpg
 import pytest
 
-from safiri.chaos.checker import check_suite
-from safiri.chaos.gateway import Buyer
-from safiri.chaos.history import HistoryRecorder, read_history
-from safiri.chaos.invariants import Limits
-from safiri.chaos.invariants.read import Sources
-from safiri.chaos.load import run_load
-from safiri.cluster import ctl
-from safiri.ps import read_processes
+from safiri_chaos.checker import check_suite
+from safiri_chaos.gateway import Buyer
+from safiri_chaos.history import HistoryRecorder, read_history
+from safiri_chaos.invariants import Limits
+from safiri_chaos.invariants.read import Sources
+from safiri_chaos.load import run_load
+from safiri_suite.cluster import ctl
+from safiri_suite.ps import read_processes
 from tests.conftest import eventually
 
 from .conftest import NODES, REPLICAS, Cluster, state_file

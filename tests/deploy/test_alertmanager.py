@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from safiri.chaos.prometheus import local_alertmanager_config
+from safiri_chaos.prometheus import local_alertmanager_config
 from tests.conftest import eventually, free_port
 
 pytestmark = pytest.mark.deploy

@@ -23,8 +23,8 @@ import yaml
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
-from safiri.chaos.prometheus import running_prometheus
 from safiri.metrics_reference import render as metrics_reference
+from safiri_chaos.prometheus import running_prometheus
 from safiri_telemetry import Telemetry
 
 pytestmark = pytest.mark.deploy

@@ -1,4 +1,4 @@
-"""The one Prometheus runner (``safiri.chaos.prometheus``), as the chaos experiments, ``safiri
+"""The one Prometheus runner (``safiri_chaos.prometheus``), as the chaos experiments, ``safiri
 up``, the dashboards' test and the live signal tests use it: its own port and data directory,
 ready when it says so, stopped through its own process, and a clear error when it cannot start.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from safiri.chaos.prometheus import PrometheusError, running_prometheus
+from safiri_chaos.prometheus import PrometheusError, running_prometheus
 
 pytestmark = pytest.mark.deploy
 

@@ -19,7 +19,7 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from safiri.otlp import SpanStore, running_receiver
-from safiri.suite import Suite, SuiteConfig, drop_databases, isolated_config
+from safiri_suite.suite import Suite, SuiteConfig, drop_databases, isolated_config
 from tests.conftest import eventually, own_vhost
 
 FINAL = {"CONFIRMED", "PAYMENT_FAILED", "EXPIRED"}

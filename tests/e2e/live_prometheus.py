@@ -1,16 +1,16 @@
 """A real Prometheus scraping the running suite, with a test copy of the repository's rules.
 
 The copy keeps every expression and runs time 60 times faster, in proportion: rate windows,
-``for`` durations and age thresholds (``safiri.chaos.prometheus.fast_rules``), so an alert that
+``for`` durations and age thresholds (``safiri_chaos.prometheus.fast_rules``), so an alert that
 takes minutes in production fires within seconds here, for the same combination of windows.
 The shipped rules are never changed. Prometheus itself is started by
-``safiri.chaos.prometheus.running_prometheus``, the one runner the chaos tooling and
+``safiri_chaos.prometheus.running_prometheus``, the one runner the chaos tooling and
 ``safiri up`` use too.
 """
 
 from __future__ import annotations
 
-from safiri.chaos.prometheus import RULES_DIR
+from safiri_chaos.prometheus import RULES_DIR
 
 from .conftest import Running
 

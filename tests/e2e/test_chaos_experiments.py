@@ -16,10 +16,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from safiri.chaos import run_chaos_experiment
-from safiri.chaos.events import ALERT_FIRING, FAULT_HEALED, FAULT_INJECTED, EventLog
-from safiri.chaos.experiment import load_experiment, safiri_extension
-from safiri.chaos.history import read_history
+from safiri_chaos import run_chaos_experiment
+from safiri_chaos.events import ALERT_FIRING, FAULT_HEALED, FAULT_INJECTED, EventLog
+from safiri_chaos.experiment import load_experiment, safiri_extension
+from safiri_chaos.history import read_history
 from tests.conftest import POSTGRES
 
 pytestmark = pytest.mark.e2e

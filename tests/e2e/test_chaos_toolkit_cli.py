@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from safiri.chaos.prometheus import experiment_prometheus
-from safiri.chaos.run import chaos_command
-from safiri.suite import SERVICES
+from safiri_chaos.prometheus import experiment_prometheus
+from safiri_chaos.run import chaos_command
+from safiri_suite.suite import SERVICES
 
 from .conftest import suite_of_its_own
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from safiri.chaos.invariants.ledger import read_ledger
+from safiri_chaos.invariants.ledger import read_ledger
 from tests.conftest import eventually
 
 from .conftest import suite_of_its_own

@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from safiri.load.run import LoadOptions, Target, _check_capacity, run_load_scenario
-from safiri.load.scenarios import SCENARIOS
+from safiri_load.run import LoadOptions, Target, _check_capacity, run_load_scenario
+from safiri_load.scenarios import SCENARIOS
 from tests.conftest import POSTGRES
 
 from .conftest import Running

@@ -40,10 +40,10 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from safiri.chaos.experiment import load_experiment, safiri_extension
-from safiri.chaos.prometheus import running_prometheus, write_rules
-from safiri.suite import SERVICES
+from safiri_chaos.experiment import load_experiment, safiri_extension
+from safiri_chaos.prometheus import running_prometheus, write_rules
 from safiri_messaging import EVENTS_EXCHANGE
+from safiri_suite.suite import SERVICES
 from tests.conftest import eventually, rabbitmqctl
 from tests.deploy.test_dashboards import QUERIES, evaluable
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from safiri.suite import SERVICES
+from safiri_suite.suite import SERVICES
 from tests.conftest import eventually, free_port, own_vhost
 
 from .conftest import Running, suite_running

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from safiri.tracestore import running_store
+from safiri_tracestore import running_store
 from tests.conftest import eventually, own_vhost
 
 from .conftest import Running, suite_running

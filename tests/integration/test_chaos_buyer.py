@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from safiri.chaos.gateway import Buyer
-from safiri.chaos.history import HistoryRecorder
+from safiri_chaos.gateway import Buyer
+from safiri_chaos.history import HistoryRecorder
 from tests.conftest import serving
 
 BAD_GATEWAY_PAGE = "<html><body><h1>502 Bad Gateway</h1>\nThe server returned an invalid or incomplete response.\n</body></html>\n"  # noqa: E501

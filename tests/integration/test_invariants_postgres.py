@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from safiri.chaos import Limits, Sources, check_suite
-from safiri.chaos.cli import add_chaos_command
+from safiri_chaos import Limits, Sources, check_suite
+from safiri_chaos.cli import add_chaos_command
 from safiri_gateway.adapters.schema import SCHEMA as GATEWAY_SCHEMA
 from safiri_payment.adapters.postgres import SCHEMA as PAYMENT_SCHEMA
 from safiri_ticketing.adapters.schema import SCHEMA as TICKETING_SCHEMA

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from safiri.chaos.infrastructure import _balanced
-from safiri.cluster import HAProxyBackend, running_haproxy
-from safiri.ports import free_port
+from safiri_chaos.infrastructure import _balanced
+from safiri_suite.cluster import HAProxyBackend, running_haproxy
+from safiri_suite.ports import free_port
 from tests.conftest import eventually, serving
 
 Probe = Callable[[], Awaitable[bool]]

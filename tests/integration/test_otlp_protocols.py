@@ -15,7 +15,7 @@ import pytest_asyncio
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from safiri.ports import free_port
+from safiri_suite.ports import free_port
 from safiri_telemetry import Telemetry
 from tests.conftest import serving
 

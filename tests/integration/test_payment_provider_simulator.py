@@ -314,7 +314,7 @@ async def test_a_charge_outlives_a_simulator_restart_when_the_ledger_has_a_journ
     hold every charge, or say from when it knows (``since``) so the check is scoped."""
     from dataclasses import replace
 
-    from safiri.chaos.invariants.ledger import read_ledger
+    from safiri_chaos.invariants.ledger import read_ledger
 
     settings = replace(SIM, ledger_path=tmp_path / "ledger.jsonl")
     async with run_in_process(settings, telemetry) as first:

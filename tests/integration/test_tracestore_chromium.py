@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from safiri.tracestore import running_store
+from safiri_tracestore import running_store
 from tests.conftest import eventually
 from tests.integration.test_tracestore_scenario import FAILURE, export_failed_purchase
 

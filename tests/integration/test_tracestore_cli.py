@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from safiri.trace_cli import run_trace
-from safiri.tracestore import running_store
+from safiri_tracestore import running_store
 from tests.conftest import eventually, free_port
 from tests.integration.test_tracestore_scenario import (
     FAILURE,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from safiri.tracestore.database import Database
-from safiri.tracestore.model import LogRow, Outcome, SpanRow
-from safiri.tracestore.schema import connect
+from safiri_tracestore.database import Database
+from safiri_tracestore.model import LogRow, Outcome, SpanRow
+from safiri_tracestore.schema import connect
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
-from safiri.tracestore import running_store
+from safiri_tracestore import running_store
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from safiri.tracestore import running_store
+from safiri_tracestore import running_store
 from tests.conftest import eventually, free_port
 from tests.integration.test_tracestore_scenario import FAILURE, export_failed_purchase
 
@@ -150,7 +150,7 @@ async def test_the_store_runs_as_its_own_process_until_sigterm(tmp_path: Path) -
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "safiri.tracestore",
+        "safiri_tracestore",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -166,7 +166,7 @@ async def test_the_store_runs_as_its_own_process_until_sigterm(tmp_path: Path) -
                 except aiohttp.ClientError:
                     return False
 
-            await eventually(ready, timeout=20, what="python -m safiri.tracestore ready")
+            await eventually(ready, timeout=20, what="python -m safiri_tracestore ready")
             body = otlp_json_spans(uuid.uuid4().hex, [time.time_ns()])
             headers = {"Content-Type": "application/json"}
             async with http.post(f"{url}/v1/traces", data=body, headers=headers) as response:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from chaoslib.experiment import run_experiment
 
-from safiri.chaos import control
-from safiri.chaos.history import HistoryRecorder, Op, read_history
-from safiri.chaos.load import run_load
-from safiri.chaos.run_report import failures, render_report
+from safiri_chaos import control
+from safiri_chaos.history import HistoryRecorder, Op, read_history
+from safiri_chaos.load import run_load
+from safiri_chaos.run_report import failures, render_report
 
 pytestmark = pytest.mark.unit
 
@@ -92,7 +92,7 @@ def experiment(before: Any = True, symptom: str = "release") -> dict[str, Any]:
         "secrets": {"safiri": {"api_key": "k", "simulator_admin_key": ""}},
         "runtime": {"rollbacks": {"strategy": "always"}},
         "controls": [
-            {"name": "safiri", "provider": {"type": "python", "module": "safiri.chaos.control"}}
+            {"name": "safiri", "provider": {"type": "python", "module": "safiri_chaos.control"}}
         ],
         "extensions": [{"name": "safiri", "id": "unit"}],
     }

@@ -12,7 +12,7 @@ import pytest
 from chaoslib.configuration import load_configuration
 from chaoslib.secret import load_secrets
 
-from safiri.chaos.experiment import InvalidExperiment, load_experiment, safiri_extension
+from safiri_chaos.experiment import InvalidExperiment, load_experiment, safiri_extension
 
 pytestmark = pytest.mark.unit
 
@@ -116,7 +116,7 @@ def test_each_experiment_has_hypothesis_fault_symptoms_rollback_and_invariants(n
     expects = safiri_extension(experiment)["expects"]
     assert expects.get("alert") == alert
     assert experiment["runtime"] == {"rollbacks": {"strategy": "always"}}
-    assert {"name": "safiri", "provider": {"type": "python", "module": "safiri.chaos.control"}} in (
+    assert {"name": "safiri", "provider": {"type": "python", "module": "safiri_chaos.control"}} in (
         experiment["controls"]
     )
     assert safiri_extension(experiment)["id"] == Path(name).stem

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from safiri.chaos.history import Op, OpType
-from safiri.chaos.invariants import (
+from safiri_chaos.history import Op, OpType
+from safiri_chaos.invariants import (
     IdempotencyRecord,
     LedgerEntry,
     Limits,
@@ -20,7 +20,7 @@ from safiri.chaos.invariants import (
     TripSeats,
     check,
 )
-from safiri.chaos.invariants.operations import client_id, request_key
+from safiri_chaos.invariants.operations import client_id, request_key
 
 pytestmark = pytest.mark.unit
 

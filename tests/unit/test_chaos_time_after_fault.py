@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from safiri.chaos.events import FAULT_INJECTED, EventLog
-from safiri.chaos.probes import ProbeFailed
-from safiri.chaos.symptoms import time_after_fault
+from safiri_chaos.events import FAULT_INJECTED, EventLog
+from safiri_chaos.probes import ProbeFailed
+from safiri_chaos.symptoms import time_after_fault
 
 pytestmark = pytest.mark.unit
 

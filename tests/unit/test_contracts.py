@@ -248,6 +248,7 @@ SCANNED = [
     *sorted((ROOT / "services").glob("*/src/**/*.py")),
     *sorted((ROOT / "simulators").glob("*/src/**/*.py")),
     *sorted((ROOT / "src").glob("**/*.py")),
+    *sorted((ROOT / "tools").glob("*/src/**/*.py")),
     *sorted((ROOT / "libs" / "messaging" / "src").glob("**/*.py")),
 ]
 CONTRACT_MESSAGES = {m.__name__ for m in MESSAGES}

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from safiri.chaos.prometheus import RULES_DIR, fast_rules
+from safiri_chaos.prometheus import RULES_DIR, fast_rules
 
 SHIPPED = {path.name: path.read_text() for path in sorted(RULES_DIR.glob("*.yml"))}
 

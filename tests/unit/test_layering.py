@@ -77,3 +77,12 @@ def test_a_service_installs_without_the_operator_tools(service: str) -> None:
 
 def test_the_walk_finds_the_operator_tools_where_they_are() -> None:
     assert dependency_closure("safiri") >= OPERATOR_ONLY
+
+
+@pytest.mark.parametrize(
+    "tool", ["safiri-suite", "safiri-tracestore", "safiri-chaos", "safiri-load"]
+)
+def test_an_operator_tool_installs_without_any_service(tool: str) -> None:
+    closure = dependency_closure(tool)
+    assert "aiohttp" in closure
+    assert closure & set(SERVICES) == set()

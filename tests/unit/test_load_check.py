@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from safiri.load.check import (
+from safiri_load.check import (
     MetricMissing,
     OrdersState,
     Verdict,
     counter_total,
     wait_until_final,
 )
-from safiri.load.run import _run_dir, _seed_days, render
-from safiri.load.scenarios import (
+from safiri_load.run import _run_dir, _seed_days, render
+from safiri_load.scenarios import (
     FAILING_PHONES,
     SCENARIOS,
     Scenario,
@@ -27,7 +27,7 @@ from safiri.load.scenarios import (
     scenario_from_env_value,
     users_for,
 )
-from safiri.load.stats import percentile, summarize, top_failures
+from safiri_load.stats import percentile, summarize, top_failures
 
 pytestmark = pytest.mark.unit
 

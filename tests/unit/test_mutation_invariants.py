@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from safiri.chaos.invariants import (
+from safiri_chaos.invariants import (
     IdempotencyRecord,
     LedgerEntry,
     Limits,
@@ -584,7 +584,7 @@ def test_every_recorded_operation_is_counted() -> None:
 def test_a_key_the_gateway_still_holds_in_flight_is_not_looked_up_in_ticketing() -> None:
     """Only a key the gateway released is looked up by its request key; one still in flight is
     unresolved until the gateway stores its answer."""
-    from safiri.chaos.invariants.operations import client_id, request_key
+    from safiri_chaos.invariants.operations import client_id, request_key
 
     client = client_id("sk_test_key")
     snapshot = clean()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safiri.suite import Suite, SuiteConfig
+from safiri_suite.suite import Suite, SuiteConfig
 
 pytestmark = pytest.mark.unit
 

@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from safiri.tracestore.decoding import JSON, PROTOBUF, decode_logs, decode_traces
-from safiri.tracestore.payload import (
+from safiri_tracestore.decoding import JSON, PROTOBUF, decode_logs, decode_traces
+from safiri_tracestore.payload import (
     MAX_PAYLOAD,
     PayloadError,
     PayloadTooLarge,

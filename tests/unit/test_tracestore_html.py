@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from safiri.tracestore.html_page import index_html
-from safiri.tracestore.html_waterfall import trace_html
-from safiri.tracestore.model import LogRow, TraceView
-from safiri.tracestore.params import RecentQuery
-from safiri.tracestore.waterfall import summarise
+from safiri_tracestore.html_page import index_html
+from safiri_tracestore.html_waterfall import trace_html
+from safiri_tracestore.model import LogRow, TraceView
+from safiri_tracestore.params import RecentQuery
+from safiri_tracestore.waterfall import summarise
 from tests.unit.test_tracestore_waterfall import MS, TRACE, failed_payment, span
 
 pytestmark = pytest.mark.unit

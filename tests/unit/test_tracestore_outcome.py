@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from safiri.tracestore.model import SpanRow, TraceView
-from safiri.tracestore.terminal import render_trace
-from safiri.tracestore.waterfall import root_cause, summarise, waterfall
+from safiri_tracestore.model import SpanRow, TraceView
+from safiri_tracestore.terminal import render_trace
+from safiri_tracestore.waterfall import root_cause, summarise, waterfall
 from tests.unit.test_tracestore_waterfall import TRACE, failed_payment, span
 
 pytestmark = pytest.mark.unit

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from safiri.tracestore.params import RecentQuery, is_order_id, is_trace_id, parse_duration
-from safiri.tracestore.settings import StoreSettings
 from safiri_telemetry import ConfigError
+from safiri_tracestore.params import RecentQuery, is_order_id, is_trace_id, parse_duration
+from safiri_tracestore.settings import StoreSettings
 
 pytestmark = pytest.mark.unit
 

@@ -17,8 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from safiri.tracestore import running_store
-from safiri.tracestore.payload import MAX_PAYLOAD
+from safiri_tracestore import running_store
+from safiri_tracestore.payload import MAX_PAYLOAD
 from tests.unit.test_tracestore_decoding import as_otlp_json, log_request, sdk_export
 
 pytestmark = pytest.mark.unit

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from safiri.tracestore.model import Outcome
-from safiri.tracestore.params import RecentQuery
-from safiri.tracestore.tempo import tempo_spans, traceql
+from safiri_tracestore.model import Outcome
+from safiri_tracestore.params import RecentQuery
+from safiri_tracestore.tempo import tempo_spans, traceql
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from safiri.tracestore.model import LogRow, SpanRow, TraceView
-from safiri.tracestore.terminal import render_trace, trace_document
-from safiri.tracestore.waterfall import root_cause, summarise, waterfall
+from safiri_tracestore.model import LogRow, SpanRow, TraceView
+from safiri_tracestore.terminal import render_trace, trace_document
+from safiri_tracestore.waterfall import root_cause, summarise, waterfall
 
 pytestmark = pytest.mark.unit
 

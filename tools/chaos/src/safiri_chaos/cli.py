@@ -14,8 +14,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from ..interrupt import until_signalled
-from ..suite import SuiteError
+from safiri_suite.interrupt import until_signalled
+from safiri_suite.suite import SuiteError
+
 from .checker import check_suite
 from .control import default_api_key
 from .experiment import InvalidExperiment

@@ -32,7 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import asyncpg
 
-from ..cluster import rabbitmqctl_command
+from safiri_suite.cluster import rabbitmqctl_command
+
 from .events import FAULT_HEALED, FAULT_INJECTED
 from .target import Target
 

@@ -4,8 +4,8 @@ repository's rules, scraping the suite's services.
 The one runner of these processes: the chaos experiments, ``safiri up``'s monitoring, the
 deploy tests (the dashboards' expressions parsed by a real Prometheus) and the end-to-end
 signal tests all start them through ``running_prometheus`` / ``running_alertmanager``. Each
-process gets ports of its own (``safiri.ports.free_port`` unless given), keeps its config, data
-and log in the caller's directory, is polled on ``/-/ready`` until a deadline (exiting or
+process gets ports of its own (``safiri_suite.ports.free_port`` unless given), keeps its config,
+data and log in the caller's directory, is polled on ``/-/ready`` until a deadline (exiting or
 missing it raises ``PrometheusError`` with its exit status and the end of its log), and is
 stopped through its own process (SIGTERM, SIGKILL after 10 s), never by name.
 
@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from ..ports import free_port
+from safiri_suite.ports import free_port
 
 __all__ = [
     "ALERTMANAGER_TEMPLATE",
@@ -43,7 +43,7 @@ __all__ = [
     "write_rules",
 ]
 
-_DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+_DEPLOY = Path(__file__).resolve().parents[4] / "deploy"
 RULES_DIR = _DEPLOY / "prometheus" / "rules"
 ALERTMANAGER_TEMPLATE = _DEPLOY / "alertmanager" / "alertmanager.yml.tmpl"
 _PLACEHOLDER = re.compile(r"\$\{(SAFIRI_[A-Z_]+)\}")

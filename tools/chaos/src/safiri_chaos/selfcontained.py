@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..suite import Suite, SuiteConfig, drop_databases, isolated_config, own_vhost
+from safiri_suite.suite import Suite, SuiteConfig, drop_databases, isolated_config, own_vhost
+
 from .prometheus import experiment_prometheus
 
 __all__ = ["SelfContained", "self_contained_suite"]

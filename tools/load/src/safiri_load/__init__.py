@@ -1,4 +1,4 @@
 """Load scenarios (Locust) with a metrics-versus-database check: ``safiri load SCENARIO``.
 
-The scenarios are in :mod:`safiri.load.scenarios`, the locustfile in ``load/locustfile.py``.
+The scenarios are in :mod:`safiri_load.scenarios`, the locustfile in ``load/locustfile.py``.
 """

@@ -14,8 +14,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from ..interrupt import until_signalled
-from ..suite import SuiteError
+from safiri_suite.interrupt import until_signalled
+from safiri_suite.suite import SuiteError
+
 from .check import MetricMissing
 from .run import LoadError, LoadOptions, Target, render, run_load_scenario
 from .scenarios import DEFAULT_USER_RPS, SCENARIOS

@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 import aiohttp
 import asyncpg
 
-from ..suite import Suite, drop_databases, isolated_config, own_vhost
+from safiri_suite.suite import Suite, drop_databases, isolated_config, own_vhost
+
 from .check import (
     OrdersState,
     Verdict,
@@ -39,7 +40,7 @@ from .stats import POLL, PURCHASE, LoadStats, summarize, top_failures
 
 __all__ = ["LOCUSTFILE", "LoadError", "LoadOptions", "LoadOutcome", "Target", "run_load_scenario"]
 
-LOCUSTFILE = Path(__file__).resolve().parents[3] / "load" / "locustfile.py"
+LOCUSTFILE = Path(__file__).resolve().parents[4] / "load" / "locustfile.py"
 SELF_CONTAINED_HOLD_TTL = 60.0
 
 

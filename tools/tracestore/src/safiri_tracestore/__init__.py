@@ -3,7 +3,7 @@
 It keeps the spans and log lines the services export in a SQLite file, answers "what
 happened to this trace / this order" over HTTP (``/api/...``) and draws waterfalls (``/``).
 Start it with ``async with running_store(host, port, path) as url:`` or
-``python -m safiri.tracestore``.
+``python -m safiri_tracestore``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m safiri.tracestore``: run the embedded trace store until SIGINT or SIGTERM."""
+"""``python -m safiri_tracestore``: run the embedded trace store until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
