@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import Any
 
 import aiohttp
 from loguru import logger
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_chain,
+    wait_fixed,
+)
 
 from .ledger import Transaction
 
@@ -66,26 +73,40 @@ async def deliver_callback(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], policy: RetryPolicy
 ) -> Delivery:
     """POST ``body`` to ``url`` until it is accepted, refused with a 4xx, or attempts run out."""
-    status: int | None = None
-    error: str | None = None
     timeout = aiohttp.ClientTimeout(total=policy.timeout)
-    for attempt in range(1, policy.attempts + 1):
+
+    async def attempt() -> tuple[int | None, str | None]:
         try:
             async with session.post(
                 url, json=body, timeout=timeout, allow_redirects=False
             ) as response:
-                status, error = response.status, None
                 await response.read()
+                return response.status, None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            status, error = None, f"{type(exc).__name__}: {exc}"
-        if status is not None and status < 300:
-            return Delivery(True, attempt, status)
-        if status is not None and status < 500:
-            return Delivery(False, attempt, status)
-        if attempt < policy.attempts:
-            pause = policy.backoff[attempt - 1]
-            logger.bind(attempt=attempt, http_status=status, error=error, retry_in=pause).info(
-                "mpesa callback attempt failed; retrying"
-            )
-            await asyncio.sleep(pause)
-    return Delivery(False, policy.attempts, status, error)
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def worth_retrying(answer: tuple[int | None, str | None]) -> bool:
+        return answer[0] is None or answer[0] >= 500
+
+    def before_sleep(state: RetryCallState) -> None:
+        status, error = state.outcome.result() if state.outcome else (None, None)
+        pause = state.next_action.sleep if state.next_action else 0.0
+        logger.bind(
+            attempt=state.attempt_number, http_status=status, error=error, retry_in=pause
+        ).info("mpesa callback attempt failed; retrying")
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait_chain(*(wait_fixed(pause) for pause in policy.backoff)),
+        retry=retry_if_result(worth_retrying),
+        before_sleep=before_sleep,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    answer: tuple[int | None, str | None] = await retrying(attempt)
+    status, error = answer
+    attempts = retrying.statistics.get("attempt_number", policy.attempts)
+    if status is not None and status < 300:
+        return Delivery(True, attempts, status)
+    if status is not None and status < 500:
+        return Delivery(False, attempts, status)
+    return Delivery(False, attempts, status, error)
