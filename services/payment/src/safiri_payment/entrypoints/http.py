@@ -30,12 +30,21 @@ async def mpesa_callback(request: web.Request) -> web.Response:
         raise _not_a_callback(error) from None
     checkout_id, outcome = body.checkout_request_id, body.outcome()
     try:
-        uuid.UUID(payment_id)
+        if not _is_uuid(payment_id):
+            raise CallbackRejected(f"{payment_id!r} is not a payment id")
         await request.app[PAYMENTS].apply_callback(payment_id, token, checkout_id, outcome)
-    except (CallbackRejected, ValueError) as exc:
+    except CallbackRejected as exc:
         logger.bind(payment_id=payment_id, reason=str(exc)).warning("callback rejected")
         raise Problem(403, "callback-rejected", "Callback rejected") from None
     return web.json_response({"ResultCode": 0, "ResultDesc": "Accepted"})
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _not_a_callback(error: ValidationError) -> Problem:
