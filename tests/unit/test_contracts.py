@@ -98,6 +98,11 @@ def test_a_body_written_before_the_contracts_is_read_as_version_1() -> None:
         ),
         (
             "payment.requested",
+            json.dumps({**VALID[PaymentRequested], "schema_version": True}),
+            "schema_version True is not known",
+        ),
+        (
+            "payment.requested",
             json.dumps({**VALID[PaymentRequested], "amount": "1500"}),
             "amount: Input should be a valid integer",
         ),

@@ -82,7 +82,7 @@ class Message(BaseModel):
         if not isinstance(data, dict):
             raise InvalidMessage("body is not a JSON object")
         version = data.setdefault("schema_version", 1)
-        if version != cls.version():
+        if type(version) is not int or version != cls.version():  # true is not 1 here
             raise InvalidMessage(
                 f"{cls.routing_key} schema_version {version!r} is not known"
                 f" (this consumer reads version {cls.version()})"
