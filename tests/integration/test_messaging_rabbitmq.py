@@ -224,23 +224,29 @@ async def test_a_contract_queue_dead_letters_unknown_versions_and_invalid_bodies
         phone="254712345678",
         description="Nairobi-Mombasa x1",
     )
+    ids = {name: str(uuid.uuid4()) for name in ("v2", "bad", "ok")}
+    ids["no-uuid"] = "m-7"
     bodies = {
         "v2": json.dumps({**valid.to_payload(), "schema_version": 2}).encode(),
         "bad": json.dumps({**valid.to_payload(), "amount": "1500"}).encode(),
+        "no-uuid": valid.to_json(),  # valid, but the inbox could never record this id
         "ok": valid.to_json(),
     }
-    for mid, body in bodies.items():
+    for name, body in bodies.items():
         await exchange.publish(
-            aio_pika.Message(body, message_id=mid), routing_key=PaymentRequested.routing_key
+            aio_pika.Message(body, message_id=ids[name]), routing_key=PaymentRequested.routing_key
         )
     await eventually(lambda: _done(seen, [valid]), what="the valid message to be processed")
-    parked = await _dead_lettered(connection, spec.dead_letter_queue, 2)
+    parked = await _dead_lettered(connection, spec.dead_letter_queue, 3)
     reasons = {m.message_id: (m.headers or {}).get(DEAD_LETTER_REASON_HEADER) for m in parked}
     assert reasons == {
-        "v2": "payment.requested schema_version 2 is not known (this consumer reads version 1)",
-        "bad": "invalid payment.requested v1: amount: Input should be a valid integer",
+        ids[
+            "v2"
+        ]: "payment.requested schema_version 2 is not known (this consumer reads version 1)",
+        ids["bad"]: "invalid payment.requested v1: amount: Input should be a valid integer",
+        "m-7": "message_id 'm-7' is not a UUID (the inbox keys on it)",
     }
-    assert [m.body for m in parked if m.message_id == "bad"] == [bodies["bad"]]
+    assert [m.body for m in parked if m.message_id == ids["bad"]] == [bodies["bad"]]
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(

@@ -81,6 +81,8 @@ def _message_object(message: type[Message]) -> dict[str, Any]:
             "amqp": {"messageType": message.routing_key, "bindingVersion": AMQP_BINDING_VERSION}
         },
         "x-schema-version": message.version(),
+        "x-message-id": "The AMQP message_id property: a UUID, given by the producer's outbox;"
+        " consumers' inboxes key on it, so a message with any other id is dead-lettered.",
         "x-producer": message.producer,
     }
 

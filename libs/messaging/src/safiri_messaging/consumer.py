@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -65,8 +66,19 @@ class Envelope:
         )
 
     def decode(self, queue: QueueSpec) -> ContractMessage:
-        """The typed message, by ``queue``'s contract, or ``PoisonMessage`` with the reason."""
-        return queue.decode(self.routing_key, self.body)
+        """The typed message, by ``queue``'s contract, or ``PoisonMessage`` with the reason.
+
+        The message id must be a UUID too: the inbox that makes a redelivery harmless keys on
+        it (the outbox gives every message one), so any other id could never be recorded.
+        """
+        message = queue.decode(self.routing_key, self.body)
+        try:
+            uuid.UUID(self.message_id)
+        except ValueError:
+            raise PoisonMessage(
+                f"message_id {self.message_id[:100]!r} is not a UUID (the inbox keys on it)"
+            ) from None
+        return message
 
     @cached_property
     def payload(self) -> Mapping[str, Any]:
