@@ -5,7 +5,13 @@ from __future__ import annotations
 from .database import database_pool, keep_session
 from .health import ReadinessCheck, add_health_routes
 from .operations import add_operations_routes
-from .problem import PROBLEM_CONTENT_TYPE, Problem, problem_middleware, problem_response
+from .problem import (
+    PROBLEM_CONTENT_TYPE,
+    Problem,
+    invalid_request,
+    problem_middleware,
+    problem_response,
+)
 from .runner import exit_on_bad_settings, run_service
 from .settings import EnvReader, Secret, log_level
 
@@ -19,6 +25,7 @@ __all__ = [
     "add_operations_routes",
     "database_pool",
     "exit_on_bad_settings",
+    "invalid_request",
     "keep_session",
     "log_level",
     "problem_middleware",

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from loguru import logger
 
 from safiri_telemetry import current_trace_id
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "problem_middleware", "problem_response"]
+if TYPE_CHECKING:  # only its .errors() is read: no pydantic import at run time
+    from pydantic import ValidationError
+
+__all__ = [
+    "PROBLEM_CONTENT_TYPE",
+    "Problem",
+    "invalid_request",
+    "problem_middleware",
+    "problem_response",
+]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _TYPE_BASE = "https://safiri.dev/problems/"
@@ -85,3 +94,22 @@ async def problem_middleware(
             ),
             request.path,
         )
+
+
+def invalid_request(
+    error: ValidationError,
+    status: int = 422,
+    kind: str = "validation-error",
+    title: str = "Invalid request",
+) -> Problem:
+    """The problem a request that fails its pydantic model is answered with: a client's
+    mistake, each field named in ``errors`` and ``detail``; malformed JSON is 400."""
+    errors = error.errors(include_url=False, include_input=False, include_context=False)
+    if errors[0]["type"] == "json_invalid":
+        return Problem(400, "malformed-json", "Malformed JSON")
+    found = [
+        {"field": ".".join(str(part) for part in e["loc"]) or "body", "message": e["msg"]}
+        for e in errors
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in found)
+    return Problem(status, kind, title, detail, errors=found)

@@ -8,7 +8,7 @@ from aiohttp import web
 from loguru import logger
 from pydantic import ValidationError
 
-from safiri_web import Problem
+from safiri_web import Problem, invalid_request
 
 from ..domain.payments import CallbackRejected
 from .keys import PAYMENTS
@@ -27,7 +27,7 @@ async def mpesa_callback(request: web.Request) -> web.Response:
         token = CallbackQuery.model_validate(dict(request.query)).token
         body = StkCallbackBody.model_validate_json(await request.read())
     except ValidationError as error:
-        raise _not_a_callback(error) from None
+        raise invalid_request(error, 400, "invalid-callback", "Not an STK callback") from None
     checkout_id, outcome = body.checkout_request_id, body.outcome()
     try:
         if not _is_uuid(payment_id):
@@ -45,13 +45,3 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _not_a_callback(error: ValidationError) -> Problem:
-    errors = error.errors(include_url=False, include_input=False, include_context=False)
-    if errors[0]["type"] == "json_invalid":
-        return Problem(400, "malformed-json", "Malformed JSON")
-    detail = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors
-    )
-    return Problem(400, "invalid-callback", "Not an STK callback", detail)

@@ -8,13 +8,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from safiri_web import Problem
+from safiri_web import Problem, invalid_request
 
 from ..domain.orders import Order, OrderStatus
 from ..domain.trips import SeatsUnavailable, Trip, TripNotFound
 from ..service_layer.handlers import HoldSeats
 from .keys import QUERIES, TICKETING
-from .requests import IdempotencyKey, PlaceOrder, TripSearch, invalid_request
+from .requests import IdempotencyKey, PlaceOrder, TripSearch
 
 __all__ = ["routes"]
 

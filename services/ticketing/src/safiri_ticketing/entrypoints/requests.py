@@ -10,13 +10,11 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
-
-from safiri_web import Problem
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from ..domain.orders import MAX_SEATS_PER_ORDER
 
-__all__ = ["IdempotencyKey", "PlaceOrder", "TripSearch", "invalid_request"]
+__all__ = ["IdempotencyKey", "PlaceOrder", "TripSearch"]
 
 
 def _storable(value: str) -> str:
@@ -62,21 +60,3 @@ class IdempotencyKey(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: Annotated[Text, Field(min_length=1)] = Field(alias="Idempotency-Key")
-
-
-def invalid_request(
-    error: ValidationError,
-    status: int = 422,
-    kind: str = "validation-error",
-    title: str = "Invalid request",
-) -> Problem:
-    """The problem a request that fails its model is answered with: a client's mistake."""
-    errors = error.errors(include_url=False, include_input=False, include_context=False)
-    if errors[0]["type"] == "json_invalid":
-        return Problem(400, "malformed-json", "Malformed JSON")
-    found = [
-        {"field": ".".join(str(part) for part in e["loc"]) or "body", "message": e["msg"]}
-        for e in errors
-    ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in found)
-    return Problem(status, kind, title, detail, errors=found)
