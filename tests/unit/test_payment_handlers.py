@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+from loguru import logger
 from prometheus_client import CollectorRegistry
 
 from safiri_contracts import PAYMENT_REQUESTS, PaymentFailed, PaymentSucceeded
@@ -378,3 +379,27 @@ def test_the_push_answer_arriving_after_the_verdict_only_records_the_checkout_id
     payment.settle(ProviderOutcome(0, "ok", "R1"))
     payment.accepted("ws_CO_late")
     assert (payment.status, payment.checkout_request_id) == (PaymentStatus.SUCCEEDED, "ws_CO_late")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "level"),
+    [
+        (ProviderOutcome(0, "The service request is processed successfully.", "RCPT1"), "INFO"),
+        (ProviderOutcome(1032, "Request cancelled by user"), "WARNING"),
+    ],
+)
+async def test_a_failed_payment_is_logged_as_a_warning(
+    outcome: ProviderOutcome, level: str
+) -> None:
+    payments, db, _, _ = setup()
+    await payments.request_payment(request())
+    stored = only_payment(db)
+    seen: list[tuple[str, str]] = []
+    sink = logger.add(lambda m: seen.append((m.record["level"].name, m.record["message"])))
+    try:
+        await payments.apply_callback(
+            stored.payment.payment_id, provider_token(db, payments), "ws_CO_1", outcome
+        )
+    finally:
+        logger.remove(sink)
+    assert [lvl for lvl, m in seen if m == "payment settled"] == [level]

@@ -343,8 +343,9 @@ class Payments:
         await uow.save(payment)
         self._emit_result(uow, payment)
         await uow.commit()
-        logger.bind(result_code=outcome.result_code, status=payment.status.value).info(
-            "payment settled"
+        # A failed payment is what the on-call reader looks for: WARNING, not buried in INFO.
+        logger.bind(result_code=outcome.result_code, status=payment.status.value).log(
+            "INFO" if outcome.succeeded else "WARNING", "payment settled"
         )
         return True
 
