@@ -7,6 +7,8 @@ PostgreSQL database of this run's own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import json
 import os
 import sys
@@ -444,6 +446,23 @@ async def test_health_readiness_and_metrics_need_no_key(gateway: Gateway) -> Non
     assert (await ready.json())["checks"] == {"database": "ok", "ticketing": "ok"}
     assert metrics.status == 200
     assert "http_server_request_duration_seconds" in await metrics.text()
+
+
+async def test_metrics_are_refused_to_a_client_outside_the_allowed_networks(
+    ticketing: FakeTicketing, database_url: str
+) -> None:
+    """The public port serves /metrics to SAFIRI_METRICS_ALLOWED_NETWORKS only: this test's
+    client is on loopback, so a list without loopback must refuse it (and keep health open)."""
+    settings = dataclasses.replace(
+        gateway_settings(ticketing.url, database_url),
+        metrics_allowed_networks=(ipaddress.ip_network("10.0.0.0/8"),),
+    )
+    async with running_gateway(settings) as gateway:
+        refused = await gateway.client.get("/metrics")
+        assert refused.status == 403
+        assert refused.content_type == "application/problem+json"
+        assert "SAFIRI_METRICS_ALLOWED_NETWORKS" in (await refused.json())["detail"]
+        assert (await gateway.client.get("/healthz")).status == 200
 
 
 async def test_the_openapi_document_is_served_without_a_key(gateway: Gateway) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from safiri_gateway.settings import Settings
@@ -66,3 +68,15 @@ def test_every_bad_value_is_reported_at_once() -> None:
     message = str(caught.value)
     for name in ("SAFIRI_GATEWAY_PORT", "SAFIRI_GATEWAY_UPSTREAM_TIMEOUT", "SAFIRI_API_KEYS"):
         assert name in message
+
+
+def test_metrics_networks_default_to_loopback_and_private_and_are_validated() -> None:
+    base = KEYS
+    default = Settings.from_env(base).metrics_allowed_networks
+    assert ipaddress.ip_network("127.0.0.0/8") in default
+    assert ipaddress.ip_network("10.0.0.0/8") in default
+    assert not any(ipaddress.ip_address("8.8.8.8") in n for n in default)
+    chosen = Settings.from_env({**base, "SAFIRI_METRICS_ALLOWED_NETWORKS": "10.1.0.0/16"})
+    assert chosen.metrics_allowed_networks == (ipaddress.ip_network("10.1.0.0/16"),)
+    with pytest.raises(ConfigError, match=r"SAFIRI_METRICS_ALLOWED_NETWORKS='10\.1\.0\.0/33'"):
+        Settings.from_env({**base, "SAFIRI_METRICS_ALLOWED_NETWORKS": "10.1.0.0/33"})

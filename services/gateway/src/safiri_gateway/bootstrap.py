@@ -15,6 +15,7 @@ from .adapters.ticketing import HttpTicketing
 from .entrypoints.auth import require_api_key
 from .entrypoints.http import MAX_BODY_BYTES, routes
 from .entrypoints.keys import IDEMPOTENCY, PLACE_ORDER, TICKETING
+from .entrypoints.operations_access import operations_access
 from .entrypoints.rate_limit import rate_limit
 from .service_layer.place_order import PlaceOrder
 from .service_layer.ports import IdempotencyStore
@@ -32,6 +33,7 @@ def create_app(
         # or a 413 is traced and carries X-Trace-Id.
         middlewares=[
             problem_middleware,
+            operations_access(settings.metrics_allowed_networks),
             require_api_key(settings.api_keys),
             rate_limit(
                 settings.rate_limit_per_second,

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from safiri_web import EnvReader, Secret
 
-__all__ = ["IDEMPOTENCY_LOCK_SECONDS", "Settings"]
+__all__ = ["DEFAULT_METRICS_NETWORKS", "IDEMPOTENCY_LOCK_SECONDS", "Settings"]
 
 # How long a request may hold its Idempotency-Key before another may take it over.
 IDEMPOTENCY_LOCK_SECONDS = 30.0
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Loopback and the private ranges: Prometheus on the machine, in the cluster, on compose's network.
+DEFAULT_METRICS_NETWORKS = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class Settings:
     rate_limit_burst: int = 400
     # Where the limits are counted: in the process, or shared by every replica in Redis.
     rate_limit_storage: str = "async+memory://"
+    # Who may read /metrics on the public port (CIDRs); everyone else gets 403.
+    metrics_allowed_networks: tuple[Network, ...] = _networks(DEFAULT_METRICS_NETWORKS)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +67,7 @@ class Settings:
             ),
             rate_limit_burst=r.integer("SAFIRI_RATE_LIMIT_BURST", 400, low=1, high=1_000_000),
             rate_limit_storage=r.text("SAFIRI_RATE_LIMIT_STORAGE", "async+memory://"),
+            metrics_allowed_networks=_metrics_networks(r),
         )
         if not settings.rate_limit_storage.startswith(("async+memory://", "async+redis")):
             r.errors.append(
@@ -64,6 +76,15 @@ class Settings:
             )
         r.check()
         return settings
+
+
+def _metrics_networks(r: EnvReader) -> tuple[Network, ...]:
+    raw = r.text("SAFIRI_METRICS_ALLOWED_NETWORKS", DEFAULT_METRICS_NETWORKS)
+    try:
+        return _networks(raw)
+    except ValueError as exc:
+        r.errors.append(f"SAFIRI_METRICS_ALLOWED_NETWORKS={raw!r} is not a list of CIDRs ({exc})")
+        return ()
 
 
 def _api_keys(r: EnvReader) -> tuple[Secret, ...]:
