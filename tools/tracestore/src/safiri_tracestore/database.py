@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .model import (
@@ -16,8 +17,9 @@ from .model import (
     Outcome,
     SpanRow,
 )
+from .schema import INDEX_ATTRIBUTES
 
-__all__ = ["Database"]
+__all__ = ["Database", "Search", "candidate_query"]
 
 _SPAN_COLUMNS = (
     "trace_id, span_id, parent_span_id, service, name, kind, start_ns, end_ns,"
@@ -56,6 +58,85 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
+@dataclass(frozen=True)
+class Search:
+    """What narrows a list beyond its outcome: the window's end (None: now), a service, the
+    ``safiri.*`` attributes a span must carry, a shortest trace duration."""
+
+    until_ns: int | None = None
+    service: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    min_duration_ns: int | None = None
+
+
+def _window(until_ns: int | None) -> str:
+    return "start_ns >= ?" if until_ns is None else "start_ns >= ? AND start_ns <= ?"
+
+
+def candidate_query(
+    since_ns: int, outcome: Outcome | None, purchases: bool | None, search: Search
+) -> tuple[str, list[object]]:
+    """The SQL (every user value a parameter) listing candidate trace ids, and its parameters.
+
+    With a service or attributes, the search's indexes (``spans_by_service``,
+    ``span_attributes``) find the traces and all their spans are grouped by primary key;
+    without, the window's spans are read by time (failing ones by ``spans_failing``).
+    """
+    bounds: list[object] = [since_ns] if search.until_ns is None else [since_ns, search.until_ns]
+    window = _window(search.until_ns)
+    narrow, params = [], []
+    for key, value in search.attributes:
+        narrow.append(
+            "s.trace_id IN (SELECT trace_id FROM span_attributes"
+            f" WHERE key = ? AND value = ? AND {window})"
+        )
+        params += [key, value, *bounds]
+    if search.service is not None:
+        narrow.append(
+            "s.trace_id IN (SELECT trace_id FROM spans INDEXED BY spans_by_service"
+            f" WHERE service = ? AND {window})"
+        )
+        params += [search.service, *bounds]
+    having = []
+    if purchases is not None:
+        having.append(f"{'' if purchases else 'NOT '}{_HOLDS_PURCHASE}")
+    if narrow:
+        source = f"spans s WHERE {' AND '.join(narrow)}"
+        if outcome is Outcome.FAILED:
+            having.append("MAX(status_code = 2 OR name = 'expire_hold')")
+        elif outcome is Outcome.REFUSED:
+            having.append(f"MAX({_REFUSED} OR {_ANSWERED_4XX})")
+    elif outcome is Outcome.FAILED:
+        # Without INDEXED BY the planner walks the whole table in trace_id order.
+        source = (
+            "spans s INDEXED BY spans_failing"
+            f" WHERE (status_code = 2 OR name = 'expire_hold') AND {window}"
+            f" AND NOT (kind = {KIND_CLIENT} AND {_ANSWERED_4XX})"
+        )
+        params += bounds
+    elif outcome is Outcome.REFUSED:
+        source = (
+            f"spans s INDEXED BY spans_by_time WHERE {window} AND ({_REFUSED} OR {_ANSWERED_4XX})"
+        )
+        params += bounds
+    else:
+        source = f"spans s INDEXED BY spans_by_time WHERE {window}"
+        params += bounds
+    # A failed or refused candidate groups only its failing or refusing spans: its duration
+    # is checked once it is classified (RecentQuery.admits).
+    if search.min_duration_ns is not None and (narrow or outcome in (None, Outcome.SUCCEEDED)):
+        having.append("MAX(end_ns) - MIN(start_ns) >= ?")
+        params.append(search.min_duration_ns)
+    if outcome in (Outcome.FAILED, Outcome.REFUSED):
+        order = "MAX(start_ns) DESC"
+    else:
+        first = "" if outcome is Outcome.SUCCEEDED else "MAX(status_code = 2) DESC, "
+        order = f"{first}MIN(start_ns) DESC"
+    condition = f" HAVING {' AND '.join(having)}" if having else ""
+    grouped = f"GROUP BY s.trace_id{condition} ORDER BY {order}"
+    return f"SELECT s.trace_id FROM {source} {grouped}", params
+
+
 class Database:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -79,6 +160,10 @@ class Database:
                     for s in spans
                 ],
             )  # fmt: skip
+            self.conn.executemany(
+                f"{INDEX_ATTRIBUTES} s.trace_id = ? AND s.span_id = ?",
+                [(s.trace_id, s.span_id) for s in spans],
+            )
             self.conn.executemany(
                 f"INSERT INTO logs ({_LOG_COLUMNS}, order_id) VALUES (?,?,?,?,?,?,?,?)",
                 [
@@ -129,6 +214,7 @@ class Database:
         *,
         outcome: Outcome | None = None,
         purchases: bool | None = None,
+        search: Search | None = None,
     ) -> list[str]:
         """Candidates for a recent-traces list with spans since ``since_ns``, page by page.
 
@@ -136,30 +222,19 @@ class Database:
         became 4xx answers is a candidate for failed but is refused). ``outcome=None`` lists
         traces with errors first, then the newest first; the others the newest first.
         """
-        having = ""
-        if purchases is not None:
-            having = f"HAVING {'' if purchases else 'NOT '}{_HOLDS_PURCHASE}"
-        if outcome is Outcome.FAILED:
-            sql = (
-                # Without INDEXED BY the planner walks the whole table in trace_id order.
-                "SELECT s.trace_id FROM spans s INDEXED BY spans_failing"
-                " WHERE (status_code = 2 OR name = 'expire_hold') AND start_ns >= ?"
-                f" AND NOT (kind = {KIND_CLIENT} AND {_ANSWERED_4XX})"
-                f" GROUP BY s.trace_id {having} ORDER BY MAX(start_ns) DESC"
-            )
-        elif outcome is Outcome.REFUSED:
-            sql = (
-                "SELECT s.trace_id FROM spans s INDEXED BY spans_by_time WHERE start_ns >= ?"
-                f" AND ({_REFUSED} OR {_ANSWERED_4XX})"
-                f" GROUP BY s.trace_id {having} ORDER BY MAX(start_ns) DESC"
-            )
-        else:
-            first = "" if outcome is Outcome.SUCCEEDED else "MAX(status_code = 2) DESC, "
-            sql = (
-                "SELECT s.trace_id FROM spans s INDEXED BY spans_by_time WHERE start_ns >= ?"
-                f" GROUP BY s.trace_id {having} ORDER BY {first}MIN(start_ns) DESC"
-            )
-        rows = self.conn.execute(f"{sql} LIMIT ? OFFSET ?", (since_ns, limit, offset))
+        sql, params = candidate_query(since_ns, outcome, purchases, search or Search())
+        rows = self.conn.execute(f"{sql} LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [r[0] for r in rows]
+
+    def services(self) -> list[str]:
+        """Every service with a stored span, read as a skip-scan of ``spans_by_service``."""
+        rows = self.conn.execute(
+            "WITH RECURSIVE found(service) AS ("
+            " SELECT MIN(service) FROM spans"
+            " UNION ALL SELECT (SELECT MIN(service) FROM spans WHERE service > found.service)"
+            " FROM found WHERE found.service IS NOT NULL"
+            ") SELECT service FROM found WHERE service IS NOT NULL"
+        )
         return [r[0] for r in rows]
 
     def prune(self, older_than_ns: int, max_rows: int) -> int:
@@ -170,6 +245,7 @@ class Database:
             removed += self.conn.execute(
                 "DELETE FROM logs WHERE time_ns < ?", (older_than_ns,)
             ).rowcount
+            self.conn.execute("DELETE FROM span_attributes WHERE start_ns < ?", (older_than_ns,))
             for table, time in (("spans", "start_ns"), ("logs", "time_ns")):
                 (count,) = self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
                 if count > max_rows:
@@ -178,6 +254,10 @@ class Database:
                         f" (SELECT rowid FROM {table} ORDER BY {time} LIMIT ?)",
                         (count - max_rows,),
                     ).rowcount
+            # the capped spans were the oldest: so are their attributes
+            self.conn.execute(
+                "DELETE FROM span_attributes WHERE start_ns < (SELECT MIN(start_ns) FROM spans)"
+            )
         return int(removed)
 
     def ping(self) -> None:

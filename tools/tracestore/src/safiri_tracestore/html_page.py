@@ -6,15 +6,16 @@ Everything that came from a client (names, attributes, messages) goes through ``
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from .model import Outcome, TraceSummary
 from .params import RecentQuery
 
-__all__ = ["OUTCOME_CLASS", "clock", "escape", "index_html", "page", "service_colour"]
+__all__ = ["OUTCOME_CLASS", "clock", "escape", "index_html", "page", "search_form"]
+__all__ += ["service_colour"]
 
 OUTCOME_CLASS = {Outcome.FAILED: "error", Outcome.REFUSED: "refused", Outcome.SUCCEEDED: ""}
 
@@ -36,6 +37,10 @@ details{font-size:.85em;color:#555}dl{margin:2px 0}dt{font-weight:600}dd{margin:
 .cause{font-size:1.05rem;padding:.4rem .6rem;background:#fff4f4;border-left:4px solid #d32f2f}
 .cause.none{background:#f4fff4;border-color:#2e7d32}
 .cause.refused{background:#fff9ec;border-color:#c77700}
+form.search{margin:.6rem 0;display:flex;flex-wrap:wrap;gap:.4rem;align-items:center}
+form.search input[name=q]{flex:1 1 28rem;font:inherit;padding:3px 6px}
+.fields{font-size:.85em;color:#444}.fields code{margin-right:.6em;word-break:break-all}
+.problem{color:#b71c1c;font-weight:600}
 """
 
 
@@ -62,7 +67,12 @@ def _row(s: TraceSummary) -> str:
         why = f"refused: {escape(s.refusal.line())}"
     else:
         why = ""
-    order = f"<code>{escape(s.order_id)}</code>" if s.order_id else ""
+    order = (
+        f'<a href="/orders/{escape(quote(s.order_id, safe=""))}"><code>{escape(s.order_id)}'
+        "</code></a>"
+        if s.order_id
+        else ""
+    )
     return (
         f'<tr class="{OUTCOME_CLASS[s.outcome]}"><td>{clock(s.start_ns)}</td>'
         f'<td><a href="/traces/{escape(s.trace_id)}"><code>{escape(s.trace_id)}</code></a></td>'
@@ -86,20 +96,85 @@ VIEWS = (
 
 def _link(label: str, view: RecentQuery, query: RecentQuery) -> str:
     params = {k: v for k, v in view.to_params().items() if k in ("outcome", "purchases")}
-    href = "/?" + urlencode({**params, "since": f"{query.since_s:g}s"})
+    kept = {k: v for k, v in query.to_params().items() if k in ("since", "from", "to")}
+    href = "/?" + urlencode({**params, **kept})
     return f'<a href="{escape(href)}">{escape(label)}</a>'
 
 
-def index_html(summaries: Sequence[TraceSummary], query: RecentQuery) -> str:
+def _options(name: str, choices: Sequence[tuple[str, str]], chosen: str) -> str:
+    options = "".join(
+        f'<option value="{escape(value)}"{" selected" if value == chosen else ""}>'
+        f"{escape(label)}</option>"
+        for value, label in choices
+    )
+    return f'<select name="{name}" aria-label="{name}">{options}</select>'
+
+
+def _input(name: str, form: Mapping[str, str], placeholder: str, size: int, kind: str) -> str:
+    return (
+        f'<label>{escape(name.replace("_", " "))} <input name="{name}" type="{kind}"'
+        f' size="{size}" placeholder="{escape(placeholder)}"'
+        f' value="{escape(form.get(name, ""))}"></label>'
+    )
+
+
+def search_form(form: Mapping[str, str], services: Sequence[str]) -> str:
+    """The search box and filters, filled with what was asked (``form``: the query string)."""
+    outcomes = [("any", "any outcome"), *((o.value, o.value) for o in Outcome)]
+    purchases = [("", "orders (with an outcome)"), ("true", "orders"), ("false", "no order")]
+    purchases.append(("any", "orders and others"))
+    return (
+        '<form class="search" method="get" action="/">'
+        '<input name="q" type="search" aria-label="search"'
+        ' placeholder="order id, trace id or safiri.payment.result_code=1032"'
+        f' value="{escape(form.get("q", ""))}">'
+        + _options("service", [("", "any service"), *((s, s) for s in services)],
+                   form.get("service", ""))
+        + _options("outcome", outcomes, form.get("outcome", "any").lower())
+        + _options("purchases", purchases, form.get("purchases", "").lower())
+        + _input("min_duration", form, "500ms", 7, "text")
+        + _input("since", form, "1h", 5, "text")
+        + _input("from", form, "2025-05-01T10:00", 16, "text")
+        + _input("to", form, "now", 16, "text")
+        + '<button type="submit">search</button></form>'
+    )  # fmt: skip
+
+
+def _window(query: RecentQuery) -> str:
+    if query.from_ns is None and query.to_ns is None:
+        return f"last {query.since_s:g} s"
+    start, end = query.window_ns
+    return f"{clock(start)} to {clock(end) if end is not None else 'now'} UTC"
+
+
+def index_html(
+    summaries: Sequence[TraceSummary],
+    query: RecentQuery,
+    services: Sequence[str] = (),
+    form: Mapping[str, str] | None = None,
+    problem: str | None = None,
+) -> str:
     rows = "".join(_row(s) for s in summaries) or '<tr><td colspan="9">no traces</td></tr>'
     which = query.title.capitalize()
     order = "failed first" if query.outcome is None else "newest first"
+    searched = [f"service {query.service}"] if query.service else []
+    searched += [f"{k}={v}" for k, v in query.attributes]
+    if query.min_duration_s is not None:
+        searched.append(f"at least {query.min_duration_s * 1000:g} ms")
+    title = f"{which} ({_window(query)}, {order})"
+    if searched:
+        title += f" matching {', '.join(searched)}"
     body = (
-        f"<h1>{escape(which)} (last {query.since_s:g} s, {order})</h1>"
-        f"<p>{' · '.join(_link(label, view, query) for label, view in VIEWS)}</p>"
+        f"<h1>{escape(title)}</h1>"
+        + search_form(form or {}, services)
+        + (f'<p class="problem">{escape(problem)}</p>' if problem else "")
+        + f"<p>{' · '.join(_link(label, view, query) for label, view in VIEWS)}</p>"
         '<p class="legend">failed: a purchase that failed (a server error, a failed payment,'
         " an expired hold) · refused: the client or the business said no (a 4xx answer, seats"
-        " unavailable, an unknown trip) · errors: error spans that count as failures</p>"
+        " unavailable, an unknown trip) · (no order): a trace without a purchase (a probe,"
+        " start-up, a search) · errors: error spans that count as failures · search: an order"
+        " id or a trace id opens its trace; safiri.name=value terms keep the traces with a span"
+        " carrying each; times are UTC</p>"
         "<table><thead><tr><th>started (UTC)</th><th>trace</th><th>order</th><th>outcome</th>"
         "<th>root span</th><th>duration</th><th>spans</th><th>errors</th>"
         "<th>root cause or refusal</th></tr></thead>"

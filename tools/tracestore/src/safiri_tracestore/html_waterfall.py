@@ -11,7 +11,7 @@ from .outcome import refusal_reason
 from .terminal import legend
 from .waterfall import Mark, WaterfallRow, verdict, waterfall
 
-__all__ = ["trace_html"]
+__all__ = ["PAGE_LEGEND", "log_fields", "trace_html"]
 
 INDENT_PX = 16
 
@@ -78,12 +78,31 @@ def _span_row(row: WaterfallRow, total_ns: int, present: dict[str, SpanRow]) -> 
     )
 
 
+def log_fields(entry: LogRow) -> str:
+    """The line's fields as ``key=value``, each value as JSON (strings quoted and escaped)."""
+    pairs = (
+        f"<code>{escape(key)}={escape(json.dumps(value, ensure_ascii=False, default=str))}</code>"
+        for key, value in entry.attributes.items()
+    )
+    return f'<div class="fields">{" ".join(pairs)}</div>' if entry.attributes else ""
+
+
 def _log_row(entry: LogRow, present: dict[str, SpanRow]) -> str:
     span = f'<a href="#span-{escape(entry.span_id)}">span</a>' if entry.span_id in present else ""
     return (
         f"<tr><td>{clock(entry.time_ns)}</td><td>{escape(entry.service)}</td>"
-        f"<td>{escape(entry.severity)}</td><td>{escape(entry.body)}</td><td>{span}</td></tr>"
+        f"<td>{escape(entry.severity)}</td><td>{escape(entry.body)}{log_fields(entry)}</td>"
+        f"<td>{span}</td></tr>"
     )
+
+
+# What the page shows besides the marks (terminal.LEGEND, the marks the rows use).
+PAGE_LEGEND = (
+    "bar: when the span ran on the trace's timeline, in its service's colour (red: failed)",
+    "(root cause): the failing span to read first, named in the box above",
+    "row in red: a failed span · in amber: a span that said no",
+    "log fields: each line's fields as key=value, values in JSON (phone numbers masked)",
+)
 
 
 def trace_html(view: TraceView) -> str:
@@ -99,7 +118,7 @@ def trace_html(view: TraceView) -> str:
         cause = f'<p class="cause refused">refused, not a failure: {line}</p>'
     else:
         cause = '<p class="cause none">root cause: no failing span</p>'
-    marks = "".join(f"<li>{escape(text)}</li>" for text in legend(rows))
+    marks = "".join(f"<li>{escape(text.strip())}</li>" for text in [*legend(rows), *PAGE_LEGEND])
     ids = ", ".join(f"<code>{escape(t)}</code>" for t in view.trace_ids)
     order = f" · order <code>{escape(view.order_id)}</code>" if view.order_id else ""
     services = sorted({s.service for s in view.spans})
@@ -107,12 +126,13 @@ def trace_html(view: TraceView) -> str:
         f"<h1>Trace {ids}</h1><p>{len(view.spans)} spans in {total / 1e6:.1f} ms across "
         f'{escape(", ".join(services))}{order} · {found.outcome} · <a href="/">all traces</a></p>'
         + cause
-        + (f'<ul class="legend">{marks}</ul>' if marks else "")
+        + f'<ul class="legend">{marks}</ul>'
         + "<table><thead><tr><th>service</th><th>span</th><th>start</th><th>duration</th>"
         "<th>timeline</th></tr></thead><tbody>"
         + "".join(_span_row(r, total, present) for r in rows)
         + f"</tbody></table><h2>Log lines ({len(view.logs)})</h2>"
-        "<table><thead><tr><th>time (UTC)</th><th>service</th><th>level</th><th>message</th>"
+        "<table><thead><tr><th>time (UTC)</th><th>service</th><th>level</th>"
+        "<th>message and fields</th>"
         "<th></th></tr></thead><tbody>"
         + "".join(_log_row(entry, present) for entry in view.logs)
         + "</tbody></table>"

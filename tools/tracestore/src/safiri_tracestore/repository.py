@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from .database import Database
+from .database import Database, Search
 from .model import LogRow, SpanRow, TraceSummary, TraceView
 from .params import RecentQuery
 from .schema import connect
@@ -91,13 +91,17 @@ class TraceRepository:
     async def recent(self, query: RecentQuery) -> list[TraceSummary]:
         """The traces ``query`` asks for, each classified on all its spans."""
 
+        since_ns, until_ns = query.window_ns
+        search = Search(until_ns, query.service, query.attributes, query.min_duration_ns or None)
+
         def page(db: Database, *, offset: int) -> tuple[list[TraceSummary], int]:
             trace_ids = db.recent_trace_ids(
-                query.since_ns,
+                since_ns,
                 _PAGE,
                 offset,
                 outcome=query.outcome,
                 purchases=query.purchases,
+                search=search,
             )
             spans = db.spans(trace_ids) if trace_ids else []
             by_trace: dict[str, list[SpanRow]] = {t: [] for t in trace_ids}
@@ -116,6 +120,10 @@ class TraceRepository:
             if read < _PAGE:
                 break
         return found[: query.limit]
+
+    async def services(self) -> list[str]:
+        """The services with stored spans (the search's choices)."""
+        return await self._threads()[1].run(Database.services)
 
     async def prune(self, retention_s: float, max_rows: int) -> int:
         cutoff = time.time_ns() - int(retention_s * 1e9)
