@@ -19,6 +19,7 @@ from chaoslib.experiment import run_experiment
 
 from safiri_chaos import control
 from safiri_chaos.history import HistoryRecorder, Op, read_history
+from safiri_chaos.impact import customer_impact
 from safiri_chaos.load import run_load
 from safiri_chaos.run_report import failures, render_report
 
@@ -310,6 +311,23 @@ def test_the_report_says_what_was_injected_what_fired_and_when(tmp_path: Path) -
         "Fired:    SafiriPaymentProviderFailing: pending 3.5 s after the fault,"
         " firing 5.5 s after the fault, resolved 5.0 s after healing"
     ) in report
+    assert "Impact:" not in report  # no impact.json: nothing is claimed
+    impact = customer_impact(
+        [
+            Op("invoke", "p", "k1", (start + timedelta(seconds=4)).isoformat()),
+            Op("fail", "p", "k1", (start + timedelta(seconds=4)).isoformat(), status=503),
+            Op("invoke", "p", "k2", (start + timedelta(seconds=12)).isoformat()),
+            Op("ok", "p", "k2", (start + timedelta(seconds=12)).isoformat(), order_id="o2"),
+        ],
+        {"o2": "PAYMENT_FAILED"},
+        start + timedelta(seconds=3),
+        start + timedelta(seconds=9),
+    )
+    (tmp_path / "impact.json").write_text(json.dumps(impact.to_dict()))
+    assert (
+        "Impact:   2 of 2 purchases failed for their customer (during 1 of 1, after 1 of 1);"
+        " kept failing 3 s after the heal"
+    ) in render_report(journal, tmp_path)
 
 
 def test_a_run_whose_final_check_never_ran_or_whose_steady_state_was_skipped_fails(

@@ -7,6 +7,7 @@ not show up in time raises ``ProbeFailed`` (Chaos Toolkit records a failed activ
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import aiohttp
 
 from .checker import check_suite
+from .events import FAULT_HEALED, FAULT_INJECTED
 from .gateway import HEALTHY_PHONE as HEALTHY
 from .gateway import Buyer
 from .history import read_history
+from .impact import customer_impact
 from .invariants import in_flight
 from .invariants.orders import check_orders_final
 from .invariants.read import read_orders
@@ -121,6 +124,18 @@ def invariant_violations(configuration: Config, secrets: Config | None = None) -
     target.results_dir.mkdir(parents=True, exist_ok=True)
     (target.results_dir / "invariants.txt").write_text(report.render() + "\n")
     (target.results_dir / "invariants.json").write_text(report.to_json() + "\n")
+    if ops is not None:  # what the customers lived through, for the run's report
+        orders = asyncio.run(read_orders(target.sources.ticketing_database_url)).orders
+        events = target.events
+        injected = events.last(FAULT_INJECTED)
+        healed = events.first(FAULT_HEALED, after=injected.at) if injected else None
+        impact = customer_impact(
+            ops,
+            {o.order_id: o.status for o in orders},
+            injected.at if injected else None,
+            healed.at if healed else None,
+        )
+        (target.results_dir / "impact.json").write_text(json.dumps(impact.to_dict()) + "\n")
     return len(report.violations)
 
 

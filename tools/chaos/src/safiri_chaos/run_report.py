@@ -77,6 +77,7 @@ def render_report(journal: Journal, results_dir: Path) -> str:
         " history.jsonl, invariants.txt, logs/)",
         "",
         *_summary(journal, EventLog(results_dir)),
+        *_impact(results_dir),
     ]
     for phase in ("before", "after"):
         state = journal["steady_states"][phase]
@@ -130,6 +131,25 @@ def _summary(journal: Journal, events: EventLog) -> list[str]:
         elif func == "orders_final" and run["status"] == "succeeded":
             lines.append(f"Orders:   {_flat(run['output'])}")
     return lines
+
+
+def _impact(results_dir: Path) -> list[str]:
+    """The customers' side (impact.json, written with the final invariant check)."""
+    path = results_dir / "impact.json"
+    if not path.exists():
+        return []
+    impact = json.loads(path.read_text())
+    phases = ", ".join(
+        f"{phase} {p['failed']} of {p['all']}"
+        for phase, p in impact["by_phase"].items()
+        if p["all"]
+    )
+    after = impact["failing_after_heal_s"]
+    tail = f"; kept failing {after:g} s after the heal" if after else "; none failed after the heal"
+    return [
+        f"Impact:   {impact['failed']} of {impact['purchases']} purchases failed for their"
+        f" customer ({phases}){tail}"
+    ]
 
 
 def _at(at: datetime, start: datetime) -> str:
