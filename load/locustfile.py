@@ -16,6 +16,8 @@ scenario's JSON), ``SAFIRI_LOAD_API_KEY`` (else the first of ``SAFIRI_API_KEYS``
 Every request is named by its route template, so Locust's table has one row per route; what
 is not a request is reported under the type ``ORDER``: ``final state`` (the order reached the
 state its phone number chooses; its time is from the POST to that state) and ``no seat on sale``.
+A request the gateway refuses with 429 fails as ``429 rate-limited: <the gateway's detail>``
+(the limit it applied), which ``safiri load`` counts apart.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import random
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import IO, Any
 from urllib.parse import urlencode
@@ -38,10 +41,19 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from safiri_load.scenarios import (
     DEFAULT_USER_RPS,
     FAILING_PHONES,
+    POLL_SECONDS,
     scenario_from_env_value,
     users_for,
 )
-from safiri_load.stats import BROWSE, ORDER_TYPE, POLL, PURCHASE, PURCHASE_RETRY, STOCK
+from safiri_load.stats import (
+    BROWSE,
+    ORDER_TYPE,
+    POLL,
+    PURCHASE,
+    PURCHASE_RETRY,
+    RATE_LIMITED,
+    STOCK,
+)
 from safiri_ticketing.domain.trips import ROUTES
 
 _ENV = os.environ
@@ -49,7 +61,7 @@ SCENARIO = scenario_from_env_value(_ENV.get("SAFIRI_LOAD_SCENARIO", "baseline"))
 USER_RPS = float(_ENV.get("SAFIRI_LOAD_USER_RPS", DEFAULT_USER_RPS))
 TRIP_DAYS = int(_ENV.get("SAFIRI_LOAD_TRIP_DAYS", "13"))
 FINAL_TIMEOUT = float(_ENV.get("SAFIRI_LOAD_FINAL_TIMEOUT", "20"))
-POLL_SECONDS = float(_ENV.get("SAFIRI_LOAD_POLL_SECONDS", "0.25"))
+POLL_INTERVAL = float(_ENV.get("SAFIRI_LOAD_POLL_SECONDS", str(POLL_SECONDS)))
 API_KEY = _ENV.get("SAFIRI_LOAD_API_KEY") or next(
     (k.strip() for k in _ENV.get("SAFIRI_API_KEYS", "").split(",") if k.strip()), ""
 )
@@ -108,6 +120,26 @@ def _close_order_log(**_: Any) -> None:
     ORDERS.close()
 
 
+def _answer(response: Any) -> dict[str, Any]:
+    """A response's JSON object, or {} (no body, not JSON, not an object)."""
+    if not response.text:
+        return {}
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _failure_text(status: int, answer: Mapping[str, Any]) -> str:
+    """A failed request as Locust's failures table shows it: the status and problem type; a
+    refusal by the rate limit with the gateway's detail, which names the limit it applied."""
+    if status == 429:
+        return f"{RATE_LIMITED}: {answer.get('detail', '')}".strip()
+    problem = str(answer.get("type", "")).rsplit("/", 1)[-1]
+    return f"{status} {problem or answer.get('title', '')}".strip()
+
+
 def _order_event(user: FastHttpUser, name: str, started: float, error: str | None) -> None:
     user.environment.events.request.fire(
         request_type=ORDER_TYPE,
@@ -155,12 +187,16 @@ class TripPool:
         for offset, route in self._searches:
             day = (date.today() + timedelta(days=offset)).isoformat()
             query = {"origin": route.origin, "destination": route.destination, "date": day}
-            response = user.client.get(
-                f"/api/v1/trips?{urlencode(query)}", name=STOCK[1], headers=AUTH
-            )
-            if response.status_code != 200:
-                continue
-            trips = response.json()["trips"]
+            with user.client.get(
+                f"/api/v1/trips?{urlencode(query)}",
+                name=STOCK[1],
+                headers=AUTH,
+                catch_response=True,
+            ) as response:
+                if response.status_code != 200:
+                    response.failure(_failure_text(response.status_code, _answer(response)))
+                    continue
+                trips = response.json()["trips"]
             known = {t[0] for t in self._trips}
             for trip in trips:
                 if trip["seats_available"] >= MAX_SEATS and trip["trip_id"] not in known:
@@ -232,17 +268,12 @@ class Buyer(FastHttpUser):
                 "/api/v1/orders", json=body, headers=headers, name=name, catch_response=True
             ) as response:
                 status = response.status_code
-                answer: dict[str, Any] = {}
-                if response.text:
-                    try:
-                        answer = response.json()
-                    except ValueError:
-                        answer = {}
+                answer = _answer(response)
                 if status == 202 and "order_id" in answer:
                     response.success()
                     return str(answer["order_id"])
                 problem = str(answer.get("type", "")).rsplit("/", 1)[-1]
-                response.failure(f"{status} {problem or answer.get('title', '')}".strip())
+                response.failure(_failure_text(status, answer))
             if status == 409 and "seats-unavailable" in problem:
                 POOL.drop(body["trip_id"])
                 return None
@@ -260,12 +291,12 @@ class Buyer(FastHttpUser):
             if time.perf_counter() > deadline:
                 _order_event(self, "final state", started, f"not final within {FINAL_TIMEOUT:g} s")
                 return
-            gevent.sleep(POLL_SECONDS)
+            gevent.sleep(POLL_INTERVAL)
             with self.client.get(
                 f"/api/v1/orders/{order_id}", name=POLL[1], headers=AUTH, catch_response=True
             ) as response:
                 if response.status_code != 200:
-                    response.failure(f"{response.status_code}")
+                    response.failure(_failure_text(response.status_code, _answer(response)))
                     continue
                 status = str(response.json().get("status"))
         error = None if status == expect else f"expected {expect}, got {status}"
@@ -275,7 +306,11 @@ class Buyer(FastHttpUser):
         route = random.choice(ROUTES)
         day = date.today() + timedelta(days=random.randint(1, TRIP_DAYS))
         query = {"origin": route.origin, "destination": route.destination, "date": day}
-        self.client.get(f"/api/v1/trips?{urlencode(query)}", name=BROWSE[1], headers=AUTH)
+        with self.client.get(
+            f"/api/v1/trips?{urlencode(query)}", name=BROWSE[1], headers=AUTH, catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(_failure_text(response.status_code, _answer(response)))
 
 
 class ScenarioShape(LoadTestShape):

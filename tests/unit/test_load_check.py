@@ -1,5 +1,6 @@
 """The load scenarios' pure parts: the scenarios and their scaling, Locust's statistics, the
-tickets_sold_total parsing and the agreement verdict (a disagreement must be caught)."""
+tickets_sold_total parsing and the verdict (a disagreement, a run too slow for its latency
+gates, a figure that was never measured and requests refused by the rate limit must fail)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,27 @@ from typing import Any
 
 import pytest
 
+from safiri_gateway.settings import Settings as GatewaySettings
 from safiri_load.check import (
+    LatencyGate,
     MetricMissing,
     OrdersState,
     Verdict,
     counter_total,
     wait_until_final,
 )
-from safiri_load.run import _run_dir, _seed_days, render
+from safiri_load.run import _run_dir, _seed_days, latency_gates, render
 from safiri_load.scenarios import (
     FAILING_PHONES,
     SCENARIOS,
+    LatencyGates,
+    RateLimit,
     Scenario,
     Stage,
     scenario_from_env_value,
     users_for,
 )
-from safiri_load.stats import percentile, summarize, top_failures
+from safiri_load.stats import RATE_LIMITED, percentile, rate_limited, summarize, top_failures
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +91,13 @@ def test_scenario_round_trips_through_json_and_the_environment() -> None:
     ],
 )
 def test_invalid_scenarios_are_refused(bad: dict[str, Any]) -> None:
-    fields: dict[str, Any] = {"name": "x", "summary": "", "stages": (Stage(1, 1),), **bad}
+    fields: dict[str, Any] = {
+        "name": "x",
+        "summary": "",
+        "stages": (Stage(1, 1),),
+        "gates": LatencyGates(1, 5),
+        **bad,
+    }
     with pytest.raises(ValueError, match="x: "):
         Scenario(**fields)
 
@@ -232,6 +243,10 @@ def _verdict(**changes: Any) -> Verdict:
         "pending_orders": 0,
         "error_ratio": 0.0,
         "max_error_ratio": 0.01,
+        "latency": (
+            LatencyGate("POST /orders p99", 1.0, 610),
+            LatencyGate("order to final state p99", 5.0, 2300),
+        ),
     }
     return Verdict(**{**fields, **changes})
 
@@ -298,42 +313,256 @@ async def test_waiting_for_final_orders_gives_up_at_the_deadline() -> None:
     assert 0.2 <= loop.time() - started < 2
 
 
+def _result(**changes: Any) -> dict[str, Any]:
+    """A result as ``_result`` writes it (through JSON, as result.json holds it)."""
+    result = {
+        "scenario": "baseline",
+        "summary": "s",
+        "full_form": False,
+        "stages": [{"seconds": 4, "rate": 3}],
+        "target_rps": 3,
+        "peak_rps": 3,
+        "achieved_rps": 2.9,
+        "elapsed_seconds": 4,
+        "requests": 40,
+        "requests_rps": 10,
+        "latency_ms": {"p50": 5, "p95": 20, "p99": 30},
+        "purchase_latency_ms": {"p50": 20, "p95": 40, "p99": 50},
+        "time_to_final_ms": None,
+        "failures": {"requests": 0, "orders": 0, "total": 0, "rate_limited": 0},
+        "error_ratio": 0,
+        "max_error_ratio": 0.01,
+        "latency_gates": [g.to_dict() for g in _verdict().latency],
+        "latency_gates_are_the_scenarios": True,
+        "rate_limit": {
+            "set_by_the_run": {"per_second": 60, "burst": 120},
+            "needed": {"per_second": 60, "burst": 120},
+            "buyers_send_at_most_rps": 48.0,
+            "refused": 0,
+            "met": None,
+        },
+        "orders": {"recorded": 12, "by_status": {"CONFIRMED": 12}},
+        "tickets_sold_total": {"before": 0, "after": 12, "delta": 12},
+        "db_tickets": 12,
+        "agree": True,
+        "passed": True,
+        "reasons": [],
+        "top_failures": [],
+        "orders_not_recorded_by_the_run": {"orders": 0, "confirmed_seats": 0},
+        "results_dir": "/tmp/x",
+        "target": {"self_contained": True},
+    }
+    result.update(changes)
+    loaded: dict[str, Any] = json.loads(json.dumps(result))
+    return loaded
+
+
 def test_the_report_says_disagree_and_why() -> None:
-    result = json.loads(
-        json.dumps(
-            {
-                "scenario": "baseline",
-                "summary": "s",
-                "full_form": False,
-                "stages": [{"seconds": 4, "rate": 3}],
-                "target_rps": 3,
-                "peak_rps": 3,
-                "achieved_rps": 2.9,
-                "elapsed_seconds": 4,
-                "requests": 40,
-                "requests_rps": 10,
-                "latency_ms": {"p50": 5, "p95": 20, "p99": 30},
-                "purchase_latency_ms": {"p50": 20, "p95": 40, "p99": 50},
-                "time_to_final_ms": None,
-                "failures": {"requests": 0, "orders": 0, "total": 0},
-                "error_ratio": 0,
-                "max_error_ratio": 0.01,
-                "orders": {"recorded": 12, "by_status": {"CONFIRMED": 12}},
-                "tickets_sold_total": {"before": 0, "after": 13, "delta": 13},
-                "db_tickets": 12,
-                "agree": False,
-                "passed": False,
-                "reasons": ["tickets_sold_total rose by 13 but the database holds 12 tickets"],
-                "top_failures": [],
-                "orders_not_recorded_by_the_run": {"orders": 1, "confirmed_seats": 1},
-                "results_dir": "/tmp/x",
-                "target": {"self_contained": True},
-            }
+    report = render(
+        _result(
+            tickets_sold_total={"before": 0, "after": 13, "delta": 13},
+            agree=False,
+            passed=False,
+            reasons=["tickets_sold_total rose by 13 but the database holds 12 tickets"],
+            orders_not_recorded_by_the_run={"orders": 1, "confirmed_seats": 1},
         )
     )
-    report = render(result)
     assert "shortened to 4 s" in report
     assert "DISAGREE" in report
     assert "1 orders the run was never told of" in report
     assert "no other client" in report
     assert report.splitlines()[-1].startswith("  FAILED")
+
+
+# --- latency gates ------------------------------------------------------------------------
+
+
+def test_every_scenario_has_latency_gates_no_looser_than_the_spikes() -> None:
+    spike = SCENARIOS["spike"].gates
+    for scenario in SCENARIOS.values():
+        assert scenario.gates.post_p99 > 0 and scenario.gates.final_p99 > 0
+        assert scenario.gates.post_p99 <= spike.post_p99
+        assert scenario.gates.final_p99 <= spike.final_p99
+        assert scenario.gates.post_p99 < scenario.gates.final_p99  # the POST is part of it
+
+
+def test_scaling_keeps_the_gates_and_the_command_line_replaces_them() -> None:
+    spike = SCENARIOS["spike"]
+    assert spike.scaled(duration=6, peak_rate=16).gates == spike.gates
+    changed = spike.with_gates(post_p99=0.5)
+    assert changed.gates == LatencyGates(0.5, spike.gates.final_p99)
+    assert spike.with_gates() == spike
+    with pytest.raises(ValueError, match="positive"):
+        spike.with_gates(final_p99=0)
+
+
+@pytest.mark.parametrize(("measured_ms", "passed"), [(999, True), (1000, True), (1001, False)])
+def test_a_latency_gate_passes_at_or_under_its_threshold(measured_ms: int, passed: bool) -> None:
+    gate = LatencyGate("POST /orders p99", 1.0, measured_ms)
+    assert gate.passed is passed
+    assert (gate.reason is None) is passed
+
+
+def test_a_run_over_a_latency_gate_fails_with_the_figure_and_the_threshold() -> None:
+    verdict = _verdict(
+        latency=(
+            LatencyGate("POST /orders p99", 1.0, 2400),
+            LatencyGate("order to final state p99", 5.0, 6300),
+        )
+    )
+    assert not verdict.passed
+    assert verdict.reasons == [
+        "POST /orders p99 2.40 s is above the allowed 1 s",
+        "order to final state p99 6.30 s is above the allowed 5 s",
+    ]
+
+
+def test_a_figure_never_measured_fails_the_gate_rather_than_passing_as_zero() -> None:
+    gate = LatencyGate("order to final state p99", 5.0, None)
+    assert not gate.passed
+    assert gate.reason is not None and "was not measured" in gate.reason
+    assert gate.to_dict() == {
+        "name": "order to final state p99",
+        "measured_ms": None,
+        "max_ms": 5000,
+        "passed": False,
+    }
+    assert not _verdict(latency=(gate,)).passed
+
+
+def test_a_verdict_without_latency_gates_fails() -> None:
+    verdict = _verdict(latency=())
+    assert verdict.reasons == ["no latency gate was given: the run's speed is not judged"]
+
+
+def test_the_gates_read_the_runs_post_and_final_state_figures() -> None:
+    stats = summarize(
+        [
+            _entry("POST", "/api/v1/orders", {20: 98, 700: 1, 1300: 1}),
+            _entry("POST", "/api/v1/orders [retry]", {2900: 5}),  # not the buyer's first POST
+            _entry("ORDER", "final state", {900: 99, 5400: 1}),
+        ]
+    )
+    post, final = latency_gates(SCENARIOS["baseline"], stats)
+    assert (post.measured_ms, post.max_seconds) == (1300, SCENARIOS["baseline"].gates.post_p99)
+    assert (final.measured_ms, final.max_seconds) == (5400, SCENARIOS["baseline"].gates.final_p99)
+    assert not post.passed and not final.passed
+
+
+def test_no_purchase_and_no_order_followed_means_no_figure_not_zero() -> None:
+    # A run whose every request was refused before a purchase: Locust has no POST row and no
+    # order row; the gates must not read the empty histograms' 0 ms as fast.
+    stats = summarize([_entry("GET", "/api/v1/trips [stock]", {3: 10}, failures=10)])
+    assert [g.measured_ms for g in latency_gates(SCENARIOS["spike"], stats)] == [None, None]
+    zero_requests = summarize([{**_entry("POST", "/api/v1/orders", {}), "num_requests": 0}])
+    assert latency_gates(SCENARIOS["spike"], zero_requests)[0].measured_ms is None
+
+
+def test_the_report_prints_each_gate_with_its_figure_and_threshold() -> None:
+    gates = [
+        LatencyGate("POST /orders p99", 1.0, 49).to_dict(),
+        LatencyGate("order to final state p99", 5.0, None).to_dict(),
+    ]
+    report = render(_result(latency_gates=gates, latency_gates_are_the_scenarios=False))
+    assert "  gates      POST /orders p99 0.05 s <= 1 s  pass" in report.splitlines()
+    assert (
+        "             order to final state p99 not measured (allowed 5 s)  FAIL"
+        "  (thresholds from the command line, not the scenario's)"
+    ) in report.splitlines()
+
+
+def test_the_gates_travel_with_the_scenario_to_locust() -> None:
+    short = SCENARIOS["spike"].scaled(duration=6).with_gates(final_p99=7)
+    assert Scenario.from_json(short.to_json()).gates == LatencyGates(
+        SCENARIOS["spike"].gates.post_p99, 7
+    )
+
+
+# --- the gateway's rate limit ---------------------------------------------------------------
+
+
+def test_the_spike_needs_more_than_the_gateways_default_limit() -> None:
+    """Why a suite of the run's own sets the limit: at the default the spike is refused."""
+    default = GatewaySettings.rate_limit_per_second
+    assert SCENARIOS["spike"].requests_per_second_at_most() > default
+    assert SCENARIOS["baseline"].requests_per_second_at_most() <= default
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_a_runs_own_limit_covers_its_buyers_with_headroom(name: str) -> None:
+    scenario = SCENARIOS[name]
+    most = scenario.requests_per_second_at_most()
+    limit = scenario.rate_limit()
+    assert limit.per_second >= most * 1.25
+    assert limit.burst >= 2 * limit.per_second
+    # The users are what make the rate: each sends at most one request per poll interval.
+    assert most == users_for(scenario.peak_rate) / 0.25
+    assert limit.env() == {
+        "SAFIRI_RATE_LIMIT_PER_SECOND": str(limit.per_second),
+        "SAFIRI_RATE_LIMIT_BURST": str(limit.burst),
+    }
+    assert scenario.rate_limit(user_rps=0.5).per_second < limit.per_second
+
+
+def _failures_csv(*rows: tuple[str, str, str, int]) -> str:
+    """Locust's failures file: its Error column holds ``repr`` of the failure (a
+    ``CatchResponseError`` for ``response.failure(text)``; importing Locust here would
+    monkey-patch the test process, so the e2e run reads a file Locust wrote)."""
+    lines = ["Method,Name,Error,Occurrences"]
+    for method, name, text, n in rows:
+        error = f"CatchResponseError({text!r})".replace('"', '""')
+        lines.append(f'{method},{name},"{error}",{n}')
+    return "\n".join(lines) + "\n"
+
+
+def test_refusals_by_the_rate_limit_are_counted_apart_with_the_limit_named() -> None:
+    detail = "This API key may send 200 requests per second (bursts of 400); retry after 1 s."
+    text = _failures_csv(
+        ("POST", "/api/v1/orders", f"{RATE_LIMITED}: {detail}", 30),
+        ("GET", "/api/v1/orders/{order_id}", f"{RATE_LIMITED}: {detail}", 12),
+        ("POST", "/api/v1/orders", "504 upstream-timeout", 3),
+    )
+    assert rate_limited(text) == (42, detail)
+    assert rate_limited(_failures_csv(("POST", "/api/v1/orders", "504 x", 3))) == (0, None)
+
+
+def test_a_refused_run_fails_and_says_which_settings_the_scenario_needs() -> None:
+    needed = "SAFIRI_RATE_LIMIT_PER_SECOND=2000 SAFIRI_RATE_LIMIT_BURST=4000"
+    verdict = _verdict(
+        rate_limited=42,
+        rate_limit_met="This API key may send 200 requests per second (bursts of 400)",
+        rate_limit_needed=needed,
+    )
+    assert not verdict.passed
+    (reason,) = verdict.reasons
+    assert reason.startswith("42 requests were refused with 429")
+    assert "(This API key may send 200 requests per second (bursts of 400))" in reason
+    assert needed in reason
+
+
+def test_the_report_names_the_limit_the_run_met_or_set() -> None:
+    limit = {
+        "set_by_the_run": None,
+        "needed": RateLimit(2000, 4000).to_dict(),
+        "buyers_send_at_most_rps": 1600.0,
+        "refused": 42,
+        "met": "This API key may send 200 requests per second (bursts of 400)",
+    }
+    report = render(
+        _result(
+            rate_limit=limit,
+            failures={"requests": 42, "orders": 0, "total": 42, "rate_limited": 42},
+            target={"self_contained": False},
+        )
+    )
+    assert (
+        "  rate limit the suite's (this scenario needs SAFIRI_RATE_LIMIT_PER_SECOND=2000"
+        " SAFIRI_RATE_LIMIT_BURST=4000); 42 requests refused (429): This API key may send"
+        " 200 requests per second (bursts of 400)"
+    ) in report.splitlines()
+    assert "  failures   42 requests (42 refused by the rate limit), 0 orders;" in report
+    own = render(_result())
+    assert (
+        "  rate limit set by the run: 60/s per API key, bursts of 120 (the buyers send at"
+        " most 48/s); 0 requests refused (429)"
+    ) in own.splitlines()

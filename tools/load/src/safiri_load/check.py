@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = [
     "METRIC",
+    "LatencyGate",
     "MetricMissing",
     "OrdersState",
     "Verdict",
@@ -148,6 +149,46 @@ async def unrecorded_orders(
 
 
 @dataclass(frozen=True)
+class LatencyGate:
+    """One latency figure of the run against its threshold.
+
+    ``measured_ms`` is None when the run has no such figure (no POST answered, no order
+    followed): the gate then fails, because a gate that passes on a figure never measured
+    would pass a run that bought nothing.
+    """
+
+    name: str  # "POST /orders p99"
+    max_seconds: float
+    measured_ms: int | None
+
+    @property
+    def passed(self) -> bool:
+        return self.measured_ms is not None and self.measured_ms <= self.max_seconds * 1000
+
+    @property
+    def reason(self) -> str | None:
+        """Why the gate failed; None when it passed."""
+        if self.measured_ms is None:
+            return (
+                f"{self.name} was not measured (allowed {self.max_seconds:g} s): no figure to judge"
+            )
+        if not self.passed:
+            return (
+                f"{self.name} {self.measured_ms / 1000:.2f} s is above the allowed"
+                f" {self.max_seconds:g} s"
+            )
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "measured_ms": self.measured_ms,
+            "max_ms": round(self.max_seconds * 1000),
+            "passed": self.passed,
+        }
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The run's check: the metric agrees with the database, and the run was healthy."""
 
@@ -157,6 +198,10 @@ class Verdict:
     pending_orders: int
     error_ratio: float
     max_error_ratio: float
+    latency: tuple[LatencyGate, ...]
+    rate_limited: int = 0  # requests the gateway refused with 429
+    rate_limit_met: str | None = None  # the gateway's own words for the limit it applied
+    rate_limit_needed: str = ""  # the SAFIRI_RATE_LIMIT_* settings the scenario needs
 
     @property
     def metric_delta(self) -> float:
@@ -184,6 +229,16 @@ class Verdict:
                 f"error ratio {self.error_ratio:.2%} is above the allowed"
                 f" {self.max_error_ratio:.2%}"
             )
+        if self.rate_limited:
+            met = f" ({self.rate_limit_met})" if self.rate_limit_met else ""
+            out.append(
+                f"{self.rate_limited} requests were refused with 429 by the gateway's per-key"
+                f" rate limit{met}: the run measured the limiter, not the suite; give the"
+                f" gateway {self.rate_limit_needed or 'a higher limit'} (load/README.md)"
+            )
+        if not self.latency:
+            out.append("no latency gate was given: the run's speed is not judged")
+        out.extend(reason for gate in self.latency if (reason := gate.reason) is not None)
         return out
 
     @property

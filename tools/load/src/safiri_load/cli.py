@@ -1,4 +1,5 @@
-"""``safiri load SCENARIO``: a Locust load scenario, then the metrics-versus-database check."""
+"""``safiri load SCENARIO``: a Locust load scenario, then the metrics-versus-database check,
+the error ratio and the scenario's latency gates."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def add_load_command(subparsers: Any) -> None:
         description="Run a load scenario against a running suite (make up: give --api-key or"
         " set SAFIRI_API_KEYS) or, with --self-contained, against a suite of its own; then"
         " check that tickets_sold_total rose by exactly the tickets the database holds for"
-        f" the run's orders. Scenarios: {scenarios}.",
+        " the run's orders, that few requests failed and that POST /orders and the orders'"
+        " time to their final state stayed within the scenario's p99 gates. Scenarios:"
+        f" {scenarios}.",
     )
     load.add_argument("scenario", choices=sorted(SCENARIOS))
     load.add_argument(
@@ -55,6 +58,19 @@ def add_load_command(subparsers: Any) -> None:
         type=float,
         default=0.01,
         help="fail when failed requests and orders exceed this share (default 0.01)",
+    )
+    load.add_argument(
+        "--post-p99",
+        type=float,
+        metavar="SECONDS",
+        help="fail when POST /orders p99 is above this (default: the scenario's gate)",
+    )
+    load.add_argument(
+        "--final-p99",
+        type=float,
+        metavar="SECONDS",
+        help="fail when the orders' time to their final state, p99, is above this"
+        " (default: the scenario's gate)",
     )
     load.add_argument(
         "--settle-timeout",
@@ -111,7 +127,11 @@ def _target(args: argparse.Namespace) -> Target | None:
 
 def _load(args: argparse.Namespace) -> int:
     try:
-        scenario = SCENARIOS[args.scenario].scaled(args.duration, args.rate)
+        scenario = (
+            SCENARIOS[args.scenario]
+            .scaled(args.duration, args.rate)
+            .with_gates(args.post_p99, args.final_p99)
+        )
         options = LoadOptions(
             scenario=scenario,
             results_root=args.results,

@@ -3,6 +3,12 @@
 The suite is either one already running (``make up``) or, with ``self_contained``, one of the
 run's own: the four processes on free ports with a RabbitMQ vhost and databases named for the
 run, removed afterwards (the same building blocks ``safiri chaos run --self-contained`` uses).
+A suite of the run's own has an API key of its own and a gateway rate limit sized for the
+scenario (:meth:`Scenario.rate_limit`); a suite already running has the limit it was started
+with, and the report counts the requests it refused and names it.
+
+The verdict (:class:`Verdict`) holds the run to the scenario's error ratio and its latency
+gates (POST /orders p99, order to final state p99) as well as to the metric's agreement.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import asyncpg
 from safiri_suite.suite import Suite, drop_databases, isolated_config, own_vhost
 
 from .check import (
+    LatencyGate,
     OrdersState,
     Verdict,
     orders_state,
@@ -35,8 +42,16 @@ from .check import (
     unrecorded_orders,
     wait_until_final,
 )
-from .scenarios import DEFAULT_USER_RPS, SCENARIOS, Scenario
-from .stats import POLL, PURCHASE, LoadStats, summarize, top_failures
+from .scenarios import DEFAULT_USER_RPS, SCENARIOS, RateLimit, Scenario
+from .stats import (
+    ORDER_TYPE,
+    POLL,
+    PURCHASE,
+    LoadStats,
+    rate_limited,
+    summarize,
+    top_failures,
+)
 
 __all__ = ["LOCUSTFILE", "LoadError", "LoadOptions", "LoadOutcome", "Target", "run_load_scenario"]
 
@@ -59,6 +74,7 @@ class Target:
     self_contained: bool = False
     vhost: str | None = None  # a suite of the run's own: its vhost and databases, removed after
     databases: tuple[str, ...] = ()
+    rate_limit: RateLimit | None = None  # the gateway limit the run set (None: the suite's own)
 
 
 @dataclass
@@ -113,12 +129,20 @@ async def _check_capacity(target: Target, needed: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def own_suite(run_dir: Path, scenario: Scenario) -> AsyncIterator[Target]:
-    """The suite of the run's own; its vhost and databases are removed when the block exits."""
+async def own_suite(
+    run_dir: Path, scenario: Scenario, user_rps: float = DEFAULT_USER_RPS
+) -> AsyncIterator[Target]:
+    """The suite of the run's own; its vhost and databases are removed when the block exits.
+
+    Its gateway accepts one API key, the run's, limited to what the scenario's buyers can send
+    with a quarter to spare: the gateway's default (200/s per key) refuses a third of the
+    spike's requests, and a run that measures the limiter says nothing about the suite."""
     run_id = uuid.uuid4().hex[:10]
     api_key = secrets.token_urlsafe(16)
     days = _seed_days(scenario)
+    limit = scenario.rate_limit(user_rps)
     env = {
+        **limit.env(),
         "SAFIRI_HOLD_TTL_SECONDS": str(SELF_CONTAINED_HOLD_TTL),
         "SAFIRI_SWEEP_INTERVAL_SECONDS": "1",
         # Trips departing tomorrow onwards are on sale: seed one day more than are bought.
@@ -146,6 +170,7 @@ async def own_suite(run_dir: Path, scenario: Scenario) -> AsyncIterator[Target]:
                     self_contained=True,
                     vhost=amqp_url.rsplit("/", 1)[-1],
                     databases=tuple(config.databases),
+                    rate_limit=limit,
                 )
         finally:
             await drop_databases(config)
@@ -166,7 +191,9 @@ async def run_load_scenario(options: LoadOptions) -> LoadOutcome:
         target = options.target
         if target is None:
             options.log(f"starting a suite of the run's own (logs: {run_dir / 'logs'})")
-            target = await stack.enter_async_context(own_suite(run_dir, options.scenario))
+            target = await stack.enter_async_context(
+                own_suite(run_dir, options.scenario, options.user_rps)
+            )
             await _check_capacity(target, options.scenario.seats_needed())
         result = await _measure(options, target, run_dir)
     result["started_at"] = started_at.isoformat(timespec="seconds")
@@ -190,6 +217,7 @@ async def _measure(options: LoadOptions, target: Target, run_dir: Path) -> dict[
             f" {scenario.peak_rate:g}/s) for {scenario.duration:g} s against"
             f" {target.gateway_url}"
         )
+        options.log(_rate_limit_line(options, target))
         stats = await _run_locust(options, target, run_dir, orders_file)
         order_ids = _recorded_orders(orders_file)
         settle = options.settle_timeout
@@ -208,6 +236,8 @@ async def _measure(options: LoadOptions, target: Target, run_dir: Path) -> dict[
         state = await _query(db, lambda conn: orders_state(conn, order_ids))
         after = await _settled_metric(http, metrics_url, before + state.tickets)
         others = await _query(db, lambda conn: unrecorded_orders(conn, since, order_ids))
+    failures_csv = run_dir / "locust_failures.csv"
+    refused, met = rate_limited(failures_csv.read_text()) if failures_csv.exists() else (0, None)
     verdict = Verdict(
         metric_before=before,
         metric_after=after,
@@ -215,8 +245,46 @@ async def _measure(options: LoadOptions, target: Target, run_dir: Path) -> dict[
         pending_orders=state.pending,
         error_ratio=stats.error_ratio,
         max_error_ratio=options.max_error_ratio,
+        latency=latency_gates(scenario, stats),
+        rate_limited=refused,
+        rate_limit_met=met,
+        rate_limit_needed=_settings(scenario.rate_limit(options.user_rps)),
     )
     return _result(options, target, run_dir, stats, state, verdict, others)
+
+
+def latency_gates(scenario: Scenario, stats: LoadStats) -> tuple[LatencyGate, ...]:
+    """The scenario's latency gates against the run's figures (None where there is none)."""
+
+    def p99(method: str, name: str) -> int | None:
+        entry = stats.entry(method, name)
+        return entry.p99_ms if entry is not None and entry.requests > 0 else None
+
+    return (
+        LatencyGate("POST /orders p99", scenario.gates.post_p99, p99(*PURCHASE)),
+        LatencyGate(
+            "order to final state p99", scenario.gates.final_p99, p99(ORDER_TYPE, "final state")
+        ),
+    )
+
+
+def _settings(limit: RateLimit) -> str:
+    return " ".join(f"{k}={v}" for k, v in limit.env().items())
+
+
+def _rate_limit_line(options: LoadOptions, target: Target) -> str:
+    scenario = options.scenario
+    most = scenario.requests_per_second_at_most(options.user_rps)
+    if target.rate_limit is not None:
+        return (
+            f"the run's gateway allows {target.rate_limit.per_second}/s per API key (bursts"
+            f" of {target.rate_limit.burst}); the buyers send at most {most:g}/s"
+        )
+    return (
+        f"the buyers send up to {most:g} requests/s with one API key; the gateway refuses"
+        f" past its limit (default 200/s): this scenario needs"
+        f" {_settings(scenario.rate_limit(options.user_rps))} on the suite (load/README.md)"
+    )
 
 
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -348,6 +416,11 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
+def _full_form(scenario: Scenario) -> bool:
+    full = SCENARIOS.get(scenario.name)
+    return full is not None and scenario.stages == full.stages
+
+
 def _ms(stats: LoadStats, method: str, name: str) -> dict[str, int] | None:
     entry = stats.entry(method, name)
     if entry is None:
@@ -366,10 +439,11 @@ def _result(
 ) -> dict[str, Any]:
     scenario = options.scenario
     failures_csv = run_dir / "locust_failures.csv"
+    full = SCENARIOS.get(scenario.name)
     return {
         "scenario": scenario.name,
         "summary": scenario.summary,
-        "full_form": scenario == SCENARIOS.get(scenario.name),
+        "full_form": _full_form(scenario),
         "stages": [{"seconds": s.seconds, "rate": s.rate} for s in scenario.stages],
         "target_rps": round(scenario.mean_rate, 2),
         "peak_rps": scenario.peak_rate,
@@ -383,9 +457,20 @@ def _result(
             "requests": stats.http_failures,
             "orders": stats.order_failures,
             "total": stats.failures,
+            "rate_limited": verdict.rate_limited,  # of the requests: 429s, counted apart
         },
         "error_ratio": round(stats.error_ratio, 5),
         "max_error_ratio": options.max_error_ratio,
+        "latency_gates": [gate.to_dict() for gate in verdict.latency],
+        # False when --post-p99/--final-p99 replaced the scenario's own thresholds.
+        "latency_gates_are_the_scenarios": full is None or scenario.gates == full.gates,
+        "rate_limit": {
+            "set_by_the_run": None if target.rate_limit is None else target.rate_limit.to_dict(),
+            "needed": scenario.rate_limit(options.user_rps).to_dict(),
+            "buyers_send_at_most_rps": scenario.requests_per_second_at_most(options.user_rps),
+            "refused": verdict.rate_limited,
+            "met": verdict.rate_limit_met,
+        },
         "latency_ms": {"p50": stats.p50_ms, "p95": stats.p95_ms, "p99": stats.p99_ms},
         "purchase_latency_ms": _ms(stats, *PURCHASE),
         "poll_latency_ms": _ms(stats, *POLL),
@@ -449,8 +534,13 @@ def render(result: dict[str, Any]) -> str:
             f"             order to final state p50 {final['p50']} ms, p95 {final['p95']} ms,"
             f" p99 {final['p99']} ms"
         )
+    lines += _gate_lines(result["latency_gates"], result["latency_gates_are_the_scenarios"])
+    refused = result["failures"]["rate_limited"]
     lines += [
-        f"  failures   {result['failures']['requests']} requests,"
+        _rate_limit_report(result["rate_limit"], result["target"]["self_contained"]),
+        f"  failures   {result['failures']['requests']} requests"
+        + (f" ({refused} refused by the rate limit)" if refused else "")
+        + ","
         f" {result['failures']['orders']} orders; error ratio {result['error_ratio']:.2%}"
         f" (allowed {result['max_error_ratio']:.2%})",
         f"  orders     {orders['recorded']} placed: {statuses}",
@@ -480,3 +570,37 @@ def render(result: dict[str, Any]) -> str:
         f"  {'PASSED' if result['passed'] else 'FAILED'}  results: {result['results_dir']}"
     )
     return "\n".join(lines)
+
+
+def _gate_lines(gates: list[dict[str, Any]], the_scenarios: bool) -> list[str]:
+    lines = []
+    for n, gate in enumerate(gates):
+        allowed = f"{gate['max_ms'] / 1000:g} s"
+        if gate["measured_ms"] is None:
+            figure = f"{gate['name']} not measured (allowed {allowed})"
+        else:
+            sign = "<=" if gate["passed"] else ">"
+            figure = f"{gate['name']} {gate['measured_ms'] / 1000:.2f} s {sign} {allowed}"
+        head = "  gates      " if n == 0 else "             "
+        lines.append(f"{head}{figure}  {'pass' if gate['passed'] else 'FAIL'}")
+    if gates and not the_scenarios:
+        lines[-1] += "  (thresholds from the command line, not the scenario's)"
+    return lines
+
+
+def _rate_limit_report(limit: dict[str, Any], self_contained: bool) -> str:
+    refused = limit["refused"]
+    said = f": {limit['met']}" if refused and limit["met"] else ""
+    outcome = f"{refused} requests refused (429){said}"
+    set_by_run = limit["set_by_the_run"]
+    if self_contained and set_by_run:
+        return (
+            f"  rate limit set by the run: {set_by_run['per_second']}/s per API key, bursts of"
+            f" {set_by_run['burst']} (the buyers send at most"
+            f" {limit['buyers_send_at_most_rps']:g}/s); {outcome}"
+        )
+    needed = limit["needed"]
+    return (
+        f"  rate limit the suite's (this scenario needs SAFIRI_RATE_LIMIT_PER_SECOND="
+        f"{needed['per_second']} SAFIRI_RATE_LIMIT_BURST={needed['burst']}); {outcome}"
+    )

@@ -3,7 +3,9 @@
 The locustfile names every request by its route template, and reports what is not an HTTP
 request under the request type ``ORDER``: ``final state`` (success: the order reached the state
 its phone number chooses, timed from the POST; failure: another state, or none in time) and
-``no seat on sale``.
+``no seat on sale``. A request the gateway refuses with 429 (its per-key rate limit) fails
+with the text ``429 rate-limited: <the gateway's detail>``, so the refusals can be counted
+apart from the suite's own failures and the limit named.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ __all__ = [
     "POLL",
     "PURCHASE",
     "PURCHASE_RETRY",
+    "RATE_LIMITED",
     "STOCK",
     "EntryStats",
     "LoadStats",
     "percentile",
+    "rate_limited",
     "summarize",
     "top_failures",
 ]
@@ -37,6 +41,7 @@ PURCHASE_RETRY = ("POST", "/api/v1/orders [retry]")  # the same Idempotency-Key 
 POLL = ("GET", "/api/v1/orders/{order_id}")
 ORDER_TYPE = "ORDER"
 ACTION_NAMES = (BROWSE, PURCHASE)
+RATE_LIMITED = "429 rate-limited"  # how the locustfile names a refusal by the rate limit
 
 
 def percentile(response_times: Mapping[int, int], percent: float) -> int:
@@ -174,3 +179,22 @@ def top_failures(failures_csv: str, limit: int = 5) -> list[dict[str, Any]]:
     ]
     found.sort(key=lambda f: -int(f["occurrences"]))
     return found[:limit]
+
+
+def rate_limited(failures_csv: str) -> tuple[int, str | None]:
+    """Requests refused by the gateway's rate limit, from Locust's ``<prefix>_failures.csv``,
+    and the gateway's detail of the limit (``This API key may send 200 requests per second
+    (bursts of 400); ...``) when it gave one."""
+    count = 0
+    detail: str | None = None
+    for row in csv.DictReader(io.StringIO(failures_csv)):
+        error = row.get("Error") or ""
+        at = error.find(RATE_LIMITED)
+        if at < 0:
+            continue
+        count += int(row.get("Occurrences") or 0)
+        said = error[at + len(RATE_LIMITED) :]
+        if said.endswith(("')", '")')):  # Locust writes CatchResponseError('<text>')
+            said = said[:-2]
+        detail = detail or said.removeprefix(":").strip() or None
+    return count, detail
