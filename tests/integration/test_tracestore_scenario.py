@@ -101,13 +101,19 @@ def _export_spans(url: str, order_id: str) -> str:
 
 
 def _log(service: str, body: str, t: int, trace_id: str | None, order_id: str) -> ResourceLogs:
+    fields = {"order_id": AnyValue(string_value=order_id)}
+    if "ResultCode" in body:  # as payment logs it: the code, the masked phone
+        fields |= {
+            "result_code": AnyValue(int_value=1037),
+            "phone": AnyValue(string_value="2547****0037"),
+        }
     record = LogRecord(
         time_unix_nano=t,
         severity_text="ERROR" if "failed" in body else "INFO",
         body=AnyValue(string_value=body),
         trace_id=bytes.fromhex(trace_id) if trace_id else b"",
         span_id=bytes.fromhex("00000000000000a1") if trace_id else b"",
-        attributes=[KeyValue(key="order_id", value=AnyValue(string_value=order_id))],
+        attributes=[KeyValue(key=k, value=v) for k, v in fields.items()],
     )
     resource = ProtoResource(
         attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))]
