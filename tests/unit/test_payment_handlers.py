@@ -216,6 +216,10 @@ def test_callback_outcome_series_exist_at_zero_before_any_callback() -> None:
     for outcome in ("applied", "duplicate", "rejected"):
         labels = {"provider": "mpesa", "outcome": outcome}
         assert registry.get_sample_value("payment_callbacks_total", labels) == 0
+    # Each of Daraja's result codes too: increase() counts the first failure of a kind.
+    for code in ("0", "1", "1032", "1037", "2001"):
+        labels = {"provider": "mpesa", "result_code": code}
+        assert registry.get_sample_value("payments_total", labels) == 0, code
 
 
 OVERDUE = timedelta(seconds=60)

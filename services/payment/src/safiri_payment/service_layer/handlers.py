@@ -35,6 +35,9 @@ CallbackUrl = Callable[[str, str], str]  # (payment_id, token) -> URL
 Clock = Callable[[], datetime]
 
 
+KNOWN_RESULT_CODES = ("0", "1", "1032", "1037", "2001")
+
+
 def account_reference(order_id: str) -> str:
     """What the push carries as its AccountReference (Daraja allows 12 characters)."""
     return order_id[:12]
@@ -93,6 +96,10 @@ class Payments:
             metrics.callbacks.labels(provider.name, outcome)
         for outcome in ("settled", "pending", "error"):
             metrics.reconciliations.labels(provider.name, outcome)
+        # Daraja's result codes a payment ends with (success, insufficient funds, cancelled,
+        # unreachable, wrong PIN): the first failure of a kind is counted by increase() too.
+        for code in KNOWN_RESULT_CODES:
+            metrics.results.labels(provider.name, code)
 
     async def request_payment(self, req: PaymentRequest) -> None:
         """Charge the order once: record it, then send the STK push."""
