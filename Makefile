@@ -20,7 +20,7 @@ help:
 	@echo "make bench-throughput  highest sustained purchases/s (p99 POST <= 50 ms) vs raw aio-pika msgs/s"
 	@echo "make bench-report      render the write-ups' benchmark tables from bench/results/*.json"
 	@echo "make chaos-outage      the provider-outage game day, full form (chaos/README.md)"
-	@echo "make load-baseline     Locust: 10 purchases/s for 2 min, then metrics vs database (load/README.md)"
+	@echo "make load-baseline     Locust: 10 purchases/s for 2 min, then metrics vs database and latency gates (load/README.md)"
 	@echo "make load-spike        Locust: 10/s, a 30 s spike of 100/s, 10/s (1 min), then the check"
 	@echo "make load-sustained    Locust: 50 purchases/s for 5 min, then the check"
 	@echo "make load-mixed        Locust: browse and buy at 20/s for 2 min, some payments fail, then the check"
@@ -132,8 +132,10 @@ format: venv
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
 
-# Load scenarios (Locust), the seed-004 lengths, each against a suite of its own; every run
-# ends with the check that tickets_sold_total rose by the tickets in the database (load/README.md).
+# Load scenarios (Locust), the seed-004 lengths, each against a suite of its own (its gateway's
+# rate limit sized for the scenario); every run ends with the check that tickets_sold_total rose
+# by the tickets in the database, the error ratio and the scenario's latency gates (POST /orders
+# p99, order to final state p99): load/README.md.
 load-baseline: venv deps
 	.venv/bin/safiri load baseline --self-contained
 

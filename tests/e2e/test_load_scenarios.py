@@ -1,6 +1,10 @@
 """Each load scenario in a short form (seconds, low rates), against a suite of its own: Locust
-runs it, every order ends final, and tickets_sold_total rose by exactly the tickets ticketing's
-database holds for the run's orders. The suite's vhost and databases are gone afterwards."""
+runs it, every order ends final, tickets_sold_total rose by exactly the tickets ticketing's
+database holds for the run's orders, and the scenario's latency gates held (their figures are
+printed). The suite's vhost and databases are gone afterwards. A suite of the run's own has
+the gateway limit the scenario needs; against a suite with a lower one, the refusals are
+counted apart with the limit the gateway named, and a latency gate below the run's figures
+fails the run."""
 
 from __future__ import annotations
 
@@ -10,14 +14,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
-from safiri_load.run import LoadOptions, Target, _check_capacity, run_load_scenario
-from safiri_load.scenarios import SCENARIOS
+from safiri_load.run import (
+    LoadOptions,
+    Target,
+    _check_capacity,
+    own_suite,
+    render,
+    run_load_scenario,
+)
+from safiri_load.scenarios import SCENARIOS, RateLimit
 from tests.conftest import POSTGRES
 
-from .conftest import Running
+from .conftest import HOLD_TTL_SECONDS, Running, suite_of_its_own
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +82,7 @@ def _assert_passed(result: dict[str, Any], scenario: str) -> None:
     assert result["passed"], report
     assert result["agree"] is True, report
     assert result["tickets_sold_total"]["delta"] == result["db_tickets"] > 0, report
-    assert result["failures"] == {"requests": 0, "orders": 0, "total": 0}, report
+    assert result["failures"] == {"requests": 0, "orders": 0, "total": 0, "rate_limited": 0}, report
     orders = result["orders"]
     assert orders["recorded"] == orders["found"] > 0 and orders["pending"] == 0, report
     # Every ticket row stands for one confirmed seat.
@@ -80,6 +92,20 @@ def _assert_passed(result: dict[str, Any], scenario: str) -> None:
     assert result["achieved_rps"] >= 0.5 * result["target_rps"], report
     for key in ("p50", "p95", "p99"):
         assert result["latency_ms"][key] > 0, report
+    # The scenario's own latency gates, each judged on a figure the run measured.
+    gates = SCENARIOS[scenario].gates
+    assert result["latency_gates_are_the_scenarios"] is True, report
+    assert [(g["name"], g["max_ms"]) for g in result["latency_gates"]] == [
+        ("POST /orders p99", round(gates.post_p99 * 1000)),
+        ("order to final state p99", round(gates.final_p99 * 1000)),
+    ], report
+    assert all(g["measured_ms"] and g["passed"] for g in result["latency_gates"]), report
+    # The run's own gateway had the limit its scenario needs, and refused nothing.
+    limit = result["rate_limit"]
+    assert limit["set_by_the_run"] == limit["needed"], report
+    assert limit["set_by_the_run"]["per_second"] >= limit["buyers_send_at_most_rps"], report
+    assert limit["refused"] == result["failures"]["rate_limited"] == 0, report
+    print("\n" + render(result))
 
 
 async def _safiri_load_mixed(results: Path) -> dict[str, Any]:
@@ -158,3 +184,79 @@ async def test_the_runner_counts_the_seats_on_sale_through_the_public_api(
     await _check_capacity(target, 1)
     with pytest.raises(RuntimeError, match="seats on sale over 2 days"):
         await _check_capacity(target, 10**7)
+
+
+async def test_the_gateway_limit_a_run_sets_and_the_limit_it_meets(
+    run_id: str, tmp_path: Path
+) -> None:
+    """Both halves side by side (each with a suite of its own), to keep the file's time."""
+    await asyncio.gather(
+        _a_suite_of_the_runs_own_has_the_limit_its_scenario_needs(tmp_path / "own"),
+        _against_a_lower_limit_refusals_are_explained_and_slow_fails(run_id, tmp_path / "met"),
+    )
+
+
+async def _a_suite_of_the_runs_own_has_the_limit_its_scenario_needs(tmp_path: Path) -> None:
+    """The gateway of a run's own suite refuses past the limit sized from the scenario, and
+    not before: a scenario small enough that the limit is a handful of requests shows it."""
+    scenario = SCENARIOS["baseline"].scaled(duration=1, peak_rate=0.25)
+    limit = scenario.rate_limit()
+    assert limit.burst < 200  # far under the gateway's default, so the default cannot pass
+    async with (
+        own_suite(tmp_path, scenario) as target,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {target.api_key}"}) as http,
+    ):
+        assert target.rate_limit == limit
+        statuses = []
+        for _ in range(limit.burst + 1):
+            async with http.get(f"{target.gateway_url}/api/v1/trips") as response:
+                statuses.append(response.status)
+                answer = await response.json()
+    # Refused by the limit, not before it (the search's own answer does not matter here).
+    assert 429 not in statuses[:-1] and statuses[-1] == 429, statuses
+    assert f"{limit.per_second} requests per second (bursts of {limit.burst})" in answer["detail"]
+
+
+async def _against_a_lower_limit_refusals_are_explained_and_slow_fails(
+    run_id: str, tmp_path: Path
+) -> None:
+    """Against a suite it did not start, the run meets that suite's limit: its 429s are
+    counted apart, the limit is named as the gateway stated it and the settings the scenario
+    needs are given. Latency gates set below any real figure fail the run with their lines."""
+    met = RateLimit(per_second=2, burst=10)
+    scenario = SCENARIOS["baseline"].scaled(duration=2, peak_rate=4).with_gates(0.001, 0.001)
+    async with suite_of_its_own(run_id, "load-limit", tmp_path / "logs", **met.env()) as suite:
+        target = Target(
+            gateway_url=suite.url("gateway", ""),
+            ticketing_url=suite.url("ticketing", ""),
+            ticketing_database_url=suite.config.database_url("ticketing"),
+            api_key=suite.api_key,
+            trip_days=2,
+            hold_ttl_seconds=HOLD_TTL_SECONDS,
+        )
+        options = LoadOptions(
+            scenario, results_root=tmp_path, target=target, settle_timeout=20, final_timeout=2
+        )
+        outcome = await run_load_scenario(options)
+    result, report = outcome.result, render(outcome.result)
+    print("\n" + report)
+    assert not outcome.passed, report
+    limit = result["rate_limit"]
+    assert limit["set_by_the_run"] is None and limit["refused"] > 0, report
+    assert result["failures"]["rate_limited"] == limit["refused"] <= result["failures"]["requests"]
+    assert f"{met.per_second} requests per second (bursts of {met.burst})" in limit["met"], report
+    needed = scenario.rate_limit()
+    settings = (
+        f"SAFIRI_RATE_LIMIT_PER_SECOND={needed.per_second} SAFIRI_RATE_LIMIT_BURST={needed.burst}"
+    )
+    assert any(
+        r.startswith(f"{limit['refused']} requests were refused with 429") and settings in r
+        for r in result["reasons"]
+    ), report
+    assert f"rate limit the suite's (this scenario needs {settings})" in report
+    post = result["latency_gates"][0]
+    assert post["name"] == "POST /orders p99" and post["measured_ms"], report
+    assert not post["passed"], report
+    line = f"POST /orders p99 {post['measured_ms'] / 1000:.2f} s is above the allowed 0.001 s"
+    assert line in result["reasons"], report
+    assert f"  FAILED     {line}" in report.splitlines()

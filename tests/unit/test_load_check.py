@@ -566,3 +566,23 @@ def test_the_report_names_the_limit_the_run_met_or_set() -> None:
         "  rate limit set by the run: 60/s per API key, bursts of 120 (the buyers send at"
         " most 48/s); 0 requests refused (429)"
     ) in own.splitlines()
+
+
+def test_the_readmes_table_of_limits_is_the_scenarios() -> None:
+    """load/README.md tells a `make up` user which limit each scenario needs: the figures
+    must be the ones a run of its own sets."""
+    readme = (Path(__file__).resolve().parents[2] / "load" / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in SCENARIOS:
+            rows[cells[0]] = tuple(int(c) for c in cells[1:])
+    assert rows == {
+        name: (
+            users_for(s.peak_rate),
+            int(s.requests_per_second_at_most()),
+            s.rate_limit().per_second,
+            s.rate_limit().burst,
+        )
+        for name, s in SCENARIOS.items()
+    }
