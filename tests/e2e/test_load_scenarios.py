@@ -18,6 +18,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from safiri_load.check import duration_text
 from safiri_load.run import (
     LoadOptions,
     Target,
@@ -257,6 +258,6 @@ async def _against_a_lower_limit_refusals_are_explained_and_slow_fails(
     post = result["latency_gates"][0]
     assert post["name"] == "POST /orders p99" and post["measured_ms"], report
     assert not post["passed"], report
-    line = f"POST /orders p99 {post['measured_ms'] / 1000:.2f} s is above the allowed 0.001 s"
+    line = f"POST /orders p99 {duration_text(post['measured_ms'])} is above the allowed 0.001 s"
     assert line in result["reasons"], report
     assert f"  FAILED     {line}" in report.splitlines()

@@ -19,6 +19,7 @@ from safiri_load.check import (
     OrdersState,
     Verdict,
     counter_total,
+    duration_text,
     wait_until_final,
 )
 from safiri_load.run import _run_dir, _seed_days, latency_gates, render
@@ -464,7 +465,7 @@ def test_the_report_prints_each_gate_with_its_figure_and_threshold() -> None:
         LatencyGate("order to final state p99", 5.0, None).to_dict(),
     ]
     report = render(_result(latency_gates=gates, latency_gates_are_the_scenarios=False))
-    assert "  gates      POST /orders p99 0.05 s <= 1 s  pass" in report.splitlines()
+    assert "  gates      POST /orders p99 49 ms <= 1 s  pass" in report.splitlines()
     assert (
         "             order to final state p99 not measured (allowed 5 s)  FAIL"
         "  (thresholds from the command line, not the scenario's)"
@@ -586,3 +587,12 @@ def test_the_readmes_table_of_limits_is_the_scenarios() -> None:
         )
         for name, s in SCENARIOS.items()
     }
+
+
+def test_durations_read_in_ms_under_a_second_and_in_seconds_from_one() -> None:
+    assert [duration_text(ms) for ms in (12, 999, 1000, 2400)] == [
+        "12 ms",
+        "999 ms",
+        "1.00 s",
+        "2.40 s",
+    ]

@@ -25,6 +25,7 @@ __all__ = [
     "OrdersState",
     "Verdict",
     "counter_total",
+    "duration_text",
     "orders_state",
     "scrape_counter",
     "unrecorded_orders",
@@ -148,6 +149,11 @@ async def unrecorded_orders(
     return {"orders": int(row["orders"]), "confirmed_seats": int(row["seats"])}
 
 
+def duration_text(ms: int) -> str:
+    """``12 ms`` under a second, ``2.40 s`` from one on."""
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
 @dataclass(frozen=True)
 class LatencyGate:
     """One latency figure of the run against its threshold.
@@ -174,7 +180,7 @@ class LatencyGate:
             )
         if not self.passed:
             return (
-                f"{self.name} {self.measured_ms / 1000:.2f} s is above the allowed"
+                f"{self.name} {duration_text(self.measured_ms)} is above the allowed"
                 f" {self.max_seconds:g} s"
             )
         return None

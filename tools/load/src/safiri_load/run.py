@@ -37,6 +37,7 @@ from .check import (
     LatencyGate,
     OrdersState,
     Verdict,
+    duration_text,
     orders_state,
     scrape_counter,
     unrecorded_orders,
@@ -580,7 +581,7 @@ def _gate_lines(gates: list[dict[str, Any]], the_scenarios: bool) -> list[str]:
             figure = f"{gate['name']} not measured (allowed {allowed})"
         else:
             sign = "<=" if gate["passed"] else ">"
-            figure = f"{gate['name']} {gate['measured_ms'] / 1000:.2f} s {sign} {allowed}"
+            figure = f"{gate['name']} {duration_text(gate['measured_ms'])} {sign} {allowed}"
         head = "  gates      " if n == 0 else "             "
         lines.append(f"{head}{figure}  {'pass' if gate['passed'] else 'FAIL'}")
     if gates and not the_scenarios:
