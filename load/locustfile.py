@@ -54,7 +54,6 @@ from safiri_load.stats import (
     RATE_LIMITED,
     STOCK,
 )
-from safiri_ticketing.domain.trips import ROUTES
 
 _ENV = os.environ
 SCENARIO = scenario_from_env_value(_ENV.get("SAFIRI_LOAD_SCENARIO", "baseline"))
@@ -152,17 +151,20 @@ def _order_event(user: FastHttpUser, name: str, started: float, error: str | Non
     )
 
 
+# The routes the public search has shown (origin, destination): what a browsing customer
+# searches. Learnt from the answers, not imported from ticketing's internals.
+ROUTES_SEEN: list[tuple[str, str]] = []
+
+
 class TripPool:
-    """Trips with seats on sale, found by searching day after day, route after route.
+    """Trips with seats on sale, found by searching the public API day after day.
 
     Seats are counted down here as they are bought (a failed payment's seats are not given
     back), so the buyers move on before a trip sells out rather than meeting 409s.
     """
 
     def __init__(self, days: int) -> None:
-        self._searches = iter(
-            [(offset, route) for offset in range(1, days + 1) for route in ROUTES]
-        )
+        self._searches = iter(range(1, days + 1))
         self._trips: deque[list[Any]] = deque()  # [trip_id, seats left]
         self._lock = Semaphore()
 
@@ -184,9 +186,8 @@ class TripPool:
         self._trips = deque(t for t in self._trips if t[0] != trip_id)
 
     def _restock(self, user: FastHttpUser) -> None:
-        for offset, route in self._searches:
-            day = (date.today() + timedelta(days=offset)).isoformat()
-            query = {"origin": route.origin, "destination": route.destination, "date": day}
+        for offset in self._searches:
+            query = {"date": (date.today() + timedelta(days=offset)).isoformat()}
             with user.client.get(
                 f"/api/v1/trips?{urlencode(query)}",
                 name=STOCK[1],
@@ -197,6 +198,9 @@ class TripPool:
                     response.failure(_failure_text(response.status_code, _answer(response)))
                     continue
                 trips = response.json()["trips"]
+            for trip in trips:
+                if (trip["origin"], trip["destination"]) not in ROUTES_SEEN:
+                    ROUTES_SEEN.append((trip["origin"], trip["destination"]))
             known = {t[0] for t in self._trips}
             for trip in trips:
                 if trip["seats_available"] >= MAX_SEATS and trip["trip_id"] not in known:
@@ -303,9 +307,10 @@ class Buyer(FastHttpUser):
         _order_event(self, "final state", started, error)
 
     def browse(self) -> None:
-        route = random.choice(ROUTES)
         day = date.today() + timedelta(days=random.randint(1, TRIP_DAYS))
-        query = {"origin": route.origin, "destination": route.destination, "date": day}
+        query = {"date": day.isoformat()}
+        if ROUTES_SEEN:  # a customer searches a route once the pool has seen some
+            query["origin"], query["destination"] = random.choice(ROUTES_SEEN)
         with self.client.get(
             f"/api/v1/trips?{urlencode(query)}", name=BROWSE[1], headers=AUTH, catch_response=True
         ) as response:

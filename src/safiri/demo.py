@@ -6,9 +6,8 @@ import argparse
 import asyncio
 import secrets
 import sys
-import tempfile
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,11 @@ async def _settled_view(store: StoreClient, order_id: str) -> TraceView:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="safiri-demo-"))
+    # Kept after the demo (var/ is the suite's own, git-ignored), so its logs and traces can be
+    # read again: the last lines printed say how.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_dir = args.log_dir or Path("var/demo") / stamp
+    log_dir.mkdir(parents=True, exist_ok=True)
     key = f"sk_demo_{secrets.token_urlsafe(12)}"
     async with running_store(port=0, path=log_dir / "traces.sqlite3") as otlp_url:
         config = SuiteConfig(
@@ -117,5 +120,11 @@ async def run_demo(args: argparse.Namespace) -> int:
                 print(f"The failed payment, as `safiri trace {failed_order}` shows it:\n")
                 view = await _settled_view(StoreClient(http, otlp_url), failed_order)
                 print(render_trace(view, colour=sys.stdout.isatty()))
-    print("\nStopped every process the demo started.")
+    store = log_dir / "traces.sqlite3"
+    print(
+        "\nStopped every process the demo started. Its logs (one file per service) and traces"
+        f" are kept in {log_dir}; to browse the traces again:\n"
+        f"  SAFIRI_TRACE_STORE_PATH={store} .venv/bin/python -m safiri_tracestore"
+        "   # then http://127.0.0.1:4318/ or `.venv/bin/safiri trace ORDER_ID`"
+    )
     return 0

@@ -86,3 +86,32 @@ def test_an_operator_tool_installs_without_any_service(tool: str) -> None:
     closure = dependency_closure(tool)
     assert "aiohttp" in closure
     assert closure & set(SERVICES) == set()
+
+
+# A module path (safiri_ticketing.domain...) or an import; the services' database names
+# (postgresql://.../safiri_ticketing) are configuration, not code.
+SERVICE_MODULE = re.compile(
+    r"(?:\bimport |\b)(?:safiri_gateway|safiri_ticketing|safiri_payment|safiri_mpesa_sim)"
+    r"(?:\.\w|\b(?=\s+import)|$)",
+    re.MULTILINE,
+)
+
+
+def test_the_locustfile_and_the_experiments_name_no_service_module() -> None:
+    """Outside the packages import-linter reads: Locust's file and the Chaos Toolkit
+    experiments (which name modules to call) reach the services only over the wire."""
+    files = [ROOT / "load" / "locustfile.py", *sorted((ROOT / "chaos").rglob("*.json"))]
+    assert len(files) > 10
+    found = [
+        f"{f.relative_to(ROOT)}: {m[0]}"
+        for f in files
+        for m in SERVICE_MODULE.finditer(f.read_text())
+    ]
+    assert found == []
+    assert SERVICE_MODULE.search("from safiri_ticketing.domain.trips import ROUTES")
+    assert SERVICE_MODULE.search("import safiri_payment")
+    assert SERVICE_MODULE.search('"module": "safiri_gateway.entrypoints.http"')
+    assert not SERVICE_MODULE.search('"postgresql://postgres@127.0.0.1:5432/safiri_ticketing"')
+    assert SERVICE_MODULE.search("import safiri_payment")
+    assert SERVICE_MODULE.search('"module": "safiri_gateway.entrypoints.http"')
+    assert not SERVICE_MODULE.search('"postgresql://postgres@127.0.0.1:5432/safiri_ticketing"')
