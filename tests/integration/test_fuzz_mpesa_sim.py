@@ -5,7 +5,6 @@ processed" answer to an STK query."""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,8 +14,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 from schemathesis import Case, Response
 
@@ -39,6 +36,7 @@ from tests.integration.http_fuzz import (
     send_raw,
     server_errors,
 )
+from tests.integration.test_payment_provider_simulator import simulator_telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -77,13 +75,7 @@ ADMIN_API = openapi_document(
 
 @pytest.fixture(scope="module")
 def telemetry() -> Telemetry:
-    return Telemetry.setup(
-        "mpesa-simulator",
-        install_global=False,
-        env={"OTEL_SDK_DISABLED": "false"},
-        span_processor=SimpleSpanProcessor(InMemorySpanExporter()),
-        log_stream=io.StringIO(),
-    )
+    return simulator_telemetry()
 
 
 @dataclass

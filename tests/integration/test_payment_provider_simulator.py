@@ -47,8 +47,8 @@ pytestmark = pytest.mark.integration
 SIM = SimulatorSettings(callback_delay=0.3)
 
 
-@pytest.fixture(scope="module")
-def telemetry() -> Telemetry:
+def simulator_telemetry() -> Telemetry:
+    """The simulator's telemetry for a test: spans in memory, logs to a buffer, not global."""
     return Telemetry.setup(
         "mpesa-simulator",
         install_global=False,
@@ -56,6 +56,11 @@ def telemetry() -> Telemetry:
         span_processor=SimpleSpanProcessor(InMemorySpanExporter()),
         log_stream=io.StringIO(),
     )
+
+
+@pytest.fixture(scope="module")
+def telemetry() -> Telemetry:
+    return simulator_telemetry()
 
 
 @pytest.fixture

@@ -22,16 +22,22 @@ pytestmark = pytest.mark.integration
 ARTIFACT = Path(__file__).parents[2] / "artifacts" / "trace-waterfall.png"
 
 
+# Debian's Chromium, headless, quiet: no sandbox (root in CI), no network beyond the page.
+CHROMIUM = (
+    "chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
 async def chromium(profile: Path, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *CHROMIUM,
         f"--user-data-dir={profile}",
         *args,
         stdout=asyncio.subprocess.PIPE,

@@ -19,6 +19,7 @@ import pytest
 
 from safiri_tracestore import running_store
 from tests.conftest import eventually
+from tests.integration.test_tracestore_chromium import CHROMIUM
 from tests.integration.test_tracestore_scenario import FAILURE, export_failed_purchase
 
 # Chromium is installed by `scripts/deps.sh --test` (make test); without it this test fails.
@@ -66,14 +67,7 @@ class Page:
 @asynccontextmanager
 async def browser(profile: Path, http: aiohttp.ClientSession) -> AsyncIterator[Page]:
     process = await asyncio.create_subprocess_exec(
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *CHROMIUM,
         "--remote-debugging-port=0",
         f"--user-data-dir={profile}",
         "about:blank",
