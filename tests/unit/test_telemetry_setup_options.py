@@ -5,6 +5,7 @@ log record, and SAFIRI_LOG_LEVEL refused by name by the services (not read by th
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from safiri_telemetry import ConfigError, Telemetry
 from safiri_telemetry._otlp_logs import OtlpLogSink
 from safiri_web import log_level
-from tests.conftest import serving
+from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.unit
 
@@ -95,3 +96,19 @@ def test_the_services_read_the_log_level_and_refuse_a_bad_one_by_name() -> None:
     assert log_level({"SAFIRI_LOG_LEVEL": "debug"}) == "DEBUG"
     with pytest.raises(ConfigError, match="SAFIRI_LOG_LEVEL='LOUD'"):
         log_level({"SAFIRI_LOG_LEVEL": "LOUD"})
+
+
+async def test_a_line_logged_after_shutdown_never_reenters_the_log_exporter(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Shutdown takes the OTLP log sink off loguru before it shuts the provider: a line logged
+    afterwards (a service's last words) stays JSON on stdout, with no loguru re-entry error."""
+    stream = io.StringIO()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    telemetry = Telemetry.setup(
+        "svc", install_global=False, env=env, export_logs=True, log_stream=stream
+    )
+    await telemetry.shutdown()
+    logger.info("stopped")
+    assert "Logging error in Loguru" not in capfd.readouterr().err
+    assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "stopped"

@@ -79,6 +79,7 @@ class Telemetry:
     ) -> None:
         self.config = config
         self._logger_provider = logger_provider
+        self._log_sink: int | None = None  # the loguru sink feeding it (``setup`` adds one)
         self.registry = registry
         self.http = HttpMetrics(registry)
         # CPU, memory and file descriptors of the process, as on the default registry.
@@ -138,8 +139,9 @@ class Telemetry:
             export_logs = span_processor is None
         if export_logs and provider is not None:
             logger_provider = build_logger_provider(provider.resource, config)
+        log_sink: int | None = None
         if logger_provider is not None:
-            logger.add(
+            log_sink = logger.add(
                 OtlpLogSink(logger_provider),
                 level=config.log_level,
                 enqueue=False,
@@ -151,9 +153,11 @@ class Telemetry:
             traces_endpoint=config.traces_endpoint,
             span_queue=config.batch.max_queue_size,
         ).info("telemetry configured")
-        return cls(
+        telemetry = cls(
             config, registry, provider, dropped_spans=dropped, logger_provider=logger_provider
         )
+        telemetry._log_sink = log_sink
+        return telemetry
 
     @property
     def tracer_provider(self) -> TracerProvider | None:
@@ -195,5 +199,11 @@ class Telemetry:
         """
         if self._provider is not None:
             await asyncio.to_thread(self._provider.shutdown)
+        if self._log_sink is not None:
+            # Off loguru first: a line logged after the provider is shut would make the SDK
+            # log "Shutdown called, ignoring Log." from inside this sink, a re-entry loguru
+            # refuses (a non-JSON error on stderr) or, across threads, waits on for ever.
+            logger.remove(self._log_sink)
+            self._log_sink = None
         if self._logger_provider is not None:
             await asyncio.to_thread(self._logger_provider.shutdown)
