@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from safiri_contracts import (
+    FLEET_POSITIONS,
     MESSAGES,
     PAYMENT_REQUESTS,
     PAYMENT_RESULTS,
     QUEUES,
+    BusPositionReported,
     InvalidMessage,
     Message,
     PaymentFailed,
@@ -59,6 +61,15 @@ VALID: dict[type[Message], dict[str, Any]] = {
         "result_desc": "Request cancelled by user",
         "receipt": None,
     },
+    BusPositionReported: {
+        "bus_id": "KB0001",
+        "trip_id": "9a1b2c3d-0000-4000-8000-000000000001",
+        "latitude": -1.2864,
+        "longitude": 36.8172,
+        "recorded_at": "2026-12-07T08:30:00+00:00",
+        "speed_kmh": 72.5,
+        "heading_degrees": 118.0,
+    },
 }
 
 
@@ -76,6 +87,45 @@ def test_every_message_round_trips_through_its_queue(message: type[Message]) -> 
     assert received == sent
     assert type(received) is message
     assert json.loads(sent.to_json())["schema_version"] == 1
+
+
+def test_a_position_round_trips_with_its_time_and_optional_motion() -> None:
+    sent = BusPositionReported(**VALID[BusPositionReported])
+    received = FLEET_POSITIONS.decode("fleet.position.reported", sent.to_json())
+    assert received == sent
+    assert json.loads(sent.to_json())["recorded_at"] == "2026-12-07T08:30:00Z"
+    bare = {k: v for k, v in VALID[BusPositionReported].items() if "speed" not in k}
+    bare = {k: v for k, v in bare.items() if "heading" not in k}
+    assert FLEET_POSITIONS.decode("fleet.position.reported", json.dumps(bare)) == (
+        BusPositionReported(**bare)
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"latitude": 91.0}, "latitude: Input should be less than or equal to 90"),
+        ({"longitude": -180.5}, "longitude: Input should be greater than or equal to -180"),
+        ({"latitude": True}, "latitude: Input should be a valid number"),
+        ({"latitude": "-1.28"}, "latitude: Input should be a valid number"),
+        ({"recorded_at": "2026-12-07T08:30:00"}, "recorded_at: Input should have timezone"),
+        ({"recorded_at": 1796632200}, "an ISO 8601 time with its offset is expected"),
+        ({"recorded_at": "yesterday"}, "recorded_at: Input should be a valid datetime"),
+        ({"bus_id": "KB 01; DROP"}, "bus_id: String should match pattern"),
+        ({"bus_id": ""}, "bus_id: String should match pattern"),
+        ({"trip_id": "t-1"}, "trip_id: String should match pattern"),
+        ({"speed_kmh": -1}, "speed_kmh: Input should be greater than or equal to 0"),
+        ({"heading_degrees": 360.0}, "heading_degrees: Input should be less than 360"),
+        ({"schema_version": 2}, "schema_version 2 is not known"),
+    ],
+)
+def test_an_impossible_position_is_refused_with_its_reason(
+    changes: dict[str, Any], reason: str
+) -> None:
+    body = json.dumps({**VALID[BusPositionReported], **changes})
+    with pytest.raises(InvalidMessage) as refused:
+        FLEET_POSITIONS.decode("fleet.position.reported", body)
+    assert reason in str(refused.value)
 
 
 def test_a_body_written_before_the_contracts_is_read_as_version_1() -> None:
@@ -161,12 +211,16 @@ JSON = st.recursive(
             [
                 *("order_id", "payment_id", "amount", "currency", "phone", "result_code"),
                 *("receipt", "description", "result_desc", "schema_version", "trip_id", "extra"),
+                *("bus_id", "latitude", "longitude", "recorded_at", "speed_kmh"),
             ]
         ),
         JSON,
         max_size=3,
     ),
-    dropped=st.sets(st.sampled_from(["order_id", "amount", "currency", "phone"]), max_size=2),
+    dropped=st.sets(
+        st.sampled_from(["order_id", "amount", "currency", "phone", "bus_id", "recorded_at"]),
+        max_size=2,
+    ),
 )
 def test_a_fuzzed_body_is_either_a_valid_message_or_refused_with_a_reason(
     message: type[Message], changes: dict[str, Any], dropped: set[str]
@@ -242,6 +296,15 @@ def test_every_message_and_queue_is_in_the_document_with_its_schema() -> None:
     assert len(actions) == len(MESSAGES) + len(QUEUES)
 
 
+def test_each_message_correlates_by_a_field_it_has() -> None:
+    doc = document()
+    for name, message in doc["components"]["messages"].items():
+        location = message["correlationId"]["location"]
+        assert location.startswith("$message.payload#/"), (name, location)
+        field = location.removeprefix("$message.payload#/")
+        assert field in doc["components"]["schemas"][name]["required"], (name, field)
+
+
 def _key(routing_key: str) -> str:
     head, *rest = routing_key.split(".")
     return head + "".join(p.title() for p in rest)
@@ -262,6 +325,9 @@ OUTBOX_WRITER = "libs/messaging/src/safiri_messaging/unit_of_work.py"
 AMQP_TRANSPORT = {
     "libs/messaging/src/safiri_messaging/outbox.py",
     "libs/messaging/src/safiri_messaging/consumer.py",
+    # The one path for a producer without a database (the fleet simulator): a contract
+    # model published straight to the exchange, traced like the outbox's relay.
+    "libs/messaging/src/safiri_messaging/publisher.py",
 }
 
 
@@ -286,6 +352,11 @@ def hand_built_messages(source: str, path: str) -> list[str]:
             built = isinstance(arg, ast.Call) and getattr(arg.func, "id", "") in CONTRACT_MESSAGES
             if not built:
                 found.append(f"{path}:{node.lineno} emits something that is not a contract")
+        elif name == "publish_event" and path not in AMQP_TRANSPORT:
+            arg = node.args[1] if len(node.args) == 2 and not node.keywords else None
+            built = isinstance(arg, ast.Call) and getattr(arg.func, "id", "") in CONTRACT_MESSAGES
+            if not built:
+                found.append(f"{path}:{node.lineno} publishes something that is not a contract")
         elif name == "add_to_outbox" and path != OUTBOX_WRITER:
             found.append(f"{path}:{node.lineno} writes the outbox by hand")
         elif name == "Message" and isinstance(func, ast.Attribute) and path not in AMQP_TRANSPORT:
@@ -321,6 +392,9 @@ def test_no_module_outside_the_contracts_builds_or_parses_a_message_body() -> No
         "data = json.loads(message.body)",
         "order_id = envelope.payload.get('order_id')",
         "amount = envelope.field('amount', int)",
+        "await publish_event(exchange, {'bus_id': 'KB0001'})",
+        "await publish_event(exchange, position)",
+        "await publish_event(exchange, BusPositionReported(bus_id=b), timeout=1)",
     ],
 )
 def test_the_scan_finds_a_hand_built_message(snippet: str) -> None:
@@ -329,3 +403,5 @@ def test_the_scan_finds_a_hand_built_message(snippet: str) -> None:
 
 def test_the_scan_lets_a_contract_through() -> None:
     assert hand_built_messages("uow.emit(PaymentFailed(order_id=o))", "services/x.py") == []
+    published = "await publish_event(exchange, BusPositionReported(bus_id=b))"
+    assert hand_built_messages(published, "simulators/x.py") == []

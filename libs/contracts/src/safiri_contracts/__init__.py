@@ -5,6 +5,9 @@ Producers build a message model and emit it; consumers decode with their queue's
     uow.emit(PaymentRequested(order_id=..., trip_id=..., amount=1500, currency="KES", ...))
     message = PAYMENT_RESULTS.decode(routing_key, body)  # PaymentSucceeded | PaymentFailed
 
+A producer without a database (the fleet simulator) publishes the model straight to the
+exchange with ``safiri_messaging.publish_event(exchange, BusPositionReported(...))``.
+
 ``python -m safiri_contracts.asyncapi`` writes the AsyncAPI 3.0 document made from them
 (committed as docs/asyncapi.yaml).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from .messages import (
     MESSAGES,
+    BusPositionReported,
     InvalidMessage,
     Message,
     PaymentFailed,
@@ -24,6 +28,7 @@ from .topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_REASON_HEADER,
     EVENTS_EXCHANGE,
+    FLEET_POSITIONS,
     PAYMENT_REQUESTS,
     PAYMENT_RESULTS,
     QUEUES,
@@ -34,10 +39,12 @@ __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "DEAD_LETTER_REASON_HEADER",
     "EVENTS_EXCHANGE",
+    "FLEET_POSITIONS",
     "MESSAGES",
     "PAYMENT_REQUESTS",
     "PAYMENT_RESULTS",
     "QUEUES",
+    "BusPositionReported",
     "InvalidMessage",
     "Message",
     "PaymentFailed",

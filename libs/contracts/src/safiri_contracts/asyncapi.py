@@ -74,8 +74,8 @@ def _message_object(message: type[Message]) -> dict[str, Any]:
         "headers": TRACE_HEADERS,
         "payload": {"$ref": f"#/components/schemas/{_message_name(message)}"},
         "correlationId": {
-            "description": "The order the message is about",
-            "location": "$message.payload#/order_id",
+            "description": message.correlation_description,
+            "location": f"$message.payload#/{message.correlation_field}",
         },
         "bindings": {
             "amqp": {"messageType": message.routing_key, "bindingVersion": AMQP_BINDING_VERSION}
@@ -93,7 +93,7 @@ def _exchange_channel(message: type[Message]) -> dict[str, Any]:
         "address": message.routing_key,
         "title": f"{message.routing_key} on {EVENTS_EXCHANGE}",
         "description": f"Published by {message.producer} to the topic exchange {EVENTS_EXCHANGE}"
-        " through its transactional outbox (persistent, publisher-confirmed, mandatory).",
+        f" {message.published_via}.",
         "messages": {_message_name(message): ref},
         "bindings": {
             "amqp": {
@@ -179,7 +179,8 @@ def document() -> dict[str, Any]:
             "title": "Safiri message bus",
             "version": "1.0.0",
             "description": "The messages Safiri's services exchange over RabbitMQ: the purchase"
-            " saga between ticketing and payment. Generated from libs/contracts"
+            " saga between ticketing and payment, and the fleet's GPS fixes. Generated from"
+            " libs/contracts"
             " (python -m safiri_contracts.asyncapi); do not edit by hand.",
         },
         "defaultContentType": "application/json",

@@ -15,12 +15,22 @@ read as version 1, so messages already in queues and outboxes survive the upgrad
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 __all__ = [
     "MESSAGES",
+    "BusPositionReported",
     "InvalidMessage",
     "Message",
     "PaymentFailed",
@@ -59,6 +69,12 @@ class Message(BaseModel):
     routing_key: ClassVar[str]
     summary: ClassVar[str]
     producer: ClassVar[str]
+    # The field that says what the message is about (AsyncAPI's correlationId).
+    correlation_field: ClassVar[str] = "order_id"
+    correlation_description: ClassVar[str] = "The order the message is about"
+    published_via: ClassVar[str] = (
+        "through its transactional outbox (persistent, publisher-confirmed, mandatory)"
+    )
 
     def to_payload(self) -> dict[str, object]:
         """The body as a JSON object (what the outbox stores and the broker carries)."""
@@ -145,4 +161,58 @@ class PaymentFailed(PaymentResult):
     summary: ClassVar[str] = "The payment failed or was cancelled: release the order's seats."
 
 
-MESSAGES: tuple[type[Message], ...] = (PaymentRequested, PaymentSucceeded, PaymentFailed)
+def _iso_time(value: object) -> object:
+    # Lax mode (the only way to read an ISO string from a JSON body) would also take a bare
+    # number as Unix time; the contract is a string with its offset.
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("an ISO 8601 time with its offset is expected")
+
+
+Instant = Annotated[
+    AwareDatetime,
+    Field(strict=False, description="ISO 8601 with the UTC offset: 2026-12-07T08:30:00Z"),
+    BeforeValidator(_iso_time),
+]
+
+
+class BusPositionReported(Message):
+    """A bus on a trip under way reports where it is: one GPS fix.
+
+    Fixes are facts about a moment, not commands: the newest ``recorded_at`` per bus wins and
+    an older fix that arrives late changes nothing, so a redelivery or a reordering is harmless.
+    """
+
+    routing_key: ClassVar[str] = "fleet.position.reported"
+    summary: ClassVar[str] = "A bus on a trip under way reports its GPS position."
+    producer: ClassVar[str] = "fleet-simulator"
+    correlation_field: ClassVar[str] = "trip_id"
+    correlation_description: ClassVar[str] = "The trip the bus is on"
+    published_via: ClassVar[str] = (
+        "straight to the exchange by safiri_messaging.publish_event (publisher-confirmed,"
+        " mandatory; no outbox: a fix lost while the broker is away is replaced by the next)"
+    )
+
+    schema_version: Literal[1] = 1
+    bus_id: Annotated[
+        str,
+        StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$"),
+        Field(description="The bus's fleet number (KB0001): never a metric label"),
+    ]
+    trip_id: Uuid
+    latitude: Annotated[float, Field(ge=-90, le=90, description="WGS 84 degrees, north +")]
+    longitude: Annotated[float, Field(ge=-180, le=180, description="WGS 84 degrees, east +")]
+    recorded_at: Instant
+    speed_kmh: Annotated[float, Field(ge=0, le=300)] | None = None
+    heading_degrees: (
+        Annotated[float, Field(ge=0, lt=360, description="Degrees clockwise from true north")]
+        | None
+    ) = None
+
+
+MESSAGES: tuple[type[Message], ...] = (
+    PaymentRequested,
+    PaymentSucceeded,
+    PaymentFailed,
+    BusPositionReported,
+)

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .messages import InvalidMessage, Message, PaymentFailed, PaymentRequested, PaymentSucceeded
+from .messages import (
+    BusPositionReported,
+    InvalidMessage,
+    Message,
+    PaymentFailed,
+    PaymentRequested,
+    PaymentSucceeded,
+)
 
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "DEAD_LETTER_REASON_HEADER",
     "EVENTS_EXCHANGE",
+    "FLEET_POSITIONS",
     "PAYMENT_REQUESTS",
     "PAYMENT_RESULTS",
     "QUEUES",
@@ -73,4 +81,11 @@ PAYMENT_RESULTS = QueueSpec(
     consumer="ticketing",
     description="Ticketing's queue of payment outcomes: confirm the order or release its seats.",
 )
-QUEUES: tuple[QueueSpec, ...] = (PAYMENT_REQUESTS, PAYMENT_RESULTS)
+FLEET_POSITIONS = QueueSpec(
+    "ticketing.fleet-positions",
+    messages=(BusPositionReported,),
+    consumer="ticketing",
+    description="Ticketing's queue of GPS fixes: the latest position of each bus, for the"
+    " Control Tower's map and active_buses_count.",
+)
+QUEUES: tuple[QueueSpec, ...] = (PAYMENT_REQUESTS, PAYMENT_RESULTS, FLEET_POSITIONS)

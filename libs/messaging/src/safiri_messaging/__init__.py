@@ -9,6 +9,7 @@ from .inbox import first_delivery
 from .lifecycle import broker_connected, repeat_forever, running_messaging, stop_task
 from .metrics import MessagingMetrics
 from .outbox import OUTBOX_SCHEMA, OutboxRelay, add_to_outbox
+from .publisher import publish_event
 from .single_active import SingleActive
 from .topology import (
     DEAD_LETTER_EXCHANGE,
@@ -39,6 +40,7 @@ __all__ = [
     "declare_events_exchange",
     "declare_queue",
     "first_delivery",
+    "publish_event",
     "publisher_channel",
     "repeat_forever",
     "running_messaging",
