@@ -93,7 +93,7 @@ chaos-outage: venv deps
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy libs/contracts/src libs/telemetry/src libs/messaging/src libs/web/src services/*/src simulators/*/src tools/*/src src
+	.venv/bin/mypy libs/contracts/src libs/flags/src libs/telemetry/src libs/messaging/src libs/web/src services/*/src simulators/*/src tools/*/src src
 	.venv/bin/lint-imports --no-cache
 
 # Mutation testing of the proofs, not part of `make test` (3-5 minutes on 2 cores): mutmut

@@ -55,6 +55,8 @@ def test_the_gateway_refuses_to_start_without_api_keys(raw: str | None) -> None:
         ("SAFIRI_RATE_LIMIT_PER_SECOND", "-1"),
         ("SAFIRI_RATE_LIMIT_BURST", "0"),
         ("SAFIRI_RATE_LIMIT_STORAGE", "redis://127.0.0.1:6379"),  # not an async storage
+        ("SAFIRI_FLAGS_FILE", "/nonexistent/flags.json"),
+        ("SAFIRI_FLAGS_FILE", "pyproject.toml"),  # not flagd's format
     ],
 )
 def test_each_bad_value_is_named(name: str, value: str) -> None:

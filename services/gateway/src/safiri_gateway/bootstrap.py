@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from safiri_flags import Flags
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_operations_routes, database_pool, problem_middleware
 
@@ -14,7 +15,7 @@ from .adapters.schema import apply_schema, ensure_database
 from .adapters.ticketing import HttpTicketing
 from .entrypoints.auth import require_api_key
 from .entrypoints.http import MAX_BODY_BYTES, routes
-from .entrypoints.keys import IDEMPOTENCY, PLACE_ORDER, TICKETING
+from .entrypoints.keys import FLAGS, IDEMPOTENCY, PLACE_ORDER, TICKETING
 from .entrypoints.operations_access import operations_access
 from .entrypoints.rate_limit import rate_limit
 from .service_layer.place_order import PlaceOrder
@@ -66,11 +67,18 @@ def create_app(
             yield
             telemetry.registry.unregister(pool_gauges)
 
+    async def flags(app: web.Application) -> AsyncIterator[None]:
+        app[FLAGS] = Flags.start(
+            settings.flags_file, service="gateway", registry=telemetry.registry
+        )
+        yield
+        app[FLAGS].shutdown()
+
     async def use_cases(app: web.Application) -> AsyncIterator[None]:
         app[PLACE_ORDER] = PlaceOrder(app[IDEMPOTENCY], app[TICKETING])
         yield
 
-    app.cleanup_ctx.extend([ticketing, database, use_cases])
+    app.cleanup_ctx.extend([flags, ticketing, database, use_cases])
 
     async def database_ready() -> None:
         await app[IDEMPOTENCY].check_alive()

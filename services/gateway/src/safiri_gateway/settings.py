@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from safiri_flags import DEFAULT_FLAGS_FILE, flag_file_problem
 from safiri_web import EnvReader, Secret
 
 __all__ = ["DEFAULT_METRICS_NETWORKS", "IDEMPOTENCY_LOCK_SECONDS", "Settings"]
@@ -36,6 +37,8 @@ class Settings:
     rate_limit_storage: str = "async+memory://"
     # Who may read /metrics on the public port (CIDRs); everyone else gets 403.
     metrics_allowed_networks: tuple[Network, ...] = _networks(DEFAULT_METRICS_NETWORKS)
+    # The feature-flag file in flagd's format (re-read within seconds of an edit).
+    flags_file: str = DEFAULT_FLAGS_FILE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,7 +71,10 @@ class Settings:
             rate_limit_burst=r.integer("SAFIRI_RATE_LIMIT_BURST", 400, low=1, high=1_000_000),
             rate_limit_storage=r.text("SAFIRI_RATE_LIMIT_STORAGE", "async+memory://"),
             metrics_allowed_networks=_metrics_networks(r),
+            flags_file=r.text("SAFIRI_FLAGS_FILE", DEFAULT_FLAGS_FILE),
         )
+        if problem := flag_file_problem(settings.flags_file):
+            r.errors.append(f"SAFIRI_FLAGS_FILE: {problem}")
         if not settings.rate_limit_storage.startswith(("async+memory://", "async+redis")):
             r.errors.append(
                 f"SAFIRI_RATE_LIMIT_STORAGE={settings.rate_limit_storage!r} is not"

@@ -10,6 +10,7 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
+from safiri_flags import Flags
 from safiri_messaging import (
     MessagingMetrics,
     SingleActive,
@@ -24,7 +25,7 @@ from .adapters.mpesa import DarajaClient
 from .adapters.postgres import PostgresUnitOfWork, apply_schema
 from .entrypoints.amqp import PAYMENT_REQUESTS, payment_requests_handler
 from .entrypoints.http import CALLBACK_PATH, routes
-from .entrypoints.keys import PAYMENTS
+from .entrypoints.keys import FLAGS, PAYMENTS
 from .metrics import PaymentMetrics
 from .service_layer.handlers import Payments
 from .service_layer.resilience import ResiliencePolicy, ResilientProvider
@@ -44,6 +45,13 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
     def callback_url(payment_id: str, token: str) -> str:
         path = CALLBACK_PATH.format(payment_id=payment_id)
         return f"{settings.callback_base_url}{path}?token={token}"
+
+    async def flags(app: web.Application) -> AsyncIterator[None]:
+        app[FLAGS] = Flags.start(
+            settings.flags_file, service="payment", registry=telemetry.registry
+        )
+        yield
+        app[FLAGS].shutdown()
 
     async def database_and_provider(app: web.Application) -> AsyncIterator[None]:
         pool = await database_pool(settings.database_url, min_size=2, max_size=settings.db_pool_max)
@@ -111,7 +119,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             app[CONNECTION] = connection
             yield
 
-    app.cleanup_ctx.extend([database_and_provider, broker])
+    app.cleanup_ctx.extend([flags, database_and_provider, broker])
 
     async def database_ready() -> None:
         await app[POOL].fetchval("SELECT 1")

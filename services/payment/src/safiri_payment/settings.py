@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from safiri_flags import DEFAULT_FLAGS_FILE, flag_file_problem
 from safiri_web import EnvReader, Secret
 
 __all__ = ["Settings"]
@@ -32,6 +33,8 @@ class Settings:
     breaker_reset_seconds: float = 15.0
     retry_attempts: int = 3
     abandon_after_seconds: float = 600.0
+    # The feature-flag file in flagd's format (re-read within seconds of an edit).
+    flags_file: str = DEFAULT_FLAGS_FILE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +86,9 @@ class Settings:
             abandon_after_seconds=r.number(
                 "SAFIRI_PAYMENT_ABANDON_AFTER_SECONDS", 600.0, low=1.0, high=86400.0
             ),
+            flags_file=r.text("SAFIRI_FLAGS_FILE", DEFAULT_FLAGS_FILE),
         )
+        if problem := flag_file_problem(settings.flags_file):
+            r.errors.append(f"SAFIRI_FLAGS_FILE: {problem}")
         r.check()
         return settings

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -91,6 +92,9 @@ class SuiteConfig:
     # nodes of the suite's own (1: the broker at amqp_url).
     replicas: int = 1
     rabbitmq_nodes: int = 1
+    # The services' feature-flag file (SAFIRI_FLAGS_FILE); None: their default,
+    # deploy/flags/flags.json under the directory they run in.
+    flags_file: Path | None = None
 
     def database_url(self, service: str) -> str:
         return f"{self.postgres_url}/{self.database_prefix}_{service}"
@@ -131,6 +135,8 @@ class SuiteConfig:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         if self.ledger_path is not None:
             env["SAFIRI_MPESA_SIM_LEDGER_PATH"] = str(self.ledger_path)
+        if self.flags_file is not None:
+            env["SAFIRI_FLAGS_FILE"] = str(self.flags_file)
         env.update(self.extra_env)
         return env
 
@@ -179,7 +185,19 @@ def isolated_config(
         extra_env=extra_env,
         service_env=service_env or {},
         ledger_path=log_dir / "mpesa-ledger.jsonl",
+        flags_file=_own_flags_file(log_dir),
     )
+
+
+def _own_flags_file(log_dir: Path) -> Path | None:
+    """A copy of the repository's flag file for this run, which its tests may edit."""
+    source = Path.cwd() / "deploy" / "flags" / "flags.json"  # safiri_flags.DEFAULT_FLAGS_FILE
+    if not source.is_file():
+        return None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    own = log_dir / "flags.json"
+    shutil.copyfile(source, own)
+    return own
 
 
 async def ensure_databases(config: SuiteConfig) -> None:
