@@ -1,6 +1,8 @@
 """Grafana dashboards and datasources, checked without Grafana.
 
-Every panel queries the provisioned Prometheus, every expression is parsed by a real
+Every panel queries a provisioned datasource: Prometheus, or for the live bus map ticketing's
+PostgreSQL (its SQL is run on a real database fed by real fixes in
+tests/integration/test_fleet_positions.py). Every PromQL expression is parsed by a real
 Prometheus (the Debian binary, empty TSDB: 2.42 has no parse-only API), and every metric a
 dashboard names is one the services export or the rules record. Whether the panels show real
 data is for the test that runs the suite under a real Prometheus.
@@ -40,6 +42,10 @@ BUILTINS = {"__rate_interval": "1m", "__range": "1h", "__interval": "1m"}
 # Dashboard variables (job, provider) are substituted by the regex every "All" could be.
 VARIABLE_VALUE = ".*"
 EXPECTED = {"Safiri / Control Tower", "Safiri / Engine Room", "Safiri / Payments"}
+
+POSTGRES_TYPE = "grafana-postgresql-datasource"
+# What each datasource's panels carry their query in.
+QUERY_FIELD = {"prometheus": "expr", POSTGRES_TYPE: "rawSql"}
 
 # Series Prometheus makes itself.
 PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
@@ -84,13 +90,19 @@ def _label_values_query(query: str) -> str:
     return f"count by ({match[2]}) ({match[1]})"
 
 
+def _is_sql(target: dict[str, Any]) -> bool:
+    return target.get("datasource", {}).get("type") == POSTGRES_TYPE
+
+
 def _queries() -> list[tuple[str, str, list[str]]]:
-    """(id, expression, variables) for every target, annotation and variable query."""
+    """(id, expression, variables) for every PromQL target, annotation and variable query."""
     out = []
     for name, dashboard in DASHBOARDS.items():
         variables = _variables(dashboard)
         for panel in _panels(dashboard):
             for target in panel.get("targets", []):
+                if _is_sql(target):
+                    continue
                 ident = f"{name}/{panel['title']}/{target.get('refId', '?')}"
                 out.append((ident, target.get("expr", ""), variables))
         for annotation in dashboard.get("annotations", {}).get("list", []):
@@ -105,6 +117,20 @@ def _queries() -> list[tuple[str, str, list[str]]]:
 
 
 QUERIES = _queries()
+
+
+def _sql_queries() -> list[tuple[str, str]]:
+    """(id, SQL) for every target on the PostgreSQL datasource."""
+    return [
+        (f"{name}/{panel['title']}/{target.get('refId', '?')}", target.get("rawSql", ""))
+        for name, dashboard in DASHBOARDS.items()
+        for panel in _panels(dashboard)
+        for target in panel.get("targets", [])
+        if _is_sql(target)
+    ]
+
+
+SQL_QUERIES = _sql_queries()
 
 
 def _datasources() -> dict[str, dict[str, Any]]:
@@ -126,19 +152,37 @@ def test_the_three_dashboards_exist_with_unique_uids_and_titles() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
-def test_every_panel_queries_the_provisioned_prometheus(name: str) -> None:
+def test_every_panel_queries_a_provisioned_datasource(name: str) -> None:
     datasources = _datasources()
     panels = _panels(DASHBOARDS[name])
     assert panels
     for panel in panels:
         where = f"{name}: panel {panel.get('title')!r}"
-        for ref in [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]:
+        refs = [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]
+        for ref in refs:
             assert isinstance(ref, dict), f"{where}: datasource must be given by uid"
             assert ref["uid"] in datasources, f"{where}: datasource {ref['uid']!r} not provisioned"
-            assert ref.get("type") == datasources[ref["uid"]]["type"] == "prometheus", where
+            assert ref.get("type") == datasources[ref["uid"]]["type"] in QUERY_FIELD, where
+        assert len({ref["uid"] for ref in refs}) == 1, f"{where}: one datasource per panel"
         assert panel["targets"], f"{where}: no query"
         for target in panel["targets"]:
-            assert target.get("expr", "").strip(), f"{where}: target {target.get('refId')} empty"
+            field = QUERY_FIELD[target["datasource"]["type"]]
+            assert target.get(field, "").strip(), f"{where}: target {target.get('refId')} empty"
+
+
+def test_the_control_tower_maps_the_buses_from_postgresql_and_counts_active_users() -> None:
+    panels = {p["title"]: p for p in _panels(DASHBOARDS["control-tower"])}
+    geomaps = [p for p in panels.values() if p["type"] == "geomap"]
+    assert len(geomaps) == 1
+    (target,) = geomaps[0]["targets"]
+    assert target["datasource"]["type"] == POSTGRES_TYPE and target["format"] == "table"
+    (layer,) = geomaps[0]["options"]["layers"]
+    assert layer["location"] == {"mode": "coords", "latitude": "latitude", "longitude": "longitude"}
+    # Only the view the map's reader may select from (deploy/postgres/create-map-reader.sh).
+    assert re.search(r"\bFROM buses_reporting\b", target["rawSql"]), target["rawSql"]
+    assert not re.search(r"\$\w|\$\{", target["rawSql"]), "no Grafana macro: the test runs it"
+    exprs = [t["expr"] for p in panels.values() for t in p["targets"] if not _is_sql(t)]
+    assert "max(active_users)" in exprs
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -292,6 +336,7 @@ def test_datasources_link_metrics_to_traces_to_logs_and_back() -> None:
         "prometheus": "prometheus",
         "tempo": "tempo",
         "loki": "loki",
+        "ticketing-postgres": POSTGRES_TYPE,
     }
     exemplars = ds["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
     assert {"name": "trace_id", "datasourceUid": "tempo"} in exemplars
@@ -309,6 +354,14 @@ def test_datasources_link_metrics_to_traces_to_logs_and_back() -> None:
     for field in fields:
         assert field["datasourceUid"] == "tempo"
         assert _unescaped(field["url"]) == "${__value.raw}"
+
+
+def test_the_map_reads_ticketings_database_as_its_read_only_role_from_the_environment() -> None:
+    postgres = _datasources()["ticketing-postgres"]
+    assert postgres["jsonData"]["database"] == "safiri_ticketing"
+    assert postgres["user"] == "safiri_map_reader"
+    assert postgres["secureJsonData"]["password"] == "$SAFIRI_MAP_READER_PASSWORD"
+    assert "password" not in postgres.get("jsonData", {})
 
 
 def _unescaped(value: str) -> str:

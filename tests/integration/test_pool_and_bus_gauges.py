@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -16,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from safiri_payment.bootstrap import create_app as create_payment_app
 from safiri_payment.settings import Settings as PaymentSettings
 from safiri_telemetry import ConnectionPoolCollector, Telemetry, TelemetryConfig
-from safiri_ticketing.adapters.fleet import ActiveBuses
+from safiri_ticketing.adapters.fleet import FleetPositions
 from safiri_ticketing.adapters.seed import apply_schema
 from safiri_ticketing.bootstrap import create_app as create_ticketing_app
-from safiri_ticketing.metrics import TicketingMetrics
+from safiri_ticketing.domain.fleet import Position
 from safiri_ticketing.settings import Settings as TicketingSettings
 from tests.conftest import eventually, own_vhost, promtool_check_metrics, serving
 
@@ -76,35 +77,17 @@ async def test_the_pool_collector_counts_the_connections_in_use(pool: asyncpg.Po
     assert usage("used") == 0
 
 
-async def add_trip(pool: asyncpg.Pool[Any], bus_id: str, departs: str, arrives: str) -> None:
+async def add_trip(pool: asyncpg.Pool[Any], bus_id: str, departs: str, arrives: str) -> str:
+    trip_id = str(uuid.uuid4())
     await pool.execute(
         "INSERT INTO trips (trip_id, origin, destination, departs_at, arrives_at, bus_id, fare,"
         f" seats_total) VALUES ($1::uuid, 'Nairobi', $2, now() + interval '{departs}',"
         f" now() + interval '{arrives}', $3, 600, 10)",
-        str(uuid.uuid4()),
+        trip_id,
         f"Fleet-{uuid.uuid4().hex[:8]}",
         bus_id,
     )
-
-
-async def test_active_buses_counts_each_bus_on_a_trip_under_way_once(
-    pool: asyncpg.Pool[Any],
-) -> None:
-    tag = uuid.uuid4().hex[:6]
-    registry = CollectorRegistry()
-    gauge = TicketingMetrics(registry).active_buses
-    active = ActiveBuses(pool, gauge)
-    await active.refresh()
-    before = registry.get_sample_value("active_buses_count")
-    assert before is not None
-
-    await add_trip(pool, f"KUW-{tag}", "-1 hour", "2 hours")  # under way
-    await add_trip(pool, f"KUW-{tag}", "-30 minutes", "3 hours")  # same bus, counted once
-    await add_trip(pool, f"KDX-{tag}", "-5 hours", "1 minute")  # under way, nearly there
-    await add_trip(pool, f"KFU-{tag}", "1 hour", "4 hours")  # not yet departed
-    await add_trip(pool, f"KPA-{tag}", "-6 hours", "-1 hour")  # already arrived
-    await active.refresh()
-    assert registry.get_sample_value("active_buses_count") == before + 2
+    return trip_id
 
 
 def telemetry_for(service: str) -> Telemetry:
@@ -160,7 +143,10 @@ async def test_ticketing_serves_its_queue_outbox_pool_and_fleet_gauges(
     )
     assert settings.queue_poll_seconds == 0.1
     async with serving(create_ticketing_app(settings, telemetry_for("ticketing"))) as base_url:
-        await add_trip(pool, f"KWIRE-{uuid.uuid4().hex[:6]}", "-1 hour", "1 hour")
+        bus = f"KWIRE-{uuid.uuid4().hex[:6]}"
+        trip_id = await add_trip(pool, bus, "-1 hour", "1 hour")
+        # A bus that reports counts (tests/integration/test_fleet_positions.py for the rest).
+        await FleetPositions(pool).record(Position(bus, trip_id, -1.0, 36.9, datetime.now(UTC)))
         ready = queue_gauges_ready("ticketing.payment-results")
         text, samples = await eventually(
             scrape_probe(

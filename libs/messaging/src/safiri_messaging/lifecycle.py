@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -70,24 +70,34 @@ async def running_messaging(
     metrics: MessagingMetrics,
     prefetch: int,
     poll_interval: float,
+    also: Sequence[tuple[QueueSpec, Handler]] = (),
 ) -> AsyncIterator[AbstractRobustConnection]:
-    """Relay the outbox, consume ``queue`` with ``handler`` and watch the backlog until exit."""
+    """Relay the outbox, consume ``queue`` with ``handler`` (and each of ``also``'s queues
+    with its handler, on a channel of its own) and watch the backlogs until exit."""
     connection = await connect(amqp_url, connection_name)
     try:
         exchange = await declare_events_exchange(await publisher_channel(connection))
-        declared = await declare_queue(await consumer_channel(connection, prefetch), queue)
+        consumers = []
+        for spec, handles in [(queue, handler), *also]:
+            channel = await consumer_channel(connection, prefetch)
+            consumers.append((await declare_queue(channel, spec), handles))
         relay = asyncio.create_task(OutboxRelay(pool, exchange, metrics).run())
-        backlog = BacklogMonitor(metrics, connection, pool, [queue], interval=poll_interval)
+        queues = [queue, *(spec for spec, _ in also)]
+        backlog = BacklogMonitor(metrics, connection, pool, queues, interval=poll_interval)
         monitor = asyncio.create_task(backlog.run())
         in_flight = InFlight()
-        tag = await consume(declared, handler, metrics, in_flight)
+        tags = [
+            (declared, await consume(declared, handles, metrics, in_flight))
+            for declared, handles in consumers
+        ]
         try:
             yield connection
         finally:
             # Graceful: no new deliveries, then the messages in flight finish and are
             # acknowledged (within the shutdown deadline), then the relay publishes what they
             # committed, then everything stops.
-            await declared.cancel(tag)
+            for declared, tag in tags:
+                await declared.cancel(tag)
             if not await in_flight.drain(DRAIN_SECONDS):
                 logger.bind(in_flight=in_flight.count).warning(
                     "messages still in flight at the shutdown deadline; they will be redelivered"

@@ -21,13 +21,18 @@ from safiri_messaging import (
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_operations_routes, database_pool, problem_middleware
 
-from .adapters.fleet import ActiveBuses
+from .adapters.fleet import ActiveBuses, FleetPositions
 from .adapters.order_book import PendingOrders
 from .adapters.postgres import PostgresUnitOfWork, TripQueries
 from .adapters.seed import apply_schema, seed_timetable
-from .entrypoints.amqp import PAYMENT_RESULTS, payment_results_handler
+from .entrypoints.amqp import (
+    FLEET_POSITIONS,
+    PAYMENT_RESULTS,
+    fleet_positions_handler,
+    payment_results_handler,
+)
 from .entrypoints.http import routes
-from .entrypoints.keys import QUERIES, TICKETING
+from .entrypoints.keys import FLEET, QUERIES, TICKETING
 from .metrics import TicketingMetrics
 from .service_layer.handlers import Ticketing
 from .settings import Settings
@@ -58,6 +63,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             timedelta(seconds=settings.hold_ttl_seconds),
         )
         app[QUERIES] = TripQueries(pool)
+        app[FLEET] = FleetPositions(pool)
         pool_gauges = ConnectionPoolCollector(pool, pool_name="ticketing")
         telemetry.registry.register(pool_gauges)
         fleet = asyncio.create_task(
@@ -87,6 +93,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             metrics=messaging,
             prefetch=settings.prefetch,
             poll_interval=settings.queue_poll_seconds,
+            also=[(FLEET_POSITIONS, fleet_positions_handler(app[FLEET], _now))],
         ) as connection:
             sweeper = asyncio.create_task(
                 repeat_forever(

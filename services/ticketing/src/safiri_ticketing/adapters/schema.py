@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from safiri_messaging import OUTBOX_SCHEMA
 
+from ..domain.fleet import REPORTING_WINDOW
+
 __all__ = ["SCHEMA"]
 
 SCHEMA = (
@@ -86,6 +88,34 @@ CREATE TABLE IF NOT EXISTS refunds (
     status text NOT NULL DEFAULT 'OWED',
     created_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- The newest GPS fix of each bus (adapters/fleet.py): one row per bus, never a history.
+CREATE TABLE IF NOT EXISTS bus_positions (
+    bus_id text PRIMARY KEY,
+    trip_id uuid NOT NULL REFERENCES trips,
+    latitude double precision NOT NULL CHECK (latitude BETWEEN -90 AND 90),
+    longitude double precision NOT NULL CHECK (longitude BETWEEN -180 AND 180),
+    speed_kmh double precision,
+    heading_degrees double precision,
+    recorded_at timestamptz NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS bus_positions_recorded ON bus_positions (recorded_at);
+-- The buses reporting now: active_buses_count counts it, the Control Tower's map shows it.
+CREATE OR REPLACE VIEW buses_reporting AS
+    SELECT p.bus_id, p.trip_id, t.origin, t.destination, p.latitude, p.longitude,
+           p.speed_kmh, p.heading_degrees, p.recorded_at
+    FROM bus_positions p JOIN trips t USING (trip_id)
+    WHERE p.recorded_at >= now() - interval '"""
+    + f"{int(REPORTING_WINDOW.total_seconds())} seconds"
+    + """';
+-- Grafana's map reads the view, and only it, as safiri_map_reader where that role exists
+-- (compose makes it: deploy/postgres/create-map-reader.sh).
+DO $$ BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'safiri_map_reader') THEN
+        GRANT SELECT ON buses_reporting TO safiri_map_reader;
+    END IF;
+END $$;
 """
     + OUTBOX_SCHEMA
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -13,8 +14,8 @@ from safiri_web import Problem, invalid_request
 from ..domain.orders import Order, OrderStatus
 from ..domain.trips import SeatsUnavailable, Trip, TripNotFound
 from ..service_layer.handlers import HoldSeats
-from .keys import QUERIES, TICKETING
-from .requests import IdempotencyKey, PlaceOrder, TripSearch
+from .keys import FLEET, QUERIES, TICKETING
+from .requests import IdempotencyKey, PlaceOrder, TripSearch, TripsUnderWay
 
 __all__ = ["routes"]
 
@@ -100,3 +101,30 @@ async def get_order(request: web.Request) -> web.Response:
     if order is None:
         raise Problem(404, "order-not-found", "Order not found", f"No order {order_id}")
     return web.json_response(order_json(order))
+
+
+@routes.get("/fleet/trips-under-way")
+async def trips_under_way(request: web.Request) -> web.Response:
+    """Which bus runs which trip now: what the fleet simulator reports positions for."""
+    try:
+        query = TripsUnderWay.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise invalid_request(error, 400, "invalid-query", "Invalid query") from None
+    at = query.at or datetime.now(UTC)
+    trips = await request.app[FLEET].trips_under_way(at)
+    return web.json_response(
+        {
+            "at": at.isoformat(),
+            "trips": [
+                {
+                    "trip_id": t.trip_id,
+                    "bus_id": t.bus_id,
+                    "origin": t.origin,
+                    "destination": t.destination,
+                    "departs_at": t.departs_at.isoformat(),
+                    "arrives_at": t.arrives_at.isoformat(),
+                }
+                for t in trips
+            ],
+        }
+    )

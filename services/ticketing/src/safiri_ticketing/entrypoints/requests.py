@@ -10,11 +10,11 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from ..domain.orders import MAX_SEATS_PER_ORDER
 
-__all__ = ["IdempotencyKey", "PlaceOrder", "TripSearch"]
+__all__ = ["IdempotencyKey", "PlaceOrder", "TripSearch", "TripsUnderWay"]
 
 
 def _storable(value: str) -> str:
@@ -60,3 +60,12 @@ class IdempotencyKey(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: Annotated[Text, Field(min_length=1)] = Field(alias="Idempotency-Key")
+
+
+class TripsUnderWay(BaseModel):
+    """``GET /fleet/trips-under-way``'s query: the trips departed and not yet arrived ``at``
+    (an ISO 8601 time with its offset; now by default). The fleet simulator asks it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    at: AwareDatetime | None = None

@@ -1,0 +1,1 @@
+"""A simulated bus fleet: each bus on a trip under way reports GPS fixes over RabbitMQ."""
