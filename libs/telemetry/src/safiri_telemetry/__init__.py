@@ -33,6 +33,7 @@ from ._metrics import LATENCY_BUCKETS, HttpMetrics
 from ._otlp_logs import OtlpLogSink, build_logger_provider, exported_over_otlp
 from ._pool import ConnectionPool, ConnectionPoolCollector
 from ._redaction import mask_phone, redact_mapping
+from ._sentry import ErrorMonitoring
 from ._tracing import (
     build_tracer_provider,
     business_span,
@@ -80,6 +81,7 @@ class Telemetry:
         self.config = config
         self._logger_provider = logger_provider
         self._log_sink: int | None = None  # the loguru sink feeding it (``setup`` adds one)
+        self.errors: ErrorMonitoring | None = None  # Sentry, when SENTRY_DSN is set
         self.registry = registry
         self.http = HttpMetrics(registry)
         # CPU, memory and file descriptors of the process, as on the default registry.
@@ -106,8 +108,10 @@ class Telemetry:
         export_logs: bool | None = None,
         configure_logs: bool = True,
     ) -> Telemetry:
-        """Configure tracing, metrics and logging from the standard ``OTEL_*`` variables
-        (``env``, else the process environment); no other variable is read.
+        """Configure tracing, metrics and logging from the standard ``OTEL_*`` variables,
+        and error monitoring from Sentry's standard ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT``
+        and ``SENTRY_RELEASE`` (``env``, else the process environment); no other variable is
+        read.
 
         Raises ``ConfigError`` naming the variable when a value is unusable.
         Log records are exported too as ``OTEL_LOGS_EXPORTER`` says (OTLP by default);
@@ -122,7 +126,10 @@ class Telemetry:
           True)``), and the ``aiormq`` and ``aio_pika`` loggers are raised to WARNING;
         - when log records are exported, a loguru sink is added for them;
         - the OTLP exporters' own loggers are quietened: their per-batch failures are
-          counted and reported once per interval instead (``telemetry_export_failures_total``).
+          counted and reported once per interval instead (``telemetry_export_failures_total``);
+        - with ``SENTRY_DSN`` set, the Sentry client is started (``_sentry``): two loguru sinks
+          (ERROR lines as events, lower ones as breadcrumbs) and sentry-sdk's aiohttp
+          integration; OpenTelemetry keeps the tracing (no Sentry tracing, no propagation).
         """
         config = TelemetryConfig.from_env(service_name, service_version, env, log_level=log_level)
         if configure_logs:
@@ -157,6 +164,7 @@ class Telemetry:
             config, registry, provider, dropped_spans=dropped, logger_provider=logger_provider
         )
         telemetry._log_sink = log_sink
+        telemetry.errors = ErrorMonitoring.start(config)
         return telemetry
 
     @property
@@ -179,6 +187,9 @@ class Telemetry:
         closed before that.
         """
         app.middlewares.insert(0, self.middleware)
+        if self.errors is not None:  # inside the server span: its trace_id on the event
+            app.middlewares.insert(1, self.errors.middleware)
+            app.on_startup.append(self.errors.on_startup)
         if "prometheus" in self.config.metrics_exporters:  # not with OTEL_METRICS_EXPORTER=none
             app.router.add_get(metrics_path, self.metrics_handler)
         app.on_cleanup.append(self._shutdown_on_cleanup)
@@ -207,3 +218,6 @@ class Telemetry:
             self._log_sink = None
         if self._logger_provider is not None:
             await asyncio.to_thread(self._logger_provider.shutdown)
+        if self.errors is not None:
+            await self.errors.close()
+            self.errors = None

@@ -4,7 +4,8 @@ https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables
 exporter's https://opentelemetry.io/docs/specs/otel/protocol/exporter/. Where a value cannot be
 used, ``ConfigError`` names the variable; booleans follow the specification exactly (only
 ``true``, in any case, is true; anything else is false, with a warning unless it is ``false``
-or empty). The library reads no variable of its own.
+or empty). The library reads no variable of its own; besides ``OTEL_*`` it reads only Sentry's
+standard ``SENTRY_DSN``, ``SENTRY_ENVIRONMENT`` and ``SENTRY_RELEASE`` (error monitoring).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from urllib.parse import unquote, urlsplit
 
 from opentelemetry.util.re import parse_env_headers
 
-__all__ = ["LOG_LEVELS", "BatchSettings", "ConfigError", "OtlpSettings", "TelemetryConfig"]
+__all__ = [
+    "LOG_LEVELS",
+    "BatchSettings",
+    "ConfigError",
+    "OtlpSettings",
+    "SentrySettings",
+    "TelemetryConfig",
+]
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 PROTOCOLS = ("http/protobuf", "grpc")
@@ -194,6 +202,53 @@ class BatchSettings:
         )
 
 
+def _hide_key(dsn: str) -> str:
+    """A DSN as it may be shown: its key (the URL's user part) replaced by ``***``."""
+    scheme, sep, rest = dsn.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return dsn
+
+
+@dataclass(frozen=True)
+class SentrySettings:
+    """Error monitoring (``_sentry``), on when ``SENTRY_DSN`` is set: the variables Sentry's
+    own SDKs read, so a Sentry or GlitchTip DSN is given as their documentation says.
+
+    ``environment`` and ``release`` are ``None`` when unset: the service's
+    ``deployment.environment.name`` and ``<service>@<version>`` are used then.
+    """
+
+    dsn: str = field(repr=False)
+    environment: str | None = None
+    release: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SentrySettings | None:
+        dsn = env.get("SENTRY_DSN", "").strip()
+        if not dsn:
+            return None
+        try:
+            from sentry_sdk.utils import Dsn
+        except ImportError:
+            raise ConfigError(
+                "SENTRY_DSN is set but sentry-sdk is not installed: install"
+                " safiri-telemetry[sentry], or unset SENTRY_DSN"
+            ) from None
+        try:
+            Dsn(dsn)  # BadDsn (a ValueError) names what is wrong; so does a bad port
+        except ValueError as exc:
+            raise ConfigError(
+                f"SENTRY_DSN={_hide_key(dsn)!r} is not a Sentry DSN ({exc}); one looks like"
+                " https://<key>@<host>/<project id>"
+            ) from None
+        return cls(
+            dsn,
+            env.get("SENTRY_ENVIRONMENT", "").strip() or None,
+            env.get("SENTRY_RELEASE", "").strip() or None,
+        )
+
+
 # OTEL_TRACES_SAMPLER values the SDK knows (the specification's, less the Jaeger/X-Ray ones).
 SAMPLERS = (
     "always_on",
@@ -257,6 +312,8 @@ class TelemetryConfig:
     # OTEL_SEMCONV_STABILITY_OPT_IN for HTTP client spans: "http" (the stable conventions,
     # this library's default: the old ones are deprecated) or "http/dup" (both).
     semconv_http: str = "http"
+    # SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_RELEASE: None when SENTRY_DSN is unset.
+    sentry: SentrySettings | None = None
 
     @property
     def traces_endpoint(self) -> str:
@@ -303,4 +360,5 @@ class TelemetryConfig:
             traces_otlp=OtlpSettings.from_env(env, "traces"),
             logs_otlp=OtlpSettings.from_env(env, "logs"),
             semconv_http=_semconv_http(env),
+            sentry=SentrySettings.from_env(env),
         )
