@@ -158,7 +158,9 @@ async def received(receiver: Receiver, count: int, what: str) -> list[dict[str, 
     return await eventually(probe, timeout=15, what=what)
 
 
-def build_app(telemetry: Telemetry) -> web.Application:
+def build_app(
+    telemetry: Telemetry, tasks: list[asyncio.Task[None]] | None = None
+) -> web.Application:
     async def crash(request: web.Request) -> web.Response:
         logger.bind(api_key=API_KEY, phone=PHONE).warning(
             "retrying {} with Authorization: Bearer {}", PHONE, TOKEN
@@ -172,8 +174,17 @@ def build_app(telemetry: Telemetry) -> web.Application:
         )
         return web.json_response({"ok": True})
 
+    async def in_background(request: web.Request) -> web.Response:
+        async def reconcile() -> None:
+            raise LookupError("reconciliation found no payment")
+
+        assert tasks is not None
+        tasks.append(asyncio.get_running_loop().create_task(reconcile()))
+        return web.json_response({"accepted": True}, status=202)
+
     app = web.Application()
     app.router.add_post("/orders/{order_id}", crash)
+    app.router.add_post("/reconciliations", in_background)
     app.router.add_get("/orders/{order_id}", complain)
     return telemetry.instrument(app)
 
@@ -242,6 +253,26 @@ async def test_an_error_log_line_is_an_event_and_lower_levels_only_breadcrumbs(
     assert "complain" in [frame["function"] for frame in thread["stacktrace"]["frames"]]
     crumbs = [c["message"] for c in event["breadcrumbs"]["values"]]
     assert "looking the order up" in crumbs
+
+
+async def test_an_exception_that_ends_a_task_is_an_event_in_its_trace(
+    receiver: Receiver, spans: InMemorySpanExporter
+) -> None:
+    factory = asyncio.get_running_loop().get_task_factory()
+    telemetry = setup(sentry_env(receiver))
+    tasks: list[asyncio.Task[None]] = []
+    async with serving(build_app(telemetry, tasks)) as base, aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/reconciliations") as response:
+            assert response.status == 202
+            trace_id = response.headers["X-Trace-Id"]
+        [event] = await received(receiver, 1, "the task's event")
+    [task] = tasks
+    assert isinstance(task.exception(), LookupError)  # retrieved: asyncio logs nothing more
+    [exception] = event["exception"]["values"]
+    assert (exception["type"], exception["mechanism"]["type"]) == ("LookupError", "asyncio")
+    assert event["tags"]["trace_id"] == trace_id
+    # Shut down, the loop creates its tasks as it did before.
+    assert asyncio.get_running_loop().get_task_factory() is factory
 
 
 async def test_no_phone_number_key_or_token_reaches_sentry(
