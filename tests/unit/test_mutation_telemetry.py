@@ -126,10 +126,13 @@ async def test_a_request_is_timed_from_its_start_to_its_end(
     assert 0 < recorded <= took
 
 
-async def test_an_error_that_escapes_the_handler_is_counted_under_its_status() -> None:
+async def test_an_error_that_escapes_the_handler_is_counted_under_its_status(
+    spans: InMemorySpanExporter,
+) -> None:
     """Without a problem middleware inside it: an HTTP exception under its own status (and
     stamped with the trace), anything else as the 500 aiohttp answers. mutmut leaves the
-    middleware itself alone (a decorated function); these were mutated by hand."""
+    middleware itself alone (a decorated function); these were mutated by hand. (``spans``
+    installs the recording SDK provider the stamp needs, whichever test ran before.)"""
     telemetry = Telemetry.setup("mutation-svc", install_global=False)
     app = web.Application(middlewares=[telemetry.middleware])
 
