@@ -15,6 +15,7 @@ from aiohttp import (
     web,
 )
 from loguru import logger
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -52,8 +53,18 @@ def server_middleware(metrics: HttpMetrics) -> Callable[..., Awaitable[web.Strea
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = route_template(request)
-        method = request.method
         parent = propagate.extract(request.headers)
+        # The request's context is made current, its baggage with it (see business_span).
+        resumed = otel_context.attach(parent)
+        try:
+            return await _serve(request, handler, route, parent)
+        finally:
+            otel_context.detach(resumed)
+
+    async def _serve(
+        request: web.Request, handler: Handler, route: str, parent: otel_context.Context
+    ) -> web.StreamResponse:
+        method = request.method
         attributes = {
             "http.request.method": method,
             "http.route": route,

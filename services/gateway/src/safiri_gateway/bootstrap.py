@@ -10,6 +10,7 @@ from safiri_flags import Flags
 from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_operations_routes, database_pool, problem_middleware
 
+from .adapters.active_users import active_users_context
 from .adapters.idempotency_store import PostgresIdempotencyStore
 from .adapters.schema import apply_schema, ensure_database
 from .adapters.ticketing import HttpTicketing
@@ -78,7 +79,13 @@ def create_app(
         app[PLACE_ORDER] = PlaceOrder(app[IDEMPOTENCY], app[TICKETING])
         yield
 
-    app.cleanup_ctx.extend([flags, ticketing, database, use_cases])
+    # After the database context: the schema it applies has the sightings table.
+    active_users = active_users_context(
+        settings.database_url if idempotency is None else None,
+        telemetry.registry,
+        settings.api_keys,
+    )
+    app.cleanup_ctx.extend([flags, ticketing, database, active_users, use_cases])
 
     async def database_ready() -> None:
         await app[IDEMPOTENCY].check_alive()

@@ -12,6 +12,7 @@ from aiohttp import web
 from safiri_telemetry import current_trace_id
 from safiri_web import PROBLEM_CONTENT_TYPE, Problem
 
+from ..adapters.active_users import ACTIVE_USERS
 from ..domain.idempotency import IdempotencyKeyInFlight, IdempotencyKeyReused, is_valid_key
 from ..domain.orders import InvalidOrder, parse_order
 from ..domain.trips import InvalidQuery, parse_trip_query
@@ -143,6 +144,7 @@ async def place_order(request: web.Request) -> web.Response:
             str(exc),
             errors=[{"field": e.field, "message": e.message} for e in exc.errors],
         ) from None
+    await request.app[ACTIVE_USERS].seen(order.phone)  # a customer active now (never raises)
     try:
         outcome = await request.app[PLACE_ORDER](order, request[CLIENT], key)
     except IdempotencyKeyReused:
