@@ -41,6 +41,8 @@ SECRETS = {
     "SAFIRI_PAGER_WEBHOOK_URL": "http://127.0.0.1:9/pager",
     "SAFIRI_CHAT_WEBHOOK_URL": "http://127.0.0.1:9/chat",
 }
+# The only variables compose may start without, each ``${NAME:-}``: empty means off.
+OPTIONAL = {"SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE"}
 # Compose service -> (source tree, package, Prometheus job, port variable, port).
 SAFIRI = {
     "gateway": ("services/gateway", "safiri-gateway", "safiri-gateway", "SAFIRI_GATEWAY", 8080),
@@ -69,6 +71,7 @@ BACKENDS = {
     "tempo",
     "loki",
     "grafana",
+    "cadvisor",
 }
 
 
@@ -341,9 +344,21 @@ def test_compose_refuses_to_start_without_each_secret(secret: str, value: str | 
 def test_no_variable_has_a_default_in_the_compose_file() -> None:
     text = COMPOSE_FILE.read_text()
     assert _references(text)
-    assert _not_required(text) == [], "every variable must be required (${NAME:?message})"
+    optional = [f"${{{name}:-}}" for name in OPTIONAL]
+    assert set(_not_required(text)) <= set(optional), (
+        "every variable must be required (${NAME:?message}), but for the optional ones"
+    )
     for name, _ in _references(text):
-        assert name in SECRETS, f"{name} is required but not listed in SECRETS"
+        assert name in SECRETS or name in OPTIONAL, f"{name} is not listed in SECRETS"
+
+
+@pytest.mark.parametrize("service", ["gateway", "ticketing", "payment"])
+def test_the_services_get_the_sentry_variables_given_to_compose(service: str) -> None:
+    unset = _interpolate(COMPOSE, SECRETS)["services"][service]["environment"]
+    assert {name: unset[name] for name in OPTIONAL} == dict.fromkeys(OPTIONAL, "")
+    given = {name: f"value-of-{name}" for name in OPTIONAL}
+    started = _interpolate(COMPOSE, SECRETS | given)["services"][service]["environment"]
+    assert {name: started[name] for name in OPTIONAL} == given
 
 
 def test_the_secret_checks_fail_when_a_secret_gets_a_default() -> None:
@@ -352,7 +367,8 @@ def test_the_secret_checks_fail_when_a_secret_gets_a_default() -> None:
         r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]*\}", "${GRAFANA_ADMIN_PASSWORD:-admin}", text
     )
     assert count == 1
-    assert _not_required(defaulted) == ["${GRAFANA_ADMIN_PASSWORD:-admin}"]
+    optional = {f"${{{name}:-}}" for name in OPTIONAL}
+    assert set(_not_required(defaulted)) - optional == {"${GRAFANA_ADMIN_PASSWORD:-admin}"}
     env = {k: v for k, v in SECRETS.items() if k != "GRAFANA_ADMIN_PASSWORD"}
     started = _interpolate(yaml.safe_load(defaulted), env)  # no MissingVariableError
     assert started["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "admin"
@@ -551,7 +567,9 @@ def test_every_mounted_file_exists_and_every_volume_is_named(service: str) -> No
     named = set(COMPOSE.get("volumes", {}))
     for volume in SERVICES[service].get("volumes", []):
         source = volume.split(":")[0]
-        if source.startswith((".", "/")):
+        if source.startswith("/"):  # the Docker host's own (cAdvisor's): only ever read
+            assert volume.endswith(":ro"), f"{service}: {volume} of the host is not read-only"
+        elif source.startswith("."):
             assert (ROOT / source).exists(), f"{service}: {source} does not exist"
         else:
             assert source in named, f"{service}: volume {source} is not declared"
@@ -690,6 +708,9 @@ def test_prometheus_scrapes_each_service_under_the_job_name_the_alerts_expect() 
                 host = target.rsplit(":", 1)[0]
                 assert host in SERVICES or host == "localhost", f"{job['job_name']}: {target}"
     assert "rabbitmq:15692" in str(jobs["rabbitmq"])
+    assert [t for sc in jobs["cadvisor"]["static_configs"] for t in sc["targets"]] == [
+        "cadvisor:8080"
+    ]
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == ["alertmanager:9093"]
 
