@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from safiri_gateway.adapters.active_users import active_users_gauge
 from safiri_gateway.entrypoints.rate_limit import rate_limit
-from safiri_messaging import MessagingMetrics
+from safiri_messaging import MessagingMetrics, sent_messages_counter
 from safiri_mpesa_sim.metrics import SimulatorMetrics
 from safiri_payment.metrics import PaymentMetrics
 from safiri_telemetry import ConnectionPoolCollector, DroppedSpans, HttpMetrics
@@ -40,10 +41,11 @@ def _pool(registry: CollectorRegistry) -> None:
 
 # What each service registers besides the HTTP metrics every service has.
 SERVICES: dict[str, list[Callable[[CollectorRegistry], object]]] = {
-    "gateway": [_pool, lambda registry: rate_limit(1.0, 1, registry)],
+    "gateway": [_pool, lambda registry: rate_limit(1.0, 1, registry), active_users_gauge],
     "ticketing": [MessagingMetrics, TicketingMetrics, _pool],
     "payment": [MessagingMetrics, PaymentMetrics, _pool],
     "mpesa-simulator": [SimulatorMetrics],
+    "fleet-simulator": [sent_messages_counter],
 }
 COMMON: list[Callable[[CollectorRegistry], object]] = [
     HttpMetrics,

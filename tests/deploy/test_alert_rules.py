@@ -77,6 +77,7 @@ SHARED_STATE_GAUGES = (
     "safiri_outbox_backlog_messages",
     "safiri_outbox_oldest_age_seconds",
     "active_buses_count",
+    "active_users",
     "orders_pending",
 )
 

@@ -7,7 +7,7 @@ from .connection import connect, consumer_channel, publisher_channel
 from .consumer import Envelope, PoisonMessage, consume
 from .inbox import first_delivery
 from .lifecycle import broker_connected, repeat_forever, running_messaging, stop_task
-from .metrics import MessagingMetrics
+from .metrics import MessagingMetrics, sent_messages_counter
 from .outbox import OUTBOX_SCHEMA, OutboxRelay, add_to_outbox
 from .publisher import publish_event
 from .single_active import SingleActive
@@ -44,5 +44,6 @@ __all__ = [
     "publisher_channel",
     "repeat_forever",
     "running_messaging",
+    "sent_messages_counter",
     "stop_task",
 ]

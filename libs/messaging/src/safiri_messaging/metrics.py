@@ -11,19 +11,24 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from safiri_telemetry import LATENCY_BUCKETS
 
-__all__ = ["MessagingMetrics"]
+__all__ = ["MessagingMetrics", "sent_messages_counter"]
 
 QUEUE = "messaging_destination_name"
 
 
+def sent_messages_counter(registry: CollectorRegistry) -> Counter:
+    """The one counter a producer without queues or outbox needs (the fleet simulator)."""
+    return Counter(
+        "messaging_client_sent_messages",
+        "Messages published and confirmed by the broker.",
+        [QUEUE, "messaging_rabbitmq_destination_routing_key"],
+        registry=registry,
+    )
+
+
 class MessagingMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.sent = Counter(
-            "messaging_client_sent_messages",
-            "Messages published and confirmed by the broker.",
-            [QUEUE, "messaging_rabbitmq_destination_routing_key"],
-            registry=registry,
-        )
+        self.sent = sent_messages_counter(registry)
         self.consumed = Counter(
             "messaging_client_consumed_messages",
             "Messages processed, by queue and outcome (ok, retried, dead_lettered, duplicate).",

@@ -16,11 +16,11 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractExchange
+from prometheus_client import Counter
 
 from safiri_contracts import Message as ContractMessage
 from safiri_telemetry import publish_span
 
-from .metrics import MessagingMetrics
 from .topology import EVENTS_EXCHANGE
 
 __all__ = ["publish_event"]
@@ -29,12 +29,13 @@ __all__ = ["publish_event"]
 async def publish_event(
     exchange: AbstractExchange,
     message: ContractMessage,
-    metrics: MessagingMetrics | None = None,
+    sent: Counter | None = None,
     *,
     timeout: float = 5.0,
 ) -> str:
     """Publish ``message`` to ``exchange`` (the events exchange, on a channel with publisher
-    confirms) under its routing key, confirmed within ``timeout`` s; returns its message id.
+    confirms) under its routing key, confirmed within ``timeout`` s, counted in ``sent``
+    (``sent_messages_counter``); returns its message id.
 
     Raises what the broker raised: unroutable (no queue bound: ``mandatory``), not confirmed,
     or the connection lost; the caller decides whether the next message makes up for it.
@@ -54,6 +55,6 @@ async def publish_event(
         await exchange.publish(
             amqp_message, routing_key=routing_key, mandatory=True, timeout=timeout
         )
-    if metrics is not None:
-        metrics.sent.labels(EVENTS_EXCHANGE, routing_key).inc()
+    if sent is not None:
+        sent.labels(EVENTS_EXCHANGE, routing_key).inc()
     return message_id

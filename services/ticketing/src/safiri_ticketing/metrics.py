@@ -38,7 +38,8 @@ class TicketingMetrics:
         # _count suffix for histograms; tests allow exactly this one finding.
         self.active_buses = Gauge(
             "active_buses_count",
-            "Buses on a trip under way now (departed, not yet arrived), each counted once.",
+            "Buses reporting their position now (a GPS fix in the last 2 minutes), each counted"
+            " once.",
             registry=registry,
         )
         self.orders_pending = Gauge(

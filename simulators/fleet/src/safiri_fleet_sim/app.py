@@ -9,12 +9,12 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from safiri_messaging import (
-    MessagingMetrics,
     broker_connected,
     connect,
     declare_events_exchange,
     publisher_channel,
     repeat_forever,
+    sent_messages_counter,
     stop_task,
 )
 from safiri_telemetry import Telemetry
@@ -32,14 +32,14 @@ CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)
 def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
     """The simulator as an aiohttp app: ``/healthz``, ``/readyz`` (the broker), ``/metrics``."""
     app = web.Application(middlewares=[problem_middleware])
-    metrics = MessagingMetrics(telemetry.registry)
+    sent = sent_messages_counter(telemetry.registry)
 
     async def fleet(app: web.Application) -> AsyncIterator[None]:
         connection = await connect(settings.amqp_url, "safiri-fleet-simulator")
         try:
             exchange = await declare_events_exchange(await publisher_channel(connection))
             async with telemetry.client_session() as session:
-                reporter = Reporter(session, settings.ticketing_url, exchange, metrics)
+                reporter = Reporter(session, settings.ticketing_url, exchange, sent)
                 app[REPORTER] = reporter
                 app[CONNECTION] = connection
                 tasks = [

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 import aiohttp
 from aio_pika.abc import AbstractExchange
 from loguru import logger
+from prometheus_client import Counter
 
 from safiri_contracts import BusPositionReported
-from safiri_messaging import MessagingMetrics, publish_event
+from safiri_messaging import publish_event
 
 from .routes import Fix, UnknownTown, position_at
 
@@ -58,7 +59,7 @@ class Reporter:
         session: aiohttp.ClientSession,
         ticketing_url: str,
         exchange: AbstractExchange,
-        metrics: MessagingMetrics,
+        sent: Counter,
         *,
         clock: Callable[[], datetime] = _now,
         timeout: float = 5.0,
@@ -66,7 +67,7 @@ class Reporter:
         self._session = session
         self._url = f"{ticketing_url.rstrip('/')}/fleet/trips-under-way"
         self._exchange = exchange
-        self._metrics = metrics
+        self._sent = sent
         self._clock = clock
         self._timeout = timeout
         self._trips: dict[str, TripUnderWay] = {}  # bus -> its trip under way
@@ -119,7 +120,7 @@ class Reporter:
                         speed_kmh=fix.speed_kmh,
                         heading_degrees=fix.heading_degrees,
                     ),
-                    self._metrics,
+                    self._sent,
                     timeout=self._timeout,
                 )
             except Exception as exc:  # the broker away, the queue not there yet: next fix

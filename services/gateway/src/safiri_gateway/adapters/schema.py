@@ -1,4 +1,5 @@
-"""The gateway's only table: what each Idempotency-Key has been used for."""
+"""The gateway's tables: what each Idempotency-Key has been used for, and the customers seen
+lately (adapters/active_users.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from .active_users import SCHEMA as ACTIVE_USERS_SCHEMA
+
 __all__ = ["SCHEMA", "apply_schema", "ensure_database"]
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     client text NOT NULL,
     key text NOT NULL,
@@ -26,6 +30,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     CHECK (state = 'in_flight' OR (response_status IS NOT NULL AND response_body IS NOT NULL))
 );
 """
+    + ACTIVE_USERS_SCHEMA
+)
 
 # Any fixed number: it only has to differ from the other services' schema locks.
 _SCHEMA_LOCK = 0x5AF1_0001
