@@ -207,7 +207,7 @@ def test_a_malformed_payment_request_is_poison(payload: dict[str, object]) -> No
 
 def provider_token(db: FakePaymentDb, payments: Payments) -> str:
     """The callback token, recovered from the URL the provider was given."""
-    url: str = payments._provider.pushes[-1].callback_url  # type: ignore[attr-defined]
+    url: str = payments._routes.recorded("mpesa").pushes[-1].callback_url  # type: ignore[attr-defined]
     return url.split("token=")[1]
 
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import aiohttp
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
@@ -28,13 +29,47 @@ from .entrypoints.http import CALLBACK_PATH, routes
 from .entrypoints.keys import FLAGS, PAYMENTS
 from .metrics import PaymentMetrics
 from .service_layer.handlers import Payments
+from .service_layer.provider import PaymentProvider
 from .service_layer.resilience import ResiliencePolicy, ResilientProvider
+from .service_layer.routing import BACKUP, MPESA, Routes
 from .settings import Settings
 
 __all__ = ["create_app"]
 
 POOL = web.AppKey("pool", asyncpg.Pool)
+# The flag that names the route of each new payment (deploy/flags/flags.json).
+PAYMENT_PROVIDER_FLAG = "payment-provider"
 CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)
+
+
+def payment_routes(
+    app: web.Application,
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    metrics: PaymentMetrics,
+    mpesa: ResilientProvider,
+    policy: ResiliencePolicy,
+) -> Routes:
+    """M-Pesa, and the backup when configured, each behind its own breaker; new payments go
+    where the ``payment-provider`` flag says, asked per payment with the order as its key."""
+    providers: dict[str, PaymentProvider] = {MPESA: mpesa}
+    if (backup := settings.backup) is not None:
+        client = DarajaClient(
+            session,
+            backup.url,
+            backup.consumer_key.value,
+            backup.consumer_secret.value,
+            backup.shortcode,
+            backup.passkey.value,
+            settings.provider_timeout_seconds,
+            name=BACKUP,
+        )
+        providers[BACKUP] = ResilientProvider(client, metrics, policy)
+
+    def flagged(order_id: str) -> str:
+        return app[FLAGS].string(PAYMENT_PROVIDER_FLAG, MPESA, targeting_key=order_id)
+
+    return Routes(providers, metrics, flagged)
 
 
 def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
@@ -76,7 +111,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
         app[POOL] = pool
         app[PAYMENTS] = Payments(
             lambda: PostgresUnitOfWork(pool),
-            provider,
+            payment_routes(app, settings, session, metrics, provider, policy),
             metrics,
             callback_url,
             abandon_after=timedelta(seconds=settings.abandon_after_seconds),

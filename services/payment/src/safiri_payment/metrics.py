@@ -54,6 +54,13 @@ class PaymentMetrics:
             ["provider", "operation"],
             registry=registry,
         )
+        self.route_fallbacks = Counter(
+            "payment_route_fallbacks",
+            "New payments the payment-provider flag sent to a route with no provider here,"
+            " taken by the default route instead, by the route asked for.",
+            ["provider"],
+            registry=registry,
+        )
         self.reconciliations = Counter(
             "payment_reconciliations",
             "STK queries for payments whose callback is overdue, by outcome"

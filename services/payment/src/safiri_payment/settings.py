@@ -8,7 +8,58 @@ from dataclasses import dataclass
 from safiri_flags import DEFAULT_FLAGS_FILE, flag_file_problem
 from safiri_web import EnvReader, Secret
 
-__all__ = ["Settings"]
+__all__ = ["BACKUP_VARIABLES", "BackupProvider", "Settings"]
+
+# The backup route's provider: a second Daraja-speaking account (a backup paybill, another
+# mobile-money provider). Optional: without its URL, payment has the M-Pesa route only.
+BACKUP_VARIABLES = (
+    "SAFIRI_BACKUP_PROVIDER_URL",
+    "SAFIRI_BACKUP_CONSUMER_KEY",
+    "SAFIRI_BACKUP_CONSUMER_SECRET",
+    "SAFIRI_BACKUP_SHORTCODE",
+    "SAFIRI_BACKUP_PASSKEY",
+)
+
+
+@dataclass(frozen=True)
+class BackupProvider:
+    url: str
+    consumer_key: Secret
+    consumer_secret: Secret
+    shortcode: str
+    passkey: Secret
+
+    @classmethod
+    def from_env(cls, r: EnvReader, primary_url: str) -> BackupProvider | None:
+        given = [name for name in BACKUP_VARIABLES if r.env.get(name, "").strip()]
+        if not given:
+            return None
+        if "SAFIRI_BACKUP_PROVIDER_URL" not in given:
+            r.errors.append(
+                f"{', '.join(given)} set without SAFIRI_BACKUP_PROVIDER_URL (the backup route's"
+                " provider); set it too, or unset them for no backup route"
+            )
+            return None
+        missing = [name for name in BACKUP_VARIABLES if name not in given]
+        if missing:
+            # No defaults: the backup is another account, never M-Pesa's sandbox credentials.
+            r.errors.append(f"SAFIRI_BACKUP_PROVIDER_URL is set but {', '.join(missing)} not")
+        url = r.url("SAFIRI_BACKUP_PROVIDER_URL", "", ("http", "https")).rstrip("/")
+        if url == primary_url.rstrip("/"):
+            r.errors.append(
+                "SAFIRI_BACKUP_PROVIDER_URL is SAFIRI_MPESA_URL: the backup route must be"
+                " another provider"
+            )
+        shortcode = r.text("SAFIRI_BACKUP_SHORTCODE", "")
+        if shortcode and not shortcode.isdigit():
+            r.errors.append(f"SAFIRI_BACKUP_SHORTCODE={shortcode!r} is not a numeric shortcode")
+        return cls(
+            url=url,
+            consumer_key=Secret(r.text("SAFIRI_BACKUP_CONSUMER_KEY", "")),
+            consumer_secret=Secret(r.text("SAFIRI_BACKUP_CONSUMER_SECRET", "")),
+            shortcode=shortcode,
+            passkey=Secret(r.text("SAFIRI_BACKUP_PASSKEY", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -35,12 +86,15 @@ class Settings:
     abandon_after_seconds: float = 600.0
     # The feature-flag file in flagd's format (re-read within seconds of an edit).
     flags_file: str = DEFAULT_FLAGS_FILE
+    # The backup route (None: none; a flag naming it falls back to M-Pesa, counted).
+    backup: BackupProvider | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         r = EnvReader(env)
         port = r.port("SAFIRI_PAYMENT_PORT", 8082)
         sim_port = r.port("SAFIRI_MPESA_SIM_PORT", 8090)
+        mpesa_url = r.url("SAFIRI_MPESA_URL", f"http://127.0.0.1:{sim_port}", ("http", "https"))
         settings = cls(
             host=r.text("SAFIRI_PAYMENT_HOST", "127.0.0.1"),
             port=port,
@@ -53,7 +107,7 @@ class Settings:
             callback_base_url=r.url(
                 "SAFIRI_PAYMENT_CALLBACK_BASE_URL", f"http://127.0.0.1:{port}", ("http", "https")
             ).rstrip("/"),
-            mpesa_url=r.url("SAFIRI_MPESA_URL", f"http://127.0.0.1:{sim_port}", ("http", "https")),
+            mpesa_url=mpesa_url,
             mpesa_consumer_key=Secret(
                 r.text("SAFIRI_MPESA_CONSUMER_KEY", "safiri-sim-consumer-key")
             ),
@@ -87,6 +141,7 @@ class Settings:
                 "SAFIRI_PAYMENT_ABANDON_AFTER_SECONDS", 600.0, low=1.0, high=86400.0
             ),
             flags_file=r.text("SAFIRI_FLAGS_FILE", DEFAULT_FLAGS_FILE),
+            backup=BackupProvider.from_env(r, mpesa_url),
         )
         if problem := flag_file_problem(settings.flags_file):
             r.errors.append(f"SAFIRI_FLAGS_FILE: {problem}")

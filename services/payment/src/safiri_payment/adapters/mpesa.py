@@ -35,8 +35,6 @@ class _StillProcessing(Exception):
 
 
 class DarajaClient:
-    name = "mpesa"
-
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -46,7 +44,10 @@ class DarajaClient:
         shortcode: str,
         passkey: str,
         timeout: float,
+        *,
+        name: str = "mpesa",  # the route it serves: mpesa, or backup (another Daraja account)
     ) -> None:
+        self.name = name
         self._session = session
         self._base = base_url.rstrip("/")
         self._basic = {"Authorization": aiohttp.encode_basic_auth(consumer_key, consumer_secret)}

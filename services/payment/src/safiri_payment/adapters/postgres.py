@@ -16,7 +16,7 @@ from ..service_layer.unit_of_work import StoredPayment
 
 _COLUMNS = (
     "payment_id::text, order_id::text, amount, currency, phone, status, checkout_request_id,"
-    " result_code, result_desc, receipt, callback_token_hash, trace_context,"
+    " result_code, result_desc, receipt, callback_token_hash, trace_context, provider,"
     " now() - created_at AS age"
 )
 
@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS payments (
 );
 CREATE INDEX IF NOT EXISTS payments_unsettled ON payments (updated_at)
     WHERE status IN ('INITIATED', 'AWAITING_CALLBACK', 'UNKNOWN');
+-- The route that took the payment (its callbacks, queries and reconciliation go there);
+-- every payment made before there were routes went to M-Pesa.
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS provider text NOT NULL DEFAULT 'mpesa';
 """
     + OUTBOX_SCHEMA
 )
@@ -61,8 +64,8 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
     async def add(self, payment: Payment, callback_token_hash: str) -> bool:
         inserted = await self.conn.fetchval(
             "INSERT INTO payments (payment_id, order_id, amount, currency, phone, status,"
-            " callback_token_hash, trace_context)"
-            " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8::jsonb)"
+            " callback_token_hash, trace_context, provider)"
+            " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8::jsonb, $9)"
             " ON CONFLICT (order_id) DO NOTHING RETURNING 1",
             payment.payment_id,
             payment.order_id,
@@ -72,6 +75,7 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             payment.status.value,
             callback_token_hash,
             json.dumps(inject_carrier()),
+            payment.provider,
         )
         return inserted is not None
 
@@ -121,6 +125,7 @@ def _stored(row: asyncpg.Record) -> StoredPayment:
         result_code=row["result_code"],
         result_desc=row["result_desc"],
         receipt=row["receipt"],
+        provider=row["provider"],
     )
     return StoredPayment(
         payment, row["callback_token_hash"], json.loads(row["trace_context"]), row["age"]

@@ -51,6 +51,9 @@ class Payment:
     result_code: int | None = None
     result_desc: str | None = None
     receipt: str | None = None
+    # The route that took the push (``mpesa``, ``backup``): its callbacks, STK queries and
+    # reconciliation go to that provider for the payment's whole life, whatever the flag says.
+    provider: str = "mpesa"
 
     def accepted(self, checkout_request_id: str) -> None:
         """The provider took the push. Its verdict may have come first (a callback, or the

@@ -27,6 +27,7 @@ from .provider import (
     ProviderTimeout,
     StkPush,
 )
+from .routing import Routes
 from .unit_of_work import StoredPayment, UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["CallbackRejected", "PaymentRequest", "Payments", "token_hash"]
@@ -76,7 +77,7 @@ class Payments:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
-        provider: PaymentProvider,
+        provider: PaymentProvider | Routes,
         metrics: PaymentMetrics,
         callback_url: CallbackUrl,
         *,
@@ -84,7 +85,11 @@ class Payments:
         clock: Clock = _utcnow,
     ) -> None:
         self._uow = uow
-        self._provider = provider
+        # One provider, or the routes: new payments to the flagged one, the rest to the
+        # provider each payment records.
+        self._routes = (
+            provider if isinstance(provider, Routes) else Routes.single(provider, metrics)
+        )
         self._metrics = metrics
         self._callback_url = callback_url
         # A push whose answer was never recorded and whose charge is not in the provider's
@@ -92,22 +97,19 @@ class Payments:
         self._abandon_after = abandon_after
         self._clock = clock
         # Known series at 0 from the start, so "no rejected callbacks" reads 0, not no data.
-        for outcome in ("applied", "duplicate", "rejected"):
-            metrics.callbacks.labels(provider.name, outcome)
-        for outcome in ("settled", "pending", "error"):
-            metrics.reconciliations.labels(provider.name, outcome)
-        # Daraja's result codes a payment ends with (success, insufficient funds, cancelled,
-        # unreachable, wrong PIN): the first failure of a kind is counted by increase() too.
-        for code in KNOWN_RESULT_CODES:
-            metrics.results.labels(provider.name, code)
+        for name in self._routes.configured:
+            for outcome in ("applied", "duplicate", "rejected"):
+                metrics.callbacks.labels(name, outcome)
+            for outcome in ("settled", "pending", "error"):
+                metrics.reconciliations.labels(name, outcome)
+            # Daraja's result codes a payment ends with (success, insufficient funds, cancelled,
+            # unreachable, wrong PIN): the first failure of a kind is counted by increase() too.
+            for code in KNOWN_RESULT_CODES:
+                metrics.results.labels(name, code)
 
     async def request_payment(self, req: PaymentRequest) -> None:
         """Charge the order once: record it, then send the STK push."""
-        attrs = {
-            "safiri.order.id": req.order_id,
-            "safiri.amount": req.amount,
-            "safiri.payment.provider": self._provider.name,
-        }
+        attrs = {"safiri.order.id": req.order_id, "safiri.amount": req.amount}
         with (
             business_span("request_payment", attrs) as span,
             logger.contextualize(order_id=req.order_id),
@@ -118,6 +120,11 @@ class Payments:
                 if not await uow.first_delivery(req.message_id):
                     logger.info("payment request already handled; duplicate ignored")
                     return
+                # The flag is asked here, once per payment, inside this span (its evaluation
+                # event lands on it); the payment keeps the route for its whole life.
+                provider = self._routes.for_new_payment(req.order_id)
+                payment.provider = provider.name
+                span.set_attribute("safiri.payment.provider", provider.name)
                 if not await uow.add(payment, token_hash(token)):
                     logger.warning("order already has a payment; not charging twice")
                     await uow.commit()
@@ -131,10 +138,10 @@ class Payments:
                 description=req.description[:13],
                 callback_url=self._callback_url(payment.payment_id, token),
             )
-            await self._send_stk_push(payment, push)
+            await self._send_stk_push(payment, push, provider)
 
-    async def _send_stk_push(self, payment: Payment, push: StkPush) -> None:
-        provider = self._provider.name
+    async def _send_stk_push(self, payment: Payment, push: StkPush, route: PaymentProvider) -> None:
+        provider = route.name
         attrs = {
             "safiri.payment.id": payment.payment_id,
             "safiri.payment.provider": provider,
@@ -146,7 +153,7 @@ class Payments:
         failure: ProviderOutcome | None = None
         try:
             with business_span("provider.stk_push", attrs) as span:
-                checkout_id = await self._provider.stk_push(push)
+                checkout_id = await route.stk_push(push)
                 span.set_attribute("safiri.payment.checkout_request_id", checkout_id)
         except ProviderRejected as exc:
             outcome = "rejected"
@@ -187,21 +194,26 @@ class Payments:
     async def apply_callback(
         self, payment_id: str, token: str, checkout_request_id: str, outcome: ProviderOutcome
     ) -> bool:
-        """Apply the provider's verdict once; ``False`` for a duplicate callback."""
-        provider = self._provider.name
+        """Apply the provider's verdict once; ``False`` for a duplicate callback.
+
+        The payment's record says which provider it belongs to (the callback URL is the same
+        for every route; its token is the payment's own)."""
         async with self._uow() as uow:
             stored = await uow.get(payment_id)
             if stored is None or not hmac.compare_digest(
                 stored.callback_token_hash, token_hash(token)
             ):
-                self._metrics.callbacks.labels(provider, "rejected").inc()
+                label = stored.payment.provider if stored is not None else self._routes.default
+                self._metrics.callbacks.labels(label, "rejected").inc()
                 raise CallbackRejected("unknown payment or wrong callback token")
             payment = stored.payment
+            provider = payment.provider
             payment.check_callback(checkout_request_id)
             incoming = get_current_span().get_span_context()
             attrs = {
                 "safiri.order.id": payment.order_id,
                 "safiri.payment.id": payment_id,
+                "safiri.payment.provider": provider,
                 "safiri.payment.result_code": outcome.result_code,
                 "safiri.payment.result_desc": outcome.result_desc,
             }
@@ -238,7 +250,10 @@ class Payments:
         return settled
 
     async def _reconcile(self, stored: StoredPayment) -> bool:
-        payment, provider = stored.payment, self._provider.name
+        # The provider that took the payment is asked, never the route flagged now.
+        payment = stored.payment
+        route = self._routes.recorded(payment.provider)
+        provider = route.name
         if payment.checkout_request_id is None:
             return await self._reconcile_unrecorded(stored)
         attrs = {
@@ -256,14 +271,16 @@ class Payments:
             started = perf_counter()
             try:
                 with business_span("provider.stk_query", attrs) as query:
-                    outcome = await self._provider.stk_query(payment.checkout_request_id)
+                    outcome = await route.stk_query(payment.checkout_request_id)
                     query.set_attribute("safiri.payment.pending", outcome is None)
             except ProviderError as exc:
-                self._observe(started, "stk_query", "unavailable")
+                self._observe(provider, started, "stk_query", "unavailable")
                 self._metrics.reconciliations.labels(provider, "error").inc()
                 logger.bind(error=str(exc)).warning("STK query failed; will ask again")
                 return False
-            self._observe(started, "stk_query", "pending" if outcome is None else "answered")
+            self._observe(
+                provider, started, "stk_query", "pending" if outcome is None else "answered"
+            )
             if outcome is None:
                 span.set_attribute("safiri.payment.pending", True)
                 logger.info("provider still processing the payment; seats stay held")
@@ -272,7 +289,9 @@ class Payments:
     async def _reconcile_unrecorded(self, stored: StoredPayment) -> bool:
         """A push whose answer was never recorded (a timeout, or a crash right after the
         provider took it): look for its charge in the provider's transaction list."""
-        payment, provider = stored.payment, self._provider.name
+        payment = stored.payment
+        route = self._routes.recorded(payment.provider)
+        provider = route.name
         attrs = {
             "safiri.order.id": payment.order_id,
             "safiri.payment.id": payment.payment_id,
@@ -288,15 +307,13 @@ class Payments:
             started = perf_counter()
             try:
                 with business_span("provider.pull_transactions", attrs):
-                    charges = await self._provider.charges(
-                        now - stored.age - timedelta(minutes=1), now
-                    )
+                    charges = await route.charges(now - stored.age - timedelta(minutes=1), now)
             except ProviderError as exc:
-                self._observe(started, "pull_transactions", "unavailable")
+                self._observe(provider, started, "pull_transactions", "unavailable")
                 self._metrics.reconciliations.labels(provider, "error").inc()
                 logger.bind(error=str(exc)).warning("pull transactions failed; will ask again")
                 return False
-            self._observe(started, "pull_transactions", "answered")
+            self._observe(provider, started, "pull_transactions", "answered")
             reference = account_reference(payment.order_id)
             charge = next(
                 (
@@ -319,10 +336,10 @@ class Payments:
 
     async def _conclude(self, payment_id: str, outcome: ProviderOutcome | None, span: Span) -> bool:
         """A reconciliation's end: settle on a verdict, else ask again once overdue again."""
-        provider = self._provider.name
         async with self._uow() as uow:
             current = await uow.get(payment_id)
             assert current is not None
+            provider = current.payment.provider
             if outcome is None:
                 self._metrics.reconciliations.labels(provider, "pending").inc()
                 await uow.touch(payment_id)
@@ -356,13 +373,13 @@ class Payments:
         )
         return True
 
-    def _observe(self, started: float, operation: str, outcome: str) -> None:
-        self._metrics.provider_duration.labels(self._provider.name, operation, outcome).observe(
+    def _observe(self, provider: str, started: float, operation: str, outcome: str) -> None:
+        self._metrics.provider_duration.labels(provider, operation, outcome).observe(
             perf_counter() - started
         )
 
     def _count_settled(self, payment: Payment) -> None:
-        self._metrics.results.labels(self._provider.name, str(payment.result_code)).inc()
+        self._metrics.results.labels(payment.provider, str(payment.result_code)).inc()
         if payment.status is PaymentStatus.SUCCEEDED:
             self._metrics.revenue.labels(payment.currency).inc(payment.amount)
 
