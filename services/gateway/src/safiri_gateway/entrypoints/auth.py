@@ -8,14 +8,18 @@ from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
 
 from safiri_web import Problem, Secret, problem_response
 
 from .keys import CLIENT
 
-__all__ = ["API_PREFIX", "OPENAPI_PATH", "client_id", "require_api_key"]
+__all__ = ["API_PREFIX", "CLIENT_BAGGAGE", "OPENAPI_PATH", "client_id", "require_api_key"]
 
 API_PREFIX = "/api/v1/"
+# The W3C baggage entry naming the client to the services behind the gateway.
+CLIENT_BAGGAGE = "safiri.client"
 OPENAPI_PATH = "/api/v1/openapi.json"
 
 
@@ -57,6 +61,14 @@ def require_api_key(keys: Iterable[Secret]) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # The gateway is where callers' baggage ends: none is passed on to the services.
+        token = otel_context.attach(baggage.clear())
+        try:
+            return await _authenticated(request, handler)
+        finally:
+            otel_context.detach(token)
+
+    async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(API_PREFIX) or request.path == OPENAPI_PATH:
             return await handler(request)
         presented = _presented_key(request.headers.get("Authorization"))
@@ -71,6 +83,12 @@ def require_api_key(keys: Iterable[Secret]) -> Middleware:
         if client is None:
             return _unauthorized(request)
         request[CLIENT] = client
-        return await handler(request)
+        # The client travels with the trace as W3C baggage (payment chooses a payment's canary
+        # arm by it); a hash of the key, never the key.
+        token = otel_context.attach(baggage.set_baggage(CLIENT_BAGGAGE, client))
+        try:
+            return await handler(request)
+        finally:
+            otel_context.detach(token)
 
     return middleware
