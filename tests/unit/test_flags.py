@@ -157,8 +157,8 @@ def test_evaluations_are_counted_by_flag_and_variant(
             {
                 "feature_flag_key": key,
                 "feature_flag_provider_name": "FlagdProvider",
-                "feature_flag_variant": variant,
-                "feature_flag_reason": "static",
+                "feature_flag_result_variant": variant,
+                "feature_flag_result_reason": "static",
             },
         )
         return value or 0.0
@@ -185,7 +185,7 @@ def test_an_unknown_flag_answers_the_default_and_counts_an_error(
         {
             "feature_flag_key": "no-such-flag",
             "feature_flag_provider_name": "FlagdProvider",
-            "exception": "flag_not_found",
+            "error_type": "flag_not_found",
         },
     )
     assert errors == 1

@@ -70,9 +70,9 @@ class FlagMetricsHook(Hook):
     """Counts evaluations the way OpenFeature's metrics hooks do, in Prometheus form.
 
     ``feature_flag_evaluation_requests_total{feature_flag_key}``, and by outcome
-    ``feature_flag_evaluation_success_total{feature_flag_key, feature_flag_variant,
-    feature_flag_reason}`` or ``feature_flag_evaluation_error_total{feature_flag_key,
-    exception}``. Keys and variants are few and fixed by the flag file: no label takes an id.
+    ``feature_flag_evaluation_success_total{feature_flag_key, feature_flag_result_variant,
+    feature_flag_result_reason}`` or ``feature_flag_evaluation_error_total{feature_flag_key,
+    error_type}``. Keys and variants are few and fixed by the flag file: no label takes an id.
     """
 
     def __init__(self, registry: CollectorRegistry, provider_name: str) -> None:
@@ -89,15 +89,15 @@ class FlagMetricsHook(Hook):
             [
                 "feature_flag_key",
                 "feature_flag_provider_name",
-                "feature_flag_variant",
-                "feature_flag_reason",
+                "feature_flag_result_variant",
+                "feature_flag_result_reason",
             ],
             registry=registry,
         )
         self._errors = Counter(
             "feature_flag_evaluation_error",
             "Flag evaluations that fell back to the code's default, by flag and error",
-            ["feature_flag_key", "feature_flag_provider_name", "exception"],
+            ["feature_flag_key", "feature_flag_provider_name", "error_type"],
             registry=registry,
         )
 
@@ -199,6 +199,14 @@ class Flags:
         attributes: Mapping[str, Any] | None = None,
     ) -> bool:
         return self._client.get_boolean_value(key, default, _context(targeting_key, attributes))
+
+    def peek_boolean(self, key: str, default: bool) -> bool:
+        """The flag's value without recording an evaluation: no span event, not counted.
+
+        For a gauge read at every scrape, which changes no behaviour; the evaluations that do
+        (``boolean``) stay the ones on spans and in ``feature_flag_evaluation_*``.
+        """
+        return api.get_client(self._domain).get_boolean_value(key, default)
 
     def string(
         self,
