@@ -242,6 +242,6 @@ def test_each_service_refuses_a_flag_file_it_cannot_use_at_start_up(
 
     settings = {"gateway": GatewaySettings, "payment": PaymentSettings}[service]
     env = {"SAFIRI_API_KEYS": "k", "SAFIRI_FLAGS_FILE": str(tmp_path / "missing.json")}
-    with pytest.raises(ConfigError, match="SAFIRI_FLAGS_FILE: flag file .* does not exist"):
+    with pytest.raises(ConfigError, match=r"SAFIRI_FLAGS_FILE: flag file .* does not exist"):
         settings.from_env(env)
     assert settings.from_env({"SAFIRI_API_KEYS": "k"}).flags_file == DEFAULT_FLAGS_FILE
