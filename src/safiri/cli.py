@@ -58,6 +58,7 @@ def _config(args: argparse.Namespace) -> tuple[SuiteConfig, list[str], bool]:
         ticketing_port=int(env.get("SAFIRI_TICKETING_PORT", 8081)),
         payment_port=int(env.get("SAFIRI_PAYMENT_PORT", 8082)),
         mpesa_port=int(env.get("SAFIRI_MPESA_SIM_PORT", 8090)),
+        fleet_port=int(env.get("SAFIRI_FLEET_SIM_PORT", 8091)),
         amqp_url=env.get("SAFIRI_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         log_dir=args.log_dir,
         ledger_path=Path(env.get("SAFIRI_MPESA_SIM_LEDGER_PATH", "var/mpesa-ledger.jsonl")),

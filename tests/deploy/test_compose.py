@@ -40,6 +40,7 @@ SECRETS = {
     "SAFIRI_RABBITMQ_PASSWORD": "rabbitmq-test-password",
     "SAFIRI_PAGER_WEBHOOK_URL": "http://127.0.0.1:9/pager",
     "SAFIRI_CHAT_WEBHOOK_URL": "http://127.0.0.1:9/chat",
+    "SAFIRI_MAP_READER_PASSWORD": "map-reader-test-password",
 }
 # The only variables compose may start without, each ``${NAME:-}``: empty means off.
 OPTIONAL = {"SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE"}
@@ -60,6 +61,13 @@ SAFIRI = {
         "safiri-mpesa-simulator",
         "SAFIRI_MPESA_SIM",
         8090,
+    ),
+    "fleet-simulator": (
+        "simulators/fleet",
+        "safiri-fleet-sim",
+        "safiri-fleet-simulator",
+        "SAFIRI_FLEET_SIM",
+        8091,
     ),
 }
 BACKENDS = {
@@ -643,9 +651,16 @@ def test_grafana_provisions_the_dashboards_and_datasources_it_mounts() -> None:
         assert {p.name for p in folder.glob("*.json")} == dashboards
     home = host_path("grafana", _env("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert home is not None and home.is_file()
-    for datasource in _yaml(provisioning / "datasources" / "datasources.yml")["datasources"]:
-        address = re.fullmatch(r"http://([\w-]+):\d+", datasource["url"])
+    datasources_file = provisioning / "datasources" / "datasources.yml"
+    for datasource in _yaml(datasources_file)["datasources"]:
+        # HTTP backends by URL; PostgreSQL (the live bus map) by host:port.
+        address = re.fullmatch(r"(?:http://)?([\w-]+):\d+", datasource["url"])
         assert address and address[1] in SERVICES, datasource["url"]
+    # Every variable the provisioning reads ($VAR; $$ is a literal $) is set for Grafana.
+    lines = datasources_file.read_text().splitlines()
+    text = "\n".join(ln for ln in lines if not ln.lstrip().startswith("#")).replace("$$", "")
+    for name in re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text):
+        assert name in _env("grafana"), f"datasources.yml reads ${name}, unset in grafana"
 
 
 # ---------------------------------------------------------------------------- wiring

@@ -1,4 +1,5 @@
-"""Start, watch and stop Safiri's four processes: gateway, ticketing, payment, simulator.
+"""Start, watch and stop Safiri's processes: gateway, ticketing, payment and the two simulators
+(M-Pesa, and the fleet reporting its buses' positions).
 
 ``make up``, ``make demo`` and the end-to-end tests all run the suite through this module, so
 what the tests prove is what a user starts. Once the suite is ready, a process that dies is
@@ -45,19 +46,22 @@ __all__ = [
     "ensure_databases",
 ]
 
-SERVICES = ("mpesa-simulator", "payment", "ticketing", "gateway")
-REPLICATED = ("payment", "ticketing", "gateway")  # the simulator stands for one provider
+SERVICES = ("mpesa-simulator", "payment", "ticketing", "gateway", "fleet-simulator")
+# The M-Pesa simulator stands for one provider, the fleet simulator for the one fleet.
+REPLICATED = ("payment", "ticketing", "gateway")
 _PORT_VARIABLES = {
     "gateway": "SAFIRI_GATEWAY_PORT",
     "ticketing": "SAFIRI_TICKETING_PORT",
     "payment": "SAFIRI_PAYMENT_PORT",
     "mpesa-simulator": "SAFIRI_MPESA_SIM_PORT",
+    "fleet-simulator": "SAFIRI_FLEET_SIM_PORT",
 }
 _MODULES = {
     "gateway": "safiri_gateway",
     "ticketing": "safiri_ticketing",
     "payment": "safiri_payment",
     "mpesa-simulator": "safiri_mpesa_sim",
+    "fleet-simulator": "safiri_fleet_sim",
 }
 
 
@@ -72,6 +76,7 @@ class SuiteConfig:
     ticketing_port: int = 8081
     payment_port: int = 8082
     mpesa_port: int = 8090
+    fleet_port: int = 8091
     database_prefix: str = "safiri"
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
@@ -109,6 +114,7 @@ class SuiteConfig:
             "ticketing": self.ticketing_port,
             "payment": self.payment_port,
             "mpesa-simulator": self.mpesa_port,
+            "fleet-simulator": self.fleet_port,
         }[service]
 
     def env(self) -> dict[str, str]:
@@ -120,6 +126,7 @@ class SuiteConfig:
                 "SAFIRI_TICKETING_PORT": str(self.ticketing_port),
                 "SAFIRI_PAYMENT_PORT": str(self.payment_port),
                 "SAFIRI_MPESA_SIM_PORT": str(self.mpesa_port),
+                "SAFIRI_FLEET_SIM_PORT": str(self.fleet_port),
                 "SAFIRI_TICKETING_URL": f"http://127.0.0.1:{self.ticketing_port}",
                 "SAFIRI_MPESA_URL": f"http://127.0.0.1:{self.mpesa_port}",
                 "SAFIRI_GATEWAY_DATABASE_URL": self.database_url("gateway"),
@@ -178,6 +185,7 @@ def isolated_config(
         ticketing_port=free_port(),
         payment_port=free_port(),
         mpesa_port=free_port(),
+        fleet_port=free_port(),
         database_prefix=database_prefix,
         amqp_url=amqp_url,
         otlp_endpoint=otlp_endpoint,
