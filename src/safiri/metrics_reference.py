@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from safiri_gateway.adapters.active_users import active_users_gauge
+from safiri_gateway.adapters.maintenance import MaintenanceGauge
 from safiri_gateway.entrypoints.rate_limit import rate_limit
 from safiri_messaging import MessagingMetrics, sent_messages_counter
 from safiri_mpesa_sim.metrics import SimulatorMetrics
@@ -35,13 +36,27 @@ class _AnyPool:
         return 1
 
 
+class _FlagOff:
+    def peek_boolean(self, key: str, default: bool) -> bool:
+        return default
+
+
+def _maintenance(registry: CollectorRegistry) -> None:
+    registry.register(MaintenanceGauge(_FlagOff()))
+
+
 def _pool(registry: CollectorRegistry) -> None:
     registry.register(ConnectionPoolCollector(_AnyPool(), pool_name="example"))
 
 
 # What each service registers besides the HTTP metrics every service has.
 SERVICES: dict[str, list[Callable[[CollectorRegistry], object]]] = {
-    "gateway": [_pool, lambda registry: rate_limit(1.0, 1, registry), active_users_gauge],
+    "gateway": [
+        _pool,
+        lambda registry: rate_limit(1.0, 1, registry),
+        active_users_gauge,
+        _maintenance,
+    ],
     "ticketing": [MessagingMetrics, TicketingMetrics, _pool],
     "payment": [MessagingMetrics, PaymentMetrics, _pool],
     "mpesa-simulator": [SimulatorMetrics],

@@ -12,6 +12,7 @@ from safiri_web import add_operations_routes, database_pool, problem_middleware
 
 from .adapters.active_users import active_users_context
 from .adapters.idempotency_store import PostgresIdempotencyStore
+from .adapters.maintenance import MAINTENANCE_FLAG, MaintenanceGauge
 from .adapters.schema import apply_schema, ensure_database
 from .adapters.ticketing import HttpTicketing
 from .entrypoints.auth import require_api_key
@@ -72,11 +73,21 @@ def create_app(
         app[FLAGS] = Flags.start(
             settings.flags_file, service="gateway", registry=telemetry.registry
         )
+        maintenance_gauge = MaintenanceGauge(app[FLAGS])
+        telemetry.registry.register(maintenance_gauge)
         yield
+        telemetry.registry.unregister(maintenance_gauge)
         app[FLAGS].shutdown()
 
     async def use_cases(app: web.Application) -> AsyncIterator[None]:
-        app[PLACE_ORDER] = PlaceOrder(app[IDEMPOTENCY], app[TICKETING])
+        flags = app[FLAGS]
+        app[PLACE_ORDER] = PlaceOrder(
+            app[IDEMPOTENCY],
+            app[TICKETING],
+            # Asked where a new order is placed, so the evaluation is on the POST's span.
+            maintenance=lambda: flags.boolean(MAINTENANCE_FLAG, False),
+            retry_after_seconds=settings.maintenance_retry_after_seconds,
+        )
         yield
 
     # After the database context: the schema it applies has the sightings table.

@@ -9,10 +9,18 @@ from dataclasses import dataclass
 from safiri_flags import DEFAULT_FLAGS_FILE, flag_file_problem
 from safiri_web import EnvReader, Secret
 
-__all__ = ["DEFAULT_METRICS_NETWORKS", "IDEMPOTENCY_LOCK_SECONDS", "Settings"]
+__all__ = [
+    "DEFAULT_MAINTENANCE_RETRY_AFTER_SECONDS",
+    "DEFAULT_METRICS_NETWORKS",
+    "IDEMPOTENCY_LOCK_SECONDS",
+    "Settings",
+]
 
 # How long a request may hold its Idempotency-Key before another may take it over.
 IDEMPOTENCY_LOCK_SECONDS = 30.0
+# What a refused order's Retry-After says while maintenance mode is on (a provider outage's
+# maintenance lasts minutes); at most a day.
+DEFAULT_MAINTENANCE_RETRY_AFTER_SECONDS = 120
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Loopback and the private ranges: Prometheus on the machine, in the cluster, on compose's network.
@@ -39,6 +47,8 @@ class Settings:
     metrics_allowed_networks: tuple[Network, ...] = _networks(DEFAULT_METRICS_NETWORKS)
     # The feature-flag file in flagd's format (re-read within seconds of an edit).
     flags_file: str = DEFAULT_FLAGS_FILE
+    # Retry-After of the 503 new orders get while the maintenance-mode flag is on.
+    maintenance_retry_after_seconds: int = DEFAULT_MAINTENANCE_RETRY_AFTER_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +82,12 @@ class Settings:
             rate_limit_storage=r.text("SAFIRI_RATE_LIMIT_STORAGE", "async+memory://"),
             metrics_allowed_networks=_metrics_networks(r),
             flags_file=r.text("SAFIRI_FLAGS_FILE", DEFAULT_FLAGS_FILE),
+            maintenance_retry_after_seconds=r.integer(
+                "SAFIRI_MAINTENANCE_RETRY_AFTER_SECONDS",
+                DEFAULT_MAINTENANCE_RETRY_AFTER_SECONDS,
+                low=1,
+                high=86_400,
+            ),
         )
         if problem := flag_file_problem(settings.flags_file):
             r.errors.append(f"SAFIRI_FLAGS_FILE: {problem}")

@@ -10,12 +10,13 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from safiri_telemetry import current_trace_id
-from safiri_web import PROBLEM_CONTENT_TYPE, Problem
+from safiri_web import PROBLEM_CONTENT_TYPE, Problem, problem_response
 
 from ..adapters.active_users import ACTIVE_USERS
 from ..domain.idempotency import IdempotencyKeyInFlight, IdempotencyKeyReused, is_valid_key
 from ..domain.orders import InvalidOrder, parse_order
 from ..domain.trips import InvalidQuery, parse_trip_query
+from ..service_layer.place_order import OrdersPaused
 from ..service_layer.ports import UpstreamReply, UpstreamTimeout, UpstreamUnavailable
 from .keys import CLIENT, PLACE_ORDER, TICKETING
 from .openapi import OPENAPI
@@ -41,6 +42,23 @@ def _upstream_problem(exc: UpstreamUnavailable | UpstreamTimeout) -> Problem:
         "Upstream unavailable",
         "Ticketing is unavailable; retry shortly.",
     )
+
+
+def _maintenance_answer(request: web.Request, paused: OrdersPaused) -> web.Response:
+    """503 with its own problem type and Retry-After: the maintenance-mode flag is on."""
+    seconds = paused.retry_after_seconds
+    response = problem_response(
+        Problem(
+            503,
+            "maintenance",
+            "Down for maintenance",
+            "New orders are paused for maintenance; searches and existing orders still work."
+            f" Retry in {seconds} seconds with the same Idempotency-Key.",
+        ),
+        request.path,
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def _answer(request: web.Request, status: int, body: dict[str, Any]) -> web.Response:
@@ -163,6 +181,8 @@ async def place_order(request: web.Request) -> web.Response:
         ) from None
     except (UpstreamUnavailable, UpstreamTimeout) as exc:
         raise _upstream_problem(exc) from None
+    except OrdersPaused as paused:
+        return _maintenance_answer(request, paused)
     stored = outcome.response
     response = _answer(request, stored.status, stored.body)
     if stored.status < 400:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from loguru import logger
@@ -20,10 +21,22 @@ from ..domain.idempotency import (
 from ..domain.orders import OrderRequest
 from .ports import Claim, IdempotencyStore, Ticketing, UpstreamTimeout, UpstreamUnavailable
 
-__all__ = ["ACCEPTED", "OrderOutcome", "PlaceOrder"]
+__all__ = ["ACCEPTED", "OrderOutcome", "OrdersPaused", "PlaceOrder"]
 
 # Ticketing has created the order (201); payment is still to come, so the public answer is 202.
 ACCEPTED = 202
+
+
+class OrdersPaused(Exception):
+    """Maintenance mode is on: no new order is taken; retry after ``retry_after_seconds``."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"new orders are paused for maintenance; retry in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -46,12 +59,25 @@ def request_key(client: str, key: str) -> str:
 
 
 class PlaceOrder:
-    def __init__(self, store: IdempotencyStore, ticketing: Ticketing) -> None:
+    """``maintenance`` says whether maintenance mode is on (the ``maintenance-mode`` flag):
+    asked once per new order, on the request's own span, never for a replay."""
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        ticketing: Ticketing,
+        *,
+        maintenance: Callable[[], bool] = _never,
+        retry_after_seconds: int = 120,
+    ) -> None:
         self._store = store
         self._ticketing = ticketing
+        self._maintenance = maintenance
+        self._retry_after_seconds = retry_after_seconds
 
     async def __call__(self, order: OrderRequest, client: str, key: str) -> OrderOutcome:
-        """Raises ``IdempotencyKeyReused``/``IdempotencyKeyInFlight`` or ``Upstream*``."""
+        """Raises ``IdempotencyKeyReused``/``IdempotencyKeyInFlight``, ``OrdersPaused`` or
+        ``Upstream*``."""
         attributes = {"safiri.trip.id": order.trip_id, "safiri.seat_count": order.seat_count}
         log = logger.bind(trip_id=order.trip_id, seat_count=order.seat_count)
         fingerprint = order.fingerprint()
@@ -69,6 +95,13 @@ class PlaceOrder:
                 "order answer replayed"
             )
             return OrderOutcome(stored, replayed=True)
+        # A key already answered (above) gets its answer even in maintenance: a client's retry
+        # of an accepted order is not a new order. Only a new one is refused, and its key freed
+        # so that the same request goes through once maintenance is over.
+        if self._maintenance():
+            await self._store.release(found)
+            log.info("order refused: maintenance mode")
+            raise OrdersPaused(self._retry_after_seconds)
 
         with business_span("request_order", attributes) as span:
             try:
