@@ -18,7 +18,12 @@ from aiohttp.test_utils import TestClient
 from hypothesis import strategies as st
 from schemathesis import Case, Response
 
-from safiri_ticketing.entrypoints.requests import IdempotencyKey, PlaceOrder, TripSearch
+from safiri_ticketing.entrypoints.requests import (
+    IdempotencyKey,
+    PlaceOrder,
+    TripSearch,
+    TripsUnderWay,
+)
 from tests.conftest import own_vhost
 from tests.integration.http_fuzz import (
     Operation,
@@ -37,6 +42,7 @@ TICKETING_API = openapi_document(
     "Safiri ticketing (internal)",
     [
         Operation("GET", "/trips", query=TripSearch),
+        Operation("GET", "/fleet/trips-under-way", query=TripsUnderWay),
         Operation("POST", "/orders", body=PlaceOrder, headers=IdempotencyKey),
         Operation(
             "GET",
@@ -138,6 +144,16 @@ RAW = [
     ),
     pytest.param(b"GET /trips?date=9999-12-31 HTTP/1.1", b"", SERVED, id="last-day"),
     pytest.param(b"GET /orders/%00 HTTP/1.1", b"", REFUSED, id="nul-order-id"),
+    pytest.param(b"GET /fleet/trips-under-way?at=yesterday HTTP/1.1", b"", REFUSED, id="bad-at"),
+    pytest.param(
+        b"GET /fleet/trips-under-way?at=2026-12-07T08:00:00 HTTP/1.1", b"", REFUSED, id="naive-at"
+    ),
+    pytest.param(
+        b"GET /fleet/trips-under-way?at=2026-12-07T08:00:00%2B03:00 HTTP/1.1",
+        b"",
+        SERVED,
+        id="at-with-offset",
+    ),
 ]
 
 
