@@ -62,6 +62,11 @@ def _config(args: argparse.Namespace) -> tuple[SuiteConfig, list[str], bool]:
         amqp_url=env.get("SAFIRI_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
         log_dir=args.log_dir,
         ledger_path=Path(env.get("SAFIRI_MPESA_SIM_LEDGER_PATH", "var/mpesa-ledger.jsonl")),
+        # The backup payment route's simulator (the provider-switch game day's second route).
+        backup_port=int(env.get("SAFIRI_BACKUP_SIM_PORT", 8092)),
+        backup_ledger_path=Path(
+            env.get("SAFIRI_BACKUP_SIM_LEDGER_PATH", "var/backup-ledger.jsonl")
+        ),
     )
     return config, keys, made_up
 

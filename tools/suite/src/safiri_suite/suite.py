@@ -46,6 +46,17 @@ __all__ = [
     "ensure_databases",
 ]
 
+# The backup payment route's provider: a second M-Pesa simulator with an account of its own
+# (shortcode, credentials, ledger, faults), standing for a backup paybill or another
+# mobile-money provider. Run when SuiteConfig.backup_port is set; payment is pointed at it.
+BACKUP_SIMULATOR = "backup-simulator"
+BACKUP_ACCOUNT = {
+    "shortcode": "600100",
+    "consumer_key": "safiri-backup-consumer-key",
+    "consumer_secret": "safiri-backup-consumer-secret",
+    "passkey": "safiri-backup-passkey",
+}
+
 SERVICES = ("mpesa-simulator", "payment", "ticketing", "gateway", "fleet-simulator")
 # The M-Pesa simulator stands for one provider, the fleet simulator for the one fleet.
 REPLICATED = ("payment", "ticketing", "gateway")
@@ -54,6 +65,7 @@ _PORT_VARIABLES = {
     "ticketing": "SAFIRI_TICKETING_PORT",
     "payment": "SAFIRI_PAYMENT_PORT",
     "mpesa-simulator": "SAFIRI_MPESA_SIM_PORT",
+    BACKUP_SIMULATOR: "SAFIRI_MPESA_SIM_PORT",
     "fleet-simulator": "SAFIRI_FLEET_SIM_PORT",
 }
 _MODULES = {
@@ -61,6 +73,7 @@ _MODULES = {
     "ticketing": "safiri_ticketing",
     "payment": "safiri_payment",
     "mpesa-simulator": "safiri_mpesa_sim",
+    BACKUP_SIMULATOR: "safiri_mpesa_sim",
     "fleet-simulator": "safiri_fleet_sim",
 }
 
@@ -100,6 +113,10 @@ class SuiteConfig:
     # The services' feature-flag file (SAFIRI_FLAGS_FILE); None: their default,
     # deploy/flags/flags.json under the directory they run in.
     flags_file: Path | None = None
+    # The backup route's simulator (BACKUP_SIMULATOR) on this port, with its own ledger
+    # journal; None: not run, and payment has no backup route.
+    backup_port: int | None = None
+    backup_ledger_path: Path | None = None
 
     def database_url(self, service: str) -> str:
         return f"{self.postgres_url}/{self.database_prefix}_{service}"
@@ -109,6 +126,8 @@ class SuiteConfig:
         return [f"{self.database_prefix}_{s}" for s in ("gateway", "ticketing", "payment")]
 
     def port(self, service: str) -> int:
+        if service == BACKUP_SIMULATOR and self.backup_port is not None:
+            return self.backup_port
         return {
             "gateway": self.gateway_port,
             "ticketing": self.ticketing_port,
@@ -144,8 +163,33 @@ class SuiteConfig:
             env["SAFIRI_MPESA_SIM_LEDGER_PATH"] = str(self.ledger_path)
         if self.flags_file is not None:
             env["SAFIRI_FLAGS_FILE"] = str(self.flags_file)
+        if self.backup_port is not None:
+            a = BACKUP_ACCOUNT
+            env.update(
+                {
+                    "SAFIRI_BACKUP_PROVIDER_URL": f"http://127.0.0.1:{self.backup_port}",
+                    "SAFIRI_BACKUP_SHORTCODE": a["shortcode"],
+                    "SAFIRI_BACKUP_CONSUMER_KEY": a["consumer_key"],
+                    "SAFIRI_BACKUP_CONSUMER_SECRET": a["consumer_secret"],
+                    "SAFIRI_BACKUP_PASSKEY": a["passkey"],
+                }
+            )
         env.update(self.extra_env)
         return env
+
+    def role_env(self, role: str) -> dict[str, str]:
+        """What one role's processes get on top of ``env()``: the backup simulator runs the
+        backup account (and never shares the M-Pesa simulator's ledger journal)."""
+        if role != BACKUP_SIMULATOR:
+            return {}
+        a = BACKUP_ACCOUNT
+        return {
+            "SAFIRI_MPESA_SHORTCODE": a["shortcode"],
+            "SAFIRI_MPESA_CONSUMER_KEY": a["consumer_key"],
+            "SAFIRI_MPESA_CONSUMER_SECRET": a["consumer_secret"],
+            "SAFIRI_MPESA_PASSKEY": a["passkey"],
+            "SAFIRI_MPESA_SIM_LEDGER_PATH": str(self.backup_ledger_path or ""),
+        }
 
 
 async def _rabbitmqctl(*args: str) -> None:
@@ -177,6 +221,7 @@ def isolated_config(
     extra_env: dict[str, str],
     otlp_endpoint: str | None = None,
     service_env: dict[str, dict[str, str]] | None = None,
+    backup_provider: bool = False,
 ) -> SuiteConfig:
     """The four processes on free loopback ports, with databases of their own."""
     return SuiteConfig(
@@ -194,6 +239,8 @@ def isolated_config(
         service_env=service_env or {},
         ledger_path=log_dir / "mpesa-ledger.jsonl",
         flags_file=_own_flags_file(log_dir),
+        backup_port=free_port() if backup_provider else None,
+        backup_ledger_path=log_dir / "backup-ledger.jsonl" if backup_provider else None,
     )
 
 
@@ -359,6 +406,7 @@ class Suite:
     async def start_service(self, name: str, env: dict[str, str] | None = None) -> None:
         slot = self.slots[name]
         env = dict(env or self.config.env())
+        env.update(self.config.role_env(slot.role))
         env.update(self.config.service_env.get(slot.role, {}))
         env[_PORT_VARIABLES[slot.role]] = str(slot.port)
         env["OTEL_SERVICE_NAME"] = slot.role
@@ -560,6 +608,8 @@ def plan_slots(config: SuiteConfig) -> dict[str, Slot]:
         else:
             for i in range(count):
                 slots[f"{role}-{i}"] = Slot(role, i, free_port())
+    if config.backup_port is not None:
+        slots[BACKUP_SIMULATOR] = Slot(BACKUP_SIMULATOR, 0, config.backup_port)
     return slots
 
 
