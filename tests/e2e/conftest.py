@@ -185,6 +185,7 @@ async def suite_running(
     *,
     replicas: int = 1,
     rabbitmq_nodes: int = 1,
+    backup_provider: bool = False,
     **extra_env: str,
 ) -> AsyncIterator[Running]:
     """The four processes on free ports with databases named ``name``, dropped afterwards
@@ -207,6 +208,7 @@ async def suite_running(
             "SAFIRI_RECONCILE_INTERVAL_SECONDS": "0.5",
             **extra_env,
         },
+        backup_provider=backup_provider,  # a second simulator: the backup payment route
     )
     config.replicas, config.rabbitmq_nodes = replicas, rabbitmq_nodes
     config.state_path = log_dir / "suite-state.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ EXPECTED: dict[str, tuple[str | None, tuple[str, Any], str]] = {
         "SafiriPaymentProviderFailing",
         ("inject_fault", {"latency_seconds": "${latency_seconds}"}),
         "unknown",
+    ),
+    # M-Pesa down, the route switched to the backup by its flag: backup payments must succeed.
+    "provider-switch.json": (
+        "SafiriPaymentProviderFailing",
+        ("inject_fault", {"outage": "http_503"}),
+        'payments_total{provider="backup",result_code="0"}',
     ),
     "lost-callbacks.json": (
         "SafiriPurchaseSLOBurnFast",
@@ -74,8 +81,10 @@ EXPECTED: dict[str, tuple[str | None, tuple[str, Any], str]] = {
         'process_start_time_seconds{job="safiri-gateway"}',
     ),
 }
-# The cluster experiments' own suites: replicas of each service, RabbitMQ nodes.
-CLUSTER = {
+# The cluster experiments' own suites: replicas of each service, RabbitMQ nodes; the
+# provider switch's runs the backup route's simulator.
+CLUSTER: dict[str, dict[str, Any]] = {
+    "provider-switch.json": {"backup_provider": True},
     "cluster/kill-one-replica.json": {"replicas": 2, "rabbitmq_nodes": 1},
     "cluster/rabbitmq-node-down.json": {"replicas": 2, "rabbitmq_nodes": 3},
     "cluster/rolling-restart.json": {"replicas": 2, "rabbitmq_nodes": 1},
@@ -224,3 +233,33 @@ def test_an_experiment_without_a_method_is_refused(tmp_path: Path) -> None:
     path.write_text('{"title": "t", "description": "d"}')
     with pytest.raises(InvalidExperiment, match="method"):
         load_experiment(path)
+
+
+def test_the_provider_switch_switches_the_route_by_its_flag_and_back() -> None:
+    """The incident's remedy is the flag: switched after the alert fires, purchases checked
+    through the backup, switched back after the heal and checked through M-Pesa; the
+    rollback always sets it back."""
+    experiment = load_experiment(CHAOS / "provider-switch.json")
+    method = [
+        (a["provider"]["func"], a["provider"].get("arguments", {})) for a in experiment["method"]
+    ]
+    funcs = [func for func, _ in method]
+    to_backup = method.index(("set_flag", {"flag": "payment-provider", "variant": "backup"}))
+    to_mpesa = method.index(("set_flag", {"flag": "payment-provider", "variant": "mpesa"}))
+    throughs = [args["provider"] for func, args in method if func == "purchases_go_through"]
+    assert throughs == ["backup", "mpesa"]
+    [fires] = by_func(experiment, "alert_fires")
+    assert fires["provider"]["arguments"]["labels"] == {"provider": "mpesa"}
+    assert funcs.index("alert_fires") < to_backup < funcs.index("purchases_go_through")
+    assert (
+        to_backup
+        < funcs.index("heal_faults")
+        < to_mpesa
+        < len(funcs) - 1 - funcs[::-1].index("purchases_go_through")
+    )
+    rollbacks = [
+        (a["provider"]["func"], a["provider"].get("arguments")) for a in experiment["rollbacks"]
+    ]
+    assert ("set_flag", {"flag": "payment-provider", "variant": "mpesa"}) in rollbacks
+    flags = json.loads((CHAOS.parent / "deploy" / "flags" / "flags.json").read_text())
+    assert set(flags["flags"]["payment-provider"]["variants"]) == {"mpesa", "backup"}

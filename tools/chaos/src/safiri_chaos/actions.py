@@ -1,4 +1,5 @@
-"""Chaos Toolkit actions: the load, and the fault switched on and off in the simulator.
+"""Chaos Toolkit actions: the load, the fault switched on and off in the simulator, and a
+feature flag switched in the suite's flag file (the incident's remedy: another payment route).
 
 Each is a plain synchronous function, as Chaos Toolkit's Python provider calls them (in a
 thread of its own when the activity runs in the background); ``configuration`` and ``secrets``
@@ -15,12 +16,22 @@ from typing import Any
 import aiohttp
 
 from .events import FAULT_HEALED, FAULT_INJECTED, LOAD_STOP
+from .flagfile import set_default_variant
 from .load import run_load
 from .target import Target
 
-__all__ = ["buy_tickets", "heal_faults", "hold_fault", "inject_fault", "stop_load"]
+__all__ = [
+    "FLAG_SET",
+    "buy_tickets",
+    "heal_faults",
+    "hold_fault",
+    "inject_fault",
+    "set_flag",
+    "stop_load",
+]
 
 ADMIN_KEY_HEADER = "X-Simulator-Admin-Key"
+FLAG_SET = "flag_set"
 Config = Mapping[str, Any]
 
 
@@ -67,6 +78,24 @@ def heal_faults(configuration: Config, secrets: Config | None = None) -> dict[st
     answer = asyncio.run(_faults(target, "DELETE", None))
     target.events.record(FAULT_HEALED)
     return answer
+
+
+def set_flag(
+    flag: str,
+    variant: str,
+    configuration: Config,
+    delay_seconds: float | str = 0,
+) -> dict[str, str]:
+    """Serve ``variant`` for ``flag`` from the suite's flag file (``flags_file``, what the
+    services read as SAFIRI_FLAGS_FILE): the file is replaced whole with that one change, and
+    the services read it again within about a second. Setting it twice is harmless."""
+    target = Target.from_config(configuration)
+    if not target.flags_file:
+        raise RuntimeError("no flags_file in the configuration: which file do the services read?")
+    time.sleep(float(delay_seconds))
+    previous = set_default_variant(target.flags_file, flag, variant)
+    target.events.record(FLAG_SET, flag=flag, variant=variant, previous=previous)
+    return {"flag": flag, "variant": variant, "previous": previous, "file": target.flags_file}
 
 
 def hold_fault(seconds: float | str, configuration: Config) -> float:

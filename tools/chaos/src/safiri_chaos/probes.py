@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from .checker import check_suite
 from .events import FAULT_HEALED, FAULT_INJECTED
@@ -31,6 +32,7 @@ __all__ = [
     "invariant_violations",
     "no_purchase_failed",
     "orders_final",
+    "purchases_go_through",
     "purchases_succeed",
     "retries_get_one_order",
 ]
@@ -73,6 +75,84 @@ def purchases_succeed(
             return True
 
     return asyncio.run(buy())
+
+
+def purchases_go_through(
+    provider: str,
+    configuration: Config,
+    secrets: Config | None = None,
+    count: int | str = 3,
+    timeout_seconds: float | str = 30,
+) -> dict[str, Any]:
+    """New purchases are paid through ``provider``: buy one ticket at a time until ``count``
+    have been paid through it, each CONFIRMED (read from payment's record of the route that
+    took each payment). Purchases routed elsewhere before the route switch took effect are
+    passed over; one routed elsewhere after it, or one through ``provider`` that does not
+    confirm, fails the probe, and so does running out of time."""
+    target = Target.from_config(configuration, secrets)
+    timeout = float(timeout_seconds)
+
+    async def buy() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeout
+        through: list[str] = []
+        elsewhere: dict[str, int] = {}
+        switched_after: float | None = None
+        async with aiohttp.ClientSession() as http:
+            buyer = target.buyer(http)
+            trips = await buyer.trips_on_sale(target.trip_days, enough=int(count) + 5)
+            if not trips:
+                raise ProbeFailed(f"no seat on sale in the next {target.trip_days} days")
+            n = 0
+            while len(through) < int(count):
+                if loop.time() > deadline:
+                    raise ProbeFailed(
+                        f"{len(through)} of {count} purchases paid through {provider} within"
+                        f" {timeout:g} s (elsewhere: {elsewhere or 'none'})"
+                    )
+                op = await buyer.purchase(f"through-{provider}", trips[n % len(trips)])
+                n += 1
+                if op.type != "ok" or op.order_id is None:
+                    raise ProbeFailed(f"a purchase was not accepted: {op.status or op.error}")
+                status = await _final_status(buyer, op.order_id, max(deadline - loop.time(), 1))
+                took = await _payment_provider(target.payment_database_url, op.order_id)
+                if took != provider:
+                    if through:
+                        raise ProbeFailed(
+                            f"order {op.order_id} was paid through {took} after purchases"
+                            f" had gone through {provider}: the route flapped"
+                        )
+                    elsewhere[str(took)] = elsewhere.get(str(took), 0) + 1
+                    continue
+                if status != "CONFIRMED":
+                    raise ProbeFailed(
+                        f"order {op.order_id} was paid through {provider} and ended {status},"
+                        " not CONFIRMED"
+                    )
+                if switched_after is None:
+                    switched_after = round(loop.time() - started, 1)
+                through.append(op.order_id)
+        return {
+            "provider": provider,
+            "confirmed": len(through),
+            "first_through_after_s": switched_after,
+            "paid_elsewhere_first": elsewhere,
+        }
+
+    return asyncio.run(buy())
+
+
+async def _payment_provider(payment_database_url: str, order_id: str) -> str | None:
+    """The route that took the order's payment, as payment recorded it (None: no payment)."""
+    conn = await asyncpg.connect(payment_database_url)
+    try:
+        took: str | None = await conn.fetchval(
+            "SELECT provider FROM payments WHERE order_id = $1::uuid", order_id
+        )
+        return took
+    finally:
+        await conn.close()
 
 
 async def _final_status(buyer: Buyer, order_id: str, timeout: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,10 +23,21 @@ async def _get(http: aiohttp.ClientSession, url: str, params: dict[str, str]) ->
     return body["data"]
 
 
-async def alert_state(http: aiohttp.ClientSession, prometheus_url: str, name: str) -> str:
-    """``inactive``, ``pending`` or ``firing`` (the worst of the alert's series)."""
+async def alert_state(
+    http: aiohttp.ClientSession,
+    prometheus_url: str,
+    name: str,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """``inactive``, ``pending`` or ``firing`` (the worst of the alert's series; with
+    ``labels``, of the series that carry them, e.g. ``{"provider": "mpesa"}``)."""
     data = await _get(http, f"{prometheus_url}/api/v1/alerts", {})
-    states = {a["state"] for a in data["alerts"] if a["labels"].get("alertname") == name}
+    wanted = {"alertname": name, **(labels or {})}
+    states = {
+        a["state"]
+        for a in data["alerts"]
+        if all(a["labels"].get(k) == v for k, v in wanted.items())
+    }
     for state in ("firing", "pending"):
         if state in states:
             return state

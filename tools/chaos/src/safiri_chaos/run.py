@@ -152,6 +152,7 @@ async def _target(
         targets = {
             service: urlsplit(str(configuration[f"{key}_url"])).netloc
             for service, key in _SCRAPED.items()
+            if configuration.get(f"{key}_url")
         }
         async with experiment_prometheus(targets, run_dir, configuration) as url:
             log(f"prometheus {url} scraping {', '.join(targets.values())}")
@@ -163,4 +164,5 @@ _SCRAPED = {
     "ticketing": "ticketing",
     "payment": "payment",
     "mpesa-simulator": "simulator",
+    "backup-simulator": "backup_simulator",  # when the experiment names one
 }

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safiri_suite.suite import Suite, SuiteConfig, drop_databases, isolated_config, own_vhost
+from safiri_suite.suite import (
+    BACKUP_SIMULATOR,
+    Suite,
+    SuiteConfig,
+    drop_databases,
+    isolated_config,
+    own_vhost,
+)
 
 from .prometheus import experiment_prometheus
 
@@ -73,6 +80,8 @@ async def self_contained_suite(
             amqp_url=amqp_url,
             log_dir=run_dir / "logs",
             extra_env=env,
+            # The backup payment route's simulator, for experiments that switch to it.
+            backup_provider=str(c.get("backup_provider", "")).lower() in ("true", "1", "yes"),
         )
         config.replicas, config.rabbitmq_nodes = replicas, nodes
         config.state_path = run_dir / "suite-state.json"
@@ -112,7 +121,8 @@ def _describe(run_dir: Path, config: SuiteConfig) -> None:
         "replicas": config.replicas,
         "rabbitmq_nodes": config.rabbitmq_nodes,
         "databases": config.databases,
-        "ports": {s: config.port(s) for s in _SERVICES},
+        "ports": {s: config.port(s) for s in _SERVICES}
+        | ({BACKUP_SIMULATOR: config.backup_port} if config.backup_port else {}),
         "environment": config.extra_env,
     }
     (run_dir / "suite.json").write_text(json.dumps(described, indent=2) + "\n")
@@ -122,7 +132,11 @@ def _urls(config: SuiteConfig, prometheus_url: str) -> dict[str, Any]:
     def http(service: str) -> str:
         return f"http://127.0.0.1:{config.port(service)}"
 
+    backup = {"backup_simulator_url": http(BACKUP_SIMULATOR)} if config.backup_port else {}
+    flags = {"flags_file": str(config.flags_file)} if config.flags_file else {}
     return {
+        **backup,
+        **flags,
         "gateway_url": http("gateway"),
         "ticketing_url": http("ticketing"),
         "payment_url": http("payment"),

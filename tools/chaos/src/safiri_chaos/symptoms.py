@@ -29,23 +29,32 @@ Config = Mapping[str, Any]
 
 
 def alert_state(
-    alert: str, configuration: Config, wait_for: str = "", timeout_seconds: float | str = 0
+    alert: str,
+    configuration: Config,
+    wait_for: str = "",
+    timeout_seconds: float | str = 0,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """The alert's state; with ``wait_for``, polled until it is that state or time is up."""
     target = Target.from_config(configuration)
-    return asyncio.run(_await_alert(target, alert, wait_for, float(timeout_seconds)))
+    return asyncio.run(_await_alert(target, alert, wait_for, float(timeout_seconds), labels))
 
 
 def alert_fires(
-    alert: str, configuration: Config, timeout_seconds: float | str = 300
+    alert: str,
+    configuration: Config,
+    timeout_seconds: float | str = 300,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Wait for ``alert`` to fire; returns how long after the fault it went pending and firing."""
+    """Wait for ``alert`` to fire (with ``labels``: a series carrying them, e.g. the provider
+    that fails); returns how long after the fault it went pending and firing."""
     target = Target.from_config(configuration)
-    state = asyncio.run(_await_alert(target, alert, "firing", float(timeout_seconds)))
+    state = asyncio.run(_await_alert(target, alert, "firing", float(timeout_seconds), labels))
     if state != "firing":
-        raise ProbeFailed(f"{alert} did not fire within {timeout_seconds} s (it is {state})")
+        named = f" for {dict(labels)}" if labels else ""
+        raise ProbeFailed(f"{alert}{named} did not fire within {timeout_seconds} s (it is {state})")
     injected = target.events.injected_at()
-    found: dict[str, Any] = {"alert": alert}
+    found: dict[str, Any] = {"alert": alert, **({"labels": dict(labels)} if labels else {})}
     for event in target.events.read():
         if event.data.get("alert") != alert or event.name not in (ALERT_PENDING, ALERT_FIRING):
             continue
@@ -70,13 +79,19 @@ def alert_resolves(
     return {"alert": alert, "resolved_after_heal_s": after}
 
 
-async def _await_alert(target: Target, alert: str, wait_for: str, timeout: float) -> str:
+async def _await_alert(
+    target: Target,
+    alert: str,
+    wait_for: str,
+    timeout: float,
+    labels: Mapping[str, str] | None = None,
+) -> str:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last = ""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         while True:
-            state = await current_alert_state(http, target.prometheus_url, alert)
+            state = await current_alert_state(http, target.prometheus_url, alert, labels)
             if state != last and state in ("pending", "firing") and wait_for == "firing":
                 target.events.record(f"alert_{state}", alert=alert)
             last = state

@@ -40,6 +40,9 @@ class Target:
     settle_bound_seconds: float
     request_timeout_seconds: float
     trip_days: int  # buy trips departing within this many days
+    # The backup payment route's simulator ("": none) and the flag file that picks the route.
+    backup_simulator_url: str = ""
+    flags_file: str = ""
 
     @classmethod
     def from_config(
@@ -64,6 +67,8 @@ class Target:
             settle_bound_seconds=float(c.get("settle_bound_seconds", 60)),
             request_timeout_seconds=float(c.get("request_timeout_seconds", 10)),
             trip_days=int(c.get("trip_days", 13)),
+            backup_simulator_url=str(c.get("backup_simulator_url") or "").rstrip("/"),
+            flags_file=str(c.get("flags_file") or ""),
         )
 
     @property
@@ -91,6 +96,11 @@ class Target:
             payment_database_url=self.payment_database_url,
             gateway_database_url=self.gateway_database_url,
             ledger_url=f"{self.simulator_url}/simulator/ledger",
+            backup_ledger_url=(
+                f"{self.backup_simulator_url}/simulator/ledger"
+                if self.backup_simulator_url
+                else None
+            ),
             simulator_admin_key=self.simulator_admin_key,
             amqp_url=self.amqp_url,
         )

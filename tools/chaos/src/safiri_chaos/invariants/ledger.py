@@ -21,8 +21,19 @@ class Ledger:
     since: datetime | None  # when the simulator's record begins
     durable: bool  # kept across simulator restarts (a journal file)
 
+    def joined(self, other: Ledger) -> Ledger:
+        """Both providers' pushes as one ledger: money taken is money taken, whichever route
+        took it (an order charged on both is charged twice). It covers the orders from the
+        later of the two beginnings, and is durable only if both are."""
+        starts = [s for s in (self.since, other.since) if s is not None]
+        return Ledger(
+            [*self.entries, *other.entries],
+            max(starts) if starts else None,
+            self.durable and other.durable,
+        )
 
-async def read_ledger(url: str | None, admin_key: str) -> Ledger | None:
+
+async def read_ledger(url: str | None, admin_key: str, provider: str = "mpesa") -> Ledger | None:
     if url is None:
         return None
     timeout = aiohttp.ClientTimeout(total=10)
@@ -40,6 +51,7 @@ async def read_ledger(url: str | None, admin_key: str) -> Ledger | None:
             state=str(t["state"]),
             result_code=t["result_code"] if isinstance(t["result_code"], int) else None,
             receipt=t.get("receipt"),
+            provider=provider,
         )
         for t in body["transactions"]
     ]

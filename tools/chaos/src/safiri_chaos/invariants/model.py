@@ -71,6 +71,7 @@ class LedgerEntry:
     state: str
     result_code: int | None
     receipt: str | None = None
+    provider: str = "mpesa"  # the route whose ledger holds it
 
     @property
     def charged(self) -> bool:

@@ -104,6 +104,9 @@ def check_ledger(snapshot: Snapshot, limits: Limits | None = None) -> Check:
         for e in snapshot.ledger
     )
     check.facts = {"pushes": len(snapshot.ledger), **dict(sorted(states.items()))}
+    providers = Counter(e.provider for e in snapshot.ledger)
+    if set(providers) - {"mpesa"}:
+        check.facts["pushes by provider"] = dict(sorted(providers.items()))
     if snapshot.ledger_since is not None:
         check.facts["since"] = f"{snapshot.ledger_since:%Y-%m-%d %H:%M:%S}"
         check.facts["durable"] = snapshot.ledger_durable

@@ -38,6 +38,8 @@ class Sources:
     payment_database_url: str
     gateway_database_url: str | None = None
     ledger_url: str | None = None  # http://127.0.0.1:8090/simulator/ledger
+    # The backup payment route's simulator: its charges are money taken too.
+    backup_ledger_url: str | None = None
     simulator_admin_key: str = "safiri-sim-admin"
     amqp_url: str | None = None
     dead_letter_queues: tuple[str, ...] = DEAD_LETTER_QUEUES
@@ -45,6 +47,12 @@ class Sources:
 
 async def read_snapshot(sources: Sources) -> Snapshot:
     ledger = await read_ledger(sources.ledger_url, sources.simulator_admin_key)
+    if ledger is not None and sources.backup_ledger_url:
+        backup = await read_ledger(
+            sources.backup_ledger_url, sources.simulator_admin_key, provider="backup"
+        )
+        assert backup is not None
+        ledger = ledger.joined(backup)
     async with _read_only(sources.ticketing_database_url) as conn:
         snapshot = Snapshot(taken_at=await conn.fetchval("SELECT now()"))
         if ledger is not None:
