@@ -16,6 +16,7 @@ from ..adapters.active_users import ACTIVE_USERS
 from ..domain.idempotency import IdempotencyKeyInFlight, IdempotencyKeyReused, is_valid_key
 from ..domain.orders import InvalidOrder, parse_order
 from ..domain.trips import InvalidQuery, parse_trip_query
+from ..public.models import MAINTENANCE_PROBLEM_KIND
 from ..service_layer.place_order import OrdersPaused
 from ..service_layer.ports import UpstreamReply, UpstreamTimeout, UpstreamUnavailable
 from .keys import CLIENT, PLACE_ORDER, TICKETING
@@ -50,7 +51,7 @@ def _maintenance_answer(request: web.Request, paused: OrdersPaused) -> web.Respo
     response = problem_response(
         Problem(
             503,
-            "maintenance",
+            MAINTENANCE_PROBLEM_KIND,
             "Down for maintenance",
             "New orders are paused for maintenance; searches and existing orders still work."
             f" Retry in {seconds} seconds with the same Idempotency-Key.",

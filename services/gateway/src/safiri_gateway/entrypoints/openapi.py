@@ -15,6 +15,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from ..public.models import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_PATTERN,
+    MAINTENANCE_PROBLEM_TYPE,
     Order,
     OrderAccepted,
     OrderRequest,
@@ -109,6 +110,18 @@ _RESPONSES: dict[str, Any] = {
     ),
     "InternalError": _problem("Unexpected error; logged under the trace id."),
     "ServiceUnavailable": _problem("Ticketing failed or could not be reached; retry."),
+    "OrdersUnavailable": _problem(
+        "Ticketing failed or could not be reached (retry with the same Idempotency-Key), or"
+        f" maintenance mode is on ({MAINTENANCE_PROBLEM_TYPE}, the maintenance-mode flag): new"
+        " orders are paused while searches and order reads go on; retry after the Retry-After"
+        " seconds. A retry of an order already accepted gets its 202 even then.",
+        headers={
+            "Retry-After": {
+                "description": "Seconds to wait; sent with the maintenance answer.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    ),
     "GatewayTimeout": _problem("Ticketing did not answer in time; retry with the same key."),
 }
 
@@ -178,6 +191,7 @@ _PATHS: dict[str, Any] = {
                 "415": _ref("UnsupportedMediaType"),
                 "422": _ref("UnprocessableContent"),
                 **_UPSTREAM_ERRORS,
+                "503": _ref("OrdersUnavailable"),
             },
         }
     },

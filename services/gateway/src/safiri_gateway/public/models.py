@@ -21,6 +21,8 @@ from ..domain.trips import MAX_PLACE_LENGTH
 
 __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
+    "MAINTENANCE_PROBLEM_KIND",
+    "MAINTENANCE_PROBLEM_TYPE",
     "FieldError",
     "Money",
     "Order",
@@ -43,6 +45,9 @@ PLACE_PATTERN = "^[^\\x00-\\x1F\\x7F]*$"
 # HTTP strips a header value's outer spaces, so a key can neither start nor end with one.
 IDEMPOTENCY_KEY_PATTERN = "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$"
 IDEMPOTENCY_KEY_MAX_LENGTH = MAX_KEY_LENGTH
+# The problem type of POST /orders' 503 while the maintenance-mode flag is on (with Retry-After).
+MAINTENANCE_PROBLEM_KIND = "maintenance"
+MAINTENANCE_PROBLEM_TYPE = f"https://safiri.dev/problems/{MAINTENANCE_PROBLEM_KIND}"
 
 Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 Place = Annotated[str, Field(max_length=MAX_PLACE_LENGTH, pattern=PLACE_PATTERN)]
