@@ -148,7 +148,6 @@ class ErrorMonitoring:
 
     def __init__(self, config: TelemetryConfig, settings: SentrySettings) -> None:
         import sentry_sdk
-        from sentry_sdk.consts import DEFAULT_OPTIONS
         from sentry_sdk.integrations.aiohttp import AioHttpIntegration
         from sentry_sdk.integrations.logging import LoggingIntegration
         from sentry_sdk.integrations.loguru import (
@@ -161,24 +160,17 @@ class ErrorMonitoring:
         self.service = config.service_name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task_factory: Any = None
-        privacy: dict[str, Any]
-        if "data_collection" in DEFAULT_OPTIONS:  # sentry-sdk 3
-            privacy = {
-                "data_collection": {
-                    "user_info": False,
-                    "cookies": {"mode": "off"},
-                    "http_bodies": [],
-                    "stack_frame_variables": False,
-                    "database_query_data": False,
-                    "gen_ai": {"inputs": False, "outputs": False},
-                }
+        # sentry-sdk 3 (the extra asks for 3.x): what it may collect beyond the event itself.
+        privacy: dict[str, Any] = {
+            "data_collection": {
+                "user_info": False,
+                "cookies": {"mode": "off"},
+                "http_bodies": [],
+                "stack_frame_variables": False,
+                "database_query_data": False,
+                "gen_ai": {"inputs": False, "outputs": False},
             }
-        else:  # sentry-sdk 2
-            privacy = {
-                "send_default_pii": False,
-                "include_local_variables": False,
-                "max_request_body_size": "never",
-            }
+        }
         sentry_sdk.init(
             dsn=settings.dsn,
             environment=settings.environment or config.environment,
