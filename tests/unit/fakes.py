@@ -11,6 +11,7 @@ from typing import Any, Self
 from safiri_contracts import Message
 from safiri_payment.domain.payments import Payment
 from safiri_payment.service_layer.unit_of_work import StoredPayment
+from safiri_telemetry import inject_carrier
 from safiri_ticketing.domain.orders import Order, OrderStatus, Refund
 from safiri_ticketing.domain.trips import Trip
 
@@ -141,8 +142,9 @@ class FakePaymentUow(_FakeTransaction):
     async def add(self, payment: Payment, callback_token_hash: str) -> bool:
         if any(p.payment.order_id == payment.order_id for p in self.state["payments"].values()):
             return False
+        # The active context, as the real adapter stores it (its baggage keeps the canary arm).
         self.state["payments"][payment.payment_id] = StoredPayment(
-            copy.deepcopy(payment), callback_token_hash, {}
+            copy.deepcopy(payment), callback_token_hash, inject_carrier()
         )
         self.state["created"][payment.payment_id] = self.db.now
         await self.touch(payment.payment_id)

@@ -218,7 +218,7 @@ def test_callback_outcome_series_exist_at_zero_before_any_callback() -> None:
         assert registry.get_sample_value("payment_callbacks_total", labels) == 0
     # Each of Daraja's result codes too: increase() counts the first failure of a kind.
     for code in ("0", "1", "1032", "1037", "2001"):
-        labels = {"provider": "mpesa", "result_code": code}
+        labels = {"provider": "mpesa", "result_code": code, "variant": "baseline"}
         assert registry.get_sample_value("payments_total", labels) == 0, code
 
 
@@ -290,6 +290,7 @@ async def test_a_failed_stk_query_changes_nothing_and_is_counted() -> None:
         provider="mpesa",
         operation="stk_query",
         outcome="unavailable",
+        variant="baseline",
     )
 
 
@@ -369,6 +370,7 @@ async def test_a_transaction_list_call_observes_one_pull_transactions_duration(
             provider="mpesa",
             operation="pull_transactions",
             outcome=series_outcome,
+            variant="baseline",
         )
 
     outcomes = ("answered", "unavailable")

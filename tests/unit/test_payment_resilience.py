@@ -249,6 +249,7 @@ async def test_with_the_breaker_open_a_payment_fails_at_once_and_the_customer_is
             provider="mpesa",
             operation="stk_push",
             outcome="circuit_open",
+            variant="baseline",
         )
         == 1
     )

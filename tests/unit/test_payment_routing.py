@@ -135,6 +135,7 @@ async def test_a_new_payment_goes_to_the_route_the_flag_names_and_records_it(
             provider=BACKUP,
             operation="stk_push",
             outcome="accepted",
+            variant="baseline",
         )
         == 1
     )
@@ -175,7 +176,7 @@ async def test_after_the_flag_flips_the_stk_query_goes_to_the_provider_that_took
     assert s.stored(order).payment.status is PaymentStatus.SUCCEEDED
     assert s.sample("payment_reconciliations_total", provider=MPESA, outcome="settled") == 1
     assert s.sample("payment_reconciliations_total", provider=BACKUP, outcome="settled") == 0
-    assert s.sample("payments_total", provider=MPESA, result_code="0") == 1
+    assert s.sample("payments_total", provider=MPESA, result_code="0", variant="baseline") == 1
 
 
 async def test_a_backup_payment_is_reconciled_at_the_backup_after_switching_back() -> None:
@@ -186,8 +187,8 @@ async def test_a_backup_payment_is_reconciled_at_the_backup_after_switching_back
     assert await s.payments.reconcile(timedelta(minutes=1)) == 1
     assert (s.backup.queries, s.mpesa.queries) == (["ws_CO_backup_1"], [])
     assert s.stored(order).payment.status is PaymentStatus.SUCCEEDED
-    assert s.sample("payments_total", provider=BACKUP, result_code="0") == 1
-    assert s.sample("payments_total", provider=MPESA, result_code="0") == 0
+    assert s.sample("payments_total", provider=BACKUP, result_code="0", variant="baseline") == 1
+    assert s.sample("payments_total", provider=MPESA, result_code="0", variant="baseline") == 0
 
 
 async def test_an_unanswered_push_is_looked_for_in_its_own_providers_transactions() -> None:
@@ -213,7 +214,7 @@ async def test_a_callback_after_the_flag_flipped_is_counted_for_the_provider_tha
     assert s.stored(order).payment.status is PaymentStatus.SUCCEEDED
     assert s.sample("payment_callbacks_total", provider=BACKUP, outcome="applied") == 1
     assert s.sample("payment_callbacks_total", provider=MPESA, outcome="applied") == 0
-    assert s.sample("payments_total", provider=BACKUP, result_code="0") == 1
+    assert s.sample("payments_total", provider=BACKUP, result_code="0", variant="baseline") == 1
 
 
 async def test_with_no_backup_configured_the_flag_falls_back_to_mpesa_warned_and_counted() -> None:
@@ -295,6 +296,6 @@ def test_routes_refuse_a_default_without_a_provider_and_a_misnamed_provider() ->
 def test_every_routes_series_starts_at_zero() -> None:
     s = Setup()
     for route in (MPESA, BACKUP):
-        assert s.sample("payments_total", provider=route, result_code="0") == 0
+        assert s.sample("payments_total", provider=route, result_code="0", variant="baseline") == 0
         assert s.sample("payment_callbacks_total", provider=route, outcome="rejected") == 0
         assert s.sample("payment_route_fallbacks_total", provider=route) == 0

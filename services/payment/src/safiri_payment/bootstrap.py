@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import aiohttp
@@ -28,9 +28,16 @@ from .entrypoints.amqp import PAYMENT_REQUESTS, payment_requests_handler
 from .entrypoints.http import CALLBACK_PATH, routes
 from .entrypoints.keys import FLAGS, PAYMENTS
 from .metrics import PaymentMetrics
+from .service_layer.canary import BASELINE
+from .service_layer.canary import FLAG as PROVIDER_POLICY_FLAG
 from .service_layer.handlers import Payments
 from .service_layer.provider import PaymentProvider
-from .service_layer.resilience import ResiliencePolicy, ResilientProvider
+from .service_layer.resilience import (
+    CANARY_POLICY,
+    CanaryArm,
+    ResiliencePolicy,
+    ResilientProvider,
+)
 from .service_layer.routing import BACKUP, MPESA, Routes
 from .settings import Settings
 
@@ -40,6 +47,26 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 # The flag that names the route of each new payment (deploy/flags/flags.json).
 PAYMENT_PROVIDER_FLAG = "payment-provider"
 CONNECTION = web.AppKey("amqp_connection", AbstractRobustConnection)
+
+
+def canary_arm(client: DarajaClient, settings: Settings) -> CanaryArm:
+    """The provider-policy canary's client (its shorter per-attempt timeout, never longer than
+    the baseline's) and retry policy, beside the baseline's in each resilient provider."""
+    timeout = min(CANARY_POLICY.attempt_timeout_seconds or 0.0, settings.provider_timeout_seconds)
+    return client.with_timeout(timeout), CANARY_POLICY
+
+
+def choose_variant(app: web.Application) -> Callable[[str, str | None], str]:
+    """The provider-policy flag, asked per payment: the order as targeting key (each payment
+    stays in one arm), the client (from the gateway's baggage) as the ``client`` attribute."""
+
+    def choose(order_id: str, client: str | None) -> str:
+        attributes = {"client": client} if client is not None else None
+        return app[FLAGS].string(
+            PROVIDER_POLICY_FLAG, BASELINE, targeting_key=order_id, attributes=attributes
+        )
+
+    return choose
 
 
 def payment_routes(
@@ -64,7 +91,9 @@ def payment_routes(
             settings.provider_timeout_seconds,
             name=BACKUP,
         )
-        providers[BACKUP] = ResilientProvider(client, metrics, policy)
+        providers[BACKUP] = ResilientProvider(
+            client, metrics, policy, canary=canary_arm(client, settings)
+        )
 
     def flagged(order_id: str) -> str:
         return app[FLAGS].string(PAYMENT_PROVIDER_FLAG, MPESA, targeting_key=order_id)
@@ -107,7 +136,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             breaker_reset_seconds=settings.breaker_reset_seconds,
             attempts=settings.retry_attempts,
         )
-        provider = ResilientProvider(daraja, metrics, policy)
+        provider = ResilientProvider(daraja, metrics, policy, canary=canary_arm(daraja, settings))
         app[POOL] = pool
         app[PAYMENTS] = Payments(
             lambda: PostgresUnitOfWork(pool),
@@ -115,6 +144,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             metrics,
             callback_url,
             abandon_after=timedelta(seconds=settings.abandon_after_seconds),
+            choose_variant=choose_variant(app),
         )
         pool_gauges = ConnectionPoolCollector(pool, pool_name="payment")
         telemetry.registry.register(pool_gauges)

@@ -19,14 +19,16 @@ class PaymentMetrics:
         )
         self.results = Counter(
             "payments",
-            "Payments that reached an outcome, by provider and provider result code.",
-            ["provider", "result_code"],
+            "Payments that reached an outcome, by provider, provider result code and canary arm"
+            " (variant: baseline or canary).",
+            ["provider", "result_code", "variant"],
             registry=registry,
         )
         self.provider_duration = Histogram(
             "payment_provider_request_duration_seconds",
-            "Duration of calls to the payment provider, by operation and outcome.",
-            ["provider", "operation", "outcome"],
+            "Duration of calls to the payment provider, by operation, outcome and canary arm"
+            " (variant: baseline or canary).",
+            ["provider", "operation", "outcome", "variant"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

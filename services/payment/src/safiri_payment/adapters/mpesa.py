@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import math
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from loguru import logger
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
 
 from ..domain.payments import ProviderOutcome
 from ..service_layer.provider import (
@@ -34,6 +38,15 @@ class _StillProcessing(Exception):
     pass
 
 
+@dataclass
+class _AccessToken:
+    """The OAuth token, shared by a client and its ``with_timeout`` siblings."""
+
+    value: str | None = None
+    expires: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class DarajaClient:
     def __init__(
         self,
@@ -54,20 +67,26 @@ class DarajaClient:
         self._shortcode = shortcode
         self._passkey = passkey
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = asyncio.Lock()
+        self._token = _AccessToken()
+
+    def with_timeout(self, timeout: float) -> DarajaClient:
+        """The same client (session, account, access token) with another per-request time
+        limit: the provider-policy canary's (its arm's calls give up sooner)."""
+        sibling = copy.copy(self)
+        sibling._timeout = aiohttp.ClientTimeout(total=timeout)
+        return sibling
 
     async def _access_token(self) -> str:
-        async with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_expires:
+        token = self._token
+        async with token.lock:
+            if token.value is None or time.monotonic() >= token.expires:
                 data = await self._call(
                     "GET", "/oauth/v1/generate?grant_type=client_credentials", headers=self._basic
                 )
-                self._token = str(data["access_token"])
+                token.value = str(data["access_token"])
                 # Renew a minute early so a request never carries a token about to lapse.
-                self._token_expires = time.monotonic() + float(str(data["expires_in"])) - 60
-            return self._token
+                token.expires = time.monotonic() + float(str(data["expires_in"])) - 60
+            return token.value
 
     async def _bearer(self) -> dict[str, str]:
         try:
@@ -154,6 +173,15 @@ class DarajaClient:
         return found
 
     async def _call(self, method: str, path: str, **kwargs: object) -> dict[str, object]:
+        # The trace goes on to the provider, our baggage (the client, the canary arm) does not:
+        # it is for Safiri's own services, not a third party's.
+        unbagged = otel_context.attach(baggage.clear())
+        try:
+            return await self._request(method, path, **kwargs)
+        finally:
+            otel_context.detach(unbagged)
+
+    async def _request(self, method: str, path: str, **kwargs: object) -> dict[str, object]:
         try:
             async with self._session.request(
                 method,

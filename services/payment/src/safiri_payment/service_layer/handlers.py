@@ -6,7 +6,8 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
@@ -19,6 +20,15 @@ from safiri_telemetry import business_span, context_from_carrier, mask_phone
 
 from ..domain.payments import CallbackRejected, Payment, PaymentStatus, ProviderOutcome
 from ..metrics import PaymentMetrics
+from .canary import (
+    VARIANT_ATTRIBUTE,
+    VARIANTS,
+    ChooseVariant,
+    choose_variant,
+    current_variant,
+    in_arm,
+    variant_of,
+)
 from .provider import (
     PaymentProvider,
     ProviderCircuitOpen,
@@ -83,8 +93,11 @@ class Payments:
         *,
         abandon_after: timedelta = timedelta(minutes=10),
         clock: Clock = _utcnow,
+        choose_variant: ChooseVariant | None = None,
     ) -> None:
         self._uow = uow
+        # The provider-policy canary's flag, asked per payment (canary.py); None: baseline.
+        self._choose_variant = choose_variant
         # One provider, or the routes: new payments to the flagged one, the rest to the
         # provider each payment records.
         self._routes = (
@@ -105,7 +118,8 @@ class Payments:
             # Daraja's result codes a payment ends with (success, insufficient funds, cancelled,
             # unreachable, wrong PIN): the first failure of a kind is counted by increase() too.
             for code in KNOWN_RESULT_CODES:
-                metrics.results.labels(name, code)
+                for variant in VARIANTS:
+                    metrics.results.labels(name, code, variant)
 
     async def request_payment(self, req: PaymentRequest) -> None:
         """Charge the order once: record it, then send the STK push."""
@@ -113,6 +127,7 @@ class Payments:
         with (
             business_span("request_payment", attrs) as span,
             logger.contextualize(order_id=req.order_id),
+            self._arm(req.order_id, span),
         ):
             payment = Payment(str(uuid.uuid4()), req.order_id, req.amount, req.currency, req.phone)
             token = secrets.token_urlsafe(24)
@@ -140,12 +155,23 @@ class Payments:
             )
             await self._send_stk_push(payment, push, provider)
 
+    @contextmanager
+    def _arm(self, order_id: str, span: Span) -> Iterator[str]:
+        """The payment's canary arm, asked of the flag once (its evaluation event lands on
+        ``span``), current as baggage while the payment is handled: the payment's stored trace
+        context keeps it, and the resilient provider applies the arm's policy."""
+        variant = choose_variant(self._choose_variant, order_id)
+        span.set_attribute(VARIANT_ATTRIBUTE, variant)
+        with in_arm(variant):
+            yield variant
+
     async def _send_stk_push(self, payment: Payment, push: StkPush, route: PaymentProvider) -> None:
-        provider = route.name
+        provider, variant = route.name, current_variant()
         attrs = {
             "safiri.payment.id": payment.payment_id,
             "safiri.payment.provider": provider,
             "safiri.phone": mask_phone(payment.phone),
+            VARIANT_ATTRIBUTE: variant,
         }
         started = perf_counter()
         outcome = "accepted"
@@ -168,7 +194,7 @@ class Payments:
             outcome = "unavailable"
             failure = ProviderOutcome(-1, f"payment provider unavailable: {exc}")
         finally:
-            self._metrics.provider_duration.labels(provider, "stk_push", outcome).observe(
+            self._metrics.provider_duration.labels(provider, "stk_push", outcome, variant).observe(
                 perf_counter() - started
             )
         async with self._uow() as uow:
@@ -189,7 +215,7 @@ class Payments:
             await uow.save(current)
             await uow.commit()
         if failure is not None:
-            self._metrics.results.labels(provider, str(failure.result_code)).inc()
+            self._metrics.results.labels(provider, str(failure.result_code), variant).inc()
 
     async def apply_callback(
         self, payment_id: str, token: str, checkout_request_id: str, outcome: ProviderOutcome
@@ -208,12 +234,15 @@ class Payments:
                 raise CallbackRejected("unknown payment or wrong callback token")
             payment = stored.payment
             provider = payment.provider
+            # Counted in the arm that took the payment, whatever the flag says now.
+            variant = variant_of(stored.trace_context)
             payment.check_callback(checkout_request_id)
             incoming = get_current_span().get_span_context()
             attrs = {
                 "safiri.order.id": payment.order_id,
                 "safiri.payment.id": payment_id,
                 "safiri.payment.provider": provider,
+                VARIANT_ATTRIBUTE: variant,
                 "safiri.payment.result_code": outcome.result_code,
                 "safiri.payment.result_desc": outcome.result_desc,
             }
@@ -233,7 +262,7 @@ class Payments:
                     logger.info("duplicate callback ignored")
                     return False
         self._metrics.callbacks.labels(provider, "applied").inc()
-        self._count_settled(payment)
+        self._count_settled(payment, variant)
         return True
 
     async def reconcile(self, overdue_after: timedelta, limit: int = 50) -> int:
@@ -251,7 +280,7 @@ class Payments:
 
     async def _reconcile(self, stored: StoredPayment) -> bool:
         # The provider that took the payment is asked, never the route flagged now.
-        payment = stored.payment
+        payment, variant = stored.payment, variant_of(stored.trace_context)
         route = self._routes.recorded(payment.provider)
         provider = route.name
         if payment.checkout_request_id is None:
@@ -261,6 +290,7 @@ class Payments:
             "safiri.payment.id": payment.payment_id,
             "safiri.payment.provider": provider,
             "safiri.payment.checkout_request_id": payment.checkout_request_id,
+            VARIANT_ATTRIBUTE: variant,
         }
         with (
             business_span(
@@ -274,12 +304,16 @@ class Payments:
                     outcome = await route.stk_query(payment.checkout_request_id)
                     query.set_attribute("safiri.payment.pending", outcome is None)
             except ProviderError as exc:
-                self._observe(provider, started, "stk_query", "unavailable")
+                self._observe(provider, started, "stk_query", "unavailable", variant)
                 self._metrics.reconciliations.labels(provider, "error").inc()
                 logger.bind(error=str(exc)).warning("STK query failed; will ask again")
                 return False
             self._observe(
-                provider, started, "stk_query", "pending" if outcome is None else "answered"
+                provider,
+                started,
+                "stk_query",
+                "pending" if outcome is None else "answered",
+                variant,
             )
             if outcome is None:
                 span.set_attribute("safiri.payment.pending", True)
@@ -289,13 +323,14 @@ class Payments:
     async def _reconcile_unrecorded(self, stored: StoredPayment) -> bool:
         """A push whose answer was never recorded (a timeout, or a crash right after the
         provider took it): look for its charge in the provider's transaction list."""
-        payment = stored.payment
+        payment, variant = stored.payment, variant_of(stored.trace_context)
         route = self._routes.recorded(payment.provider)
         provider = route.name
         attrs = {
             "safiri.order.id": payment.order_id,
             "safiri.payment.id": payment.payment_id,
             "safiri.payment.provider": provider,
+            VARIANT_ATTRIBUTE: variant,
         }
         with (
             business_span(
@@ -309,11 +344,11 @@ class Payments:
                 with business_span("provider.pull_transactions", attrs):
                     charges = await route.charges(now - stored.age - timedelta(minutes=1), now)
             except ProviderError as exc:
-                self._observe(provider, started, "pull_transactions", "unavailable")
+                self._observe(provider, started, "pull_transactions", "unavailable", variant)
                 self._metrics.reconciliations.labels(provider, "error").inc()
                 logger.bind(error=str(exc)).warning("pull transactions failed; will ask again")
                 return False
-            self._observe(provider, started, "pull_transactions", "answered")
+            self._observe(provider, started, "pull_transactions", "answered", variant)
             reference = account_reference(payment.order_id)
             charge = next(
                 (
@@ -349,7 +384,7 @@ class Payments:
             settled = await self._settle(uow, current.payment, outcome, span)
         self._metrics.reconciliations.labels(provider, "settled").inc()
         if settled:
-            self._count_settled(current.payment)
+            self._count_settled(current.payment, variant_of(current.trace_context))
         return settled
 
     async def _settle(
@@ -373,13 +408,15 @@ class Payments:
         )
         return True
 
-    def _observe(self, provider: str, started: float, operation: str, outcome: str) -> None:
-        self._metrics.provider_duration.labels(provider, operation, outcome).observe(
+    def _observe(
+        self, provider: str, started: float, operation: str, outcome: str, variant: str
+    ) -> None:
+        self._metrics.provider_duration.labels(provider, operation, outcome, variant).observe(
             perf_counter() - started
         )
 
-    def _count_settled(self, payment: Payment) -> None:
-        self._metrics.results.labels(payment.provider, str(payment.result_code)).inc()
+    def _count_settled(self, payment: Payment, variant: str) -> None:
+        self._metrics.results.labels(payment.provider, str(payment.result_code), variant).inc()
         if payment.status is PaymentStatus.SUCCEEDED:
             self._metrics.revenue.labels(payment.currency).inc(payment.amount)
 

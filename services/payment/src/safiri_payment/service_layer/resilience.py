@@ -9,6 +9,11 @@
   is not idempotent (a second push is a second prompt and may be a second charge), so it is
   repeated only when it was certainly never sent; an STK query and a transaction list only
   read, so they are repeated on any provider failure.
+- Two arms (the ``provider-policy`` canary, see canary.py): a call made while the current
+  baggage names the ``canary`` arm goes through the canary's own client (a shorter per-attempt
+  timeout) and retry policy (``CANARY_POLICY``: exponential backoff with jitter, a deadline
+  after which no attempt starts); any other call through the baseline's (today's policy). Both
+  arms share the one breaker: it judges the provider, not the policy.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from loguru import logger
 from opentelemetry.trace import get_current_span
@@ -29,11 +34,16 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 from ..domain.payments import ProviderOutcome
 from ..metrics import PaymentMetrics
+from .canary import CANARY, current_variant
 from .provider import (
     Charge,
     PaymentProvider,
@@ -45,7 +55,7 @@ from .provider import (
     StkPush,
 )
 
-__all__ = ["CircuitState", "ResiliencePolicy", "ResilientProvider"]
+__all__ = ["CANARY_POLICY", "CanaryArm", "CircuitState", "ResiliencePolicy", "ResilientProvider"]
 
 _T = TypeVar("_T")
 
@@ -69,6 +79,50 @@ class ResiliencePolicy:
     attempts: int = 3  # the first call included
     backoff_base_seconds: float = 0.2
     backoff_max_seconds: float = 2.0
+    # full_jitter: a random wait between 0 and base * 2^n (capped); exponential_jitter:
+    # base * 2^n (capped) plus a random jitter of up to ``jitter_seconds``.
+    backoff: Literal["full_jitter", "exponential_jitter"] = "full_jitter"
+    jitter_seconds: float = 0.0
+    # No attempt starts once this long has passed since the first (None: attempts only).
+    deadline_seconds: float | None = None
+    # Each attempt's own time limit, applied by the arm's client (None: the client's own).
+    attempt_timeout_seconds: float | None = None
+
+    def stop(self) -> stop_base:
+        stop: stop_base = stop_after_attempt(self.attempts)
+        if self.deadline_seconds is not None:
+            stop = stop | stop_before_delay(self.deadline_seconds)
+        return stop
+
+    def wait(self) -> wait_base:
+        if self.backoff == "exponential_jitter":
+            return wait_exponential_jitter(
+                initial=self.backoff_base_seconds,
+                max=self.backoff_max_seconds,
+                jitter=self.jitter_seconds,
+            )
+        return wait_random_exponential(
+            multiplier=self.backoff_base_seconds, max=self.backoff_max_seconds
+        )
+
+
+# The canary's policy, against today's 5 s per request, 3 attempts, full-jitter backoff and
+# no deadline: 3 s per attempt (a hung provider is given up on sooner), up to 4 attempts of a
+# call that is safe to repeat, waiting 0.1 s, 0.2 s, 0.4 s (at most 1 s) plus up to 0.1 s of
+# jitter, and none started 4 s after the first. An STK push that timed out is still never
+# repeated: its outcome is unknown, and reconciliation finds it.
+CANARY_POLICY = ResiliencePolicy(
+    attempts=4,
+    backoff="exponential_jitter",
+    backoff_base_seconds=0.1,
+    backoff_max_seconds=1.0,
+    jitter_seconds=0.1,
+    deadline_seconds=4.0,
+    attempt_timeout_seconds=3.0,
+)
+
+# The canary arm: the provider client it calls (its own timeout) and its retry policy.
+CanaryArm = tuple[PaymentProvider, ResiliencePolicy]
 
 
 class ResilientProvider:
@@ -80,11 +134,14 @@ class ResilientProvider:
         metrics: PaymentMetrics,
         policy: ResiliencePolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        canary: CanaryArm | None = None,
     ) -> None:
         self.name = provider.name
         self._provider = provider
         self._metrics = metrics
         self._policy = policy or ResiliencePolicy()
+        self._canary = canary
         self._sleep = sleep
         self._state = CircuitState.CLOSED
         self._breakers = AsyncCircuitBreakerFactory(
@@ -104,30 +161,39 @@ class ResilientProvider:
         return self._state
 
     async def stk_push(self, request: StkPush) -> str:
-        return await self._call(
-            "stk_push", lambda: self._provider.stk_push(request), (ProviderUnreachable,)
-        )
+        return await self._call("stk_push", lambda p: p.stk_push(request), (ProviderUnreachable,))
 
     async def stk_query(self, checkout_request_id: str) -> ProviderOutcome | None:
         return await self._call(
             "stk_query",
-            lambda: self._provider.stk_query(checkout_request_id),
+            lambda p: p.stk_query(checkout_request_id),
             (ProviderUnavailable, ProviderTimeout),
         )
 
     async def charges(self, since: datetime, until: datetime) -> list[Charge]:
         return await self._call(
             "pull_transactions",
-            lambda: self._provider.charges(since, until),
+            lambda p: p.charges(since, until),
             (ProviderUnavailable, ProviderTimeout),
         )
+
+    def _arm(self) -> CanaryArm:
+        """The client and policy of the arm the current baggage names."""
+        if self._canary is not None and current_variant() == CANARY:
+            return self._canary
+        return self._provider, self._policy
 
     async def _call(
         self,
         operation: str,
-        call: Callable[[], Awaitable[_T]],
+        request: Callable[[PaymentProvider], Awaitable[_T]],
         retry_on: tuple[type[Exception], ...],
     ) -> _T:
+        provider, policy = self._arm()
+
+        def call() -> Awaitable[_T]:
+            return request(provider)
+
         def worth_retrying(exc: BaseException) -> bool:
             return isinstance(exc, retry_on) and not isinstance(exc, ProviderCircuitOpen)
 
@@ -141,10 +207,8 @@ class ResilientProvider:
             ).info(f"provider call failed ({error}); retrying")
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._policy.attempts),
-            wait=wait_random_exponential(
-                multiplier=self._policy.backoff_base_seconds, max=self._policy.backoff_max_seconds
-            ),
+            stop=policy.stop(),
+            wait=policy.wait(),
             retry=retry_if_exception(worth_retrying),
             before_sleep=before_sleep,
             sleep=self._sleep,
