@@ -1,4 +1,5 @@
-"""``safiri``: the operator's command line (``up``, ``demo``, ``trace``, ``chaos``, ``load``)."""
+"""``safiri``: the operator's command line (``up``, ``demo``, ``trace``, ``chaos``, ``load``,
+``canary``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from safiri_suite.ps import add_ps_command
 from safiri_suite.suite import ProcessEntry, Suite, SuiteConfig, SuiteError
 from safiri_tracestore import StoreSettings, running_store
 
+from .canary import add_canary_command
 from .trace_cli import add_trace_command
 
 __all__ = ["main"]
@@ -210,8 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     add_chaos_command(sub)
     add_load_command(sub)
     add_ps_command(sub, STATE_PATH)
+    add_canary_command(sub)
     args = parser.parse_args(argv)
-    if args.command in ("trace", "chaos", "load", "ps"):
+    if args.command in ("trace", "chaos", "load", "ps", "canary"):
         raise SystemExit(args.func(args))
     runner = {"up": _up, "demo": _demo}[args.command]
     try:
