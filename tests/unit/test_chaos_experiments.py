@@ -244,8 +244,14 @@ def test_the_provider_switch_switches_the_route_by_its_flag_and_back() -> None:
         (a["provider"]["func"], a["provider"].get("arguments", {})) for a in experiment["method"]
     ]
     funcs = [func for func, _ in method]
-    to_backup = method.index(("set_flag", {"flag": "payment-provider", "variant": "backup"}))
-    to_mpesa = method.index(("set_flag", {"flag": "payment-provider", "variant": "mpesa"}))
+    switches = [
+        (i, args["variant"])
+        for i, (func, args) in enumerate(method)
+        if func == "set_flag" and args["flag"] == "payment-provider"
+    ]
+    [(to_backup, "backup"), (to_mpesa, "mpesa")] = switches
+    # Back only once M-Pesa has been healthy for the breaker's reset time.
+    assert method[to_mpesa][1]["delay_seconds"] == "${breaker_reset_seconds}"
     throughs = [args["provider"] for func, args in method if func == "purchases_go_through"]
     assert throughs == ["backup", "mpesa"]
     [fires] = by_func(experiment, "alert_fires")
