@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 
 from safiri_suite.interrupt import until_signalled
-from safiri_suite.suite import SuiteError
+from safiri_suite.suite import BACKUP_SIMULATOR, SuiteError
 
 from .checker import check_suite
 from .control import default_api_key
@@ -92,6 +92,13 @@ def _add_check(sub: Any) -> None:
     check.add_argument("--ledger-url", default=f"{sim}/simulator/ledger")
     check.add_argument("--no-ledger", action="store_true", help="a real provider: no ledger")
     check.add_argument(
+        "--backup-ledger-url",
+        default=None,
+        help="the backup payment route's simulator ledger (default: the backup-simulator in"
+        " the supervisor's state file, $SAFIRI_SUITE_STATE or var/suite.json, if it runs one;"
+        " '' for none)",
+    )
+    check.add_argument(
         "--admin-key", default=_ENV.get("SAFIRI_MPESA_SIM_ADMIN_KEY", "safiri-sim-admin")
     )
     check.add_argument(
@@ -159,12 +166,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if outcome.passed else 1
 
 
+def _backup_ledger_url(given: str | None) -> str | None:
+    """The backup route's ledger: as given, else the supervisor's backup-simulator (`make up`
+    runs one; `make demo` does not), else none."""
+    if given is not None:
+        return given or None
+    state = Path(_ENV.get("SAFIRI_SUITE_STATE", "var/suite.json"))
+    try:
+        processes = json.loads(state.read_text())["processes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    ports = [p["port"] for p in processes if p.get("role") == BACKUP_SIMULATOR]
+    return f"http://127.0.0.1:{ports[0]}/simulator/ledger" if ports else None
+
+
 def _check(args: argparse.Namespace) -> int:
     sources = Sources(
         ticketing_database_url=args.ticketing_db,
         payment_database_url=args.payment_db,
         gateway_database_url=args.gateway_db,
         ledger_url=None if args.no_ledger else args.ledger_url,
+        backup_ledger_url=None if args.no_ledger else _backup_ledger_url(args.backup_ledger_url),
         simulator_admin_key=args.admin_key,
         amqp_url=args.amqp_url,
     )
