@@ -62,6 +62,13 @@ SAFIRI = {
         "SAFIRI_MPESA_SIM",
         8090,
     ),
+    "backup-simulator": (
+        "simulators/mpesa",
+        "safiri-mpesa-sim",
+        "safiri-backup-simulator",
+        "SAFIRI_MPESA_SIM",
+        8092,
+    ),
     "fleet-simulator": (
         "simulators/fleet",
         "safiri-fleet-sim",
