@@ -160,6 +160,32 @@ def test_probes_use_paths_the_apps_serve_and_the_grace_period_covers_the_shutdow
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
+def _mounted_files_here(
+    env: dict[str, str],
+    deployment: dict[str, Any],
+    configmaps: dict[str, dict[str, Any]],
+    here: Path,
+) -> dict[str, str]:
+    """``env`` with each path into a mounted ConfigMap replaced by a local copy of that key."""
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    out = dict(env)
+    for mount in container.get("volumeMounts", []):
+        source = volumes[mount["name"]].get("configMap")
+        if source is None:
+            continue
+        data = configmaps[source["name"]]["data"]
+        for name, value in env.items():
+            directory, _, key = value.rpartition("/")
+            if directory == mount["mountPath"].rstrip("/"):
+                assert key in data, f"{name}={value}: no key {key} in {source['name']}"
+                here.mkdir(parents=True, exist_ok=True)
+                (here / key).write_text(data[key])
+                out[name] = str(here / key)
+    return out
+
+
 def _settings_class(role: str) -> Any:
     module = {
         "gateway": "safiri_gateway.settings",
@@ -172,11 +198,13 @@ def _settings_class(role: str) -> Any:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_setting_a_service_requires_is_set(overlay: str) -> None:
+def test_every_setting_a_service_requires_is_set(overlay: str, tmp_path: Path) -> None:
     """Each container's environment (its ConfigMap, its env, the Secret's keys it names, with
-    stand-in values) passes the service's own start-up validation."""
+    stand-in values) passes the service's own start-up validation; a file it names in a
+    mounted ConfigMap (the flag file) is that ConfigMap's content, written here."""
     objects = rendered(overlay)
-    [config] = of_kind(objects, "ConfigMap")
+    configmaps = {c["metadata"]["name"]: c for c in of_kind(objects, "ConfigMap")}
+    config = configmaps["safiri-config"]
     stand_in = {
         "SAFIRI_API_KEYS": "k",
         "SAFIRI_GATEWAY_DATABASE_URL": "postgresql://u:p@postgres-rw:5432/safiri_gateway",
@@ -195,6 +223,7 @@ def test_every_setting_a_service_requires_is_set(overlay: str) -> None:
                 env[item["name"]] = item["value"]
             elif "secretKeyRef" in item.get("valueFrom", {}):
                 env[item["name"]] = stand_in.get(item["name"], "secret")
+        env = _mounted_files_here(env, deployment, configmaps, tmp_path / role)
         _settings_class(role).from_env(env)  # raises, naming the variable, if one is missing
         assert (
             int(
