@@ -51,9 +51,13 @@ up-cluster: venv
 	.venv/bin/safiri up --replicas 2 --rabbitmq-nodes 3
 
 # The tests install what they need on a fresh machine (Debian packages, as root).
+# Two parts: what isolates itself runs on both cores (pytest-xdist, a module's tests kept on one
+# worker so its suite starts once), then the tests marked serial run alone (they stop the shared
+# broker or database, run RabbitMQ nodes of their own, or judge latency under load).
 test: venv
 	@bash scripts/deps.sh --install --test
-	$(PYTEST) tests
+	$(PYTEST) tests -m "not serial" -n 2 --dist loadscope
+	$(PYTEST) tests -m serial
 
 test-unit: venv
 	$(PYTEST) tests/unit

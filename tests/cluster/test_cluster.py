@@ -30,7 +30,7 @@ from tests.conftest import eventually
 
 from .conftest import NODES, REPLICAS, Cluster, state_file
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
 
 
 def sources(cluster: Cluster) -> Sources:

@@ -46,7 +46,17 @@ def test_every_experiment_is_run_here() -> None:
     )
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+# Run alone (make test's serial part): these stop the machine's shared broker or database, or
+# run RabbitMQ nodes and service replicas of their own.
+SERIAL = {"rabbitmq-restart.json", "postgres-restart.json"}
+
+
+def _param(experiment: str) -> object:
+    alone = experiment in SERIAL or experiment.startswith("cluster/")
+    return pytest.param(experiment, marks=[pytest.mark.serial] if alone else [])
+
+
+@pytest.mark.parametrize("experiment", [_param(e) for e in EXPERIMENTS])
 async def test_the_short_form_passes_the_alert_fires_and_nothing_is_lost(
     experiment: str, tmp_path: Path
 ) -> None:

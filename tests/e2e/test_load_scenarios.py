@@ -32,7 +32,8 @@ from tests.conftest import POSTGRES
 
 from .conftest import HOLD_TTL_SECONDS, Running, suite_of_its_own
 
-pytestmark = pytest.mark.e2e
+# serial: the scenarios' latency gates judge the suite with both cores to itself.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 # (seconds, peak actions/s): a few purchases a second, so the file runs in about a minute.
 SHORT = {
