@@ -16,7 +16,9 @@ The rule, in this order:
    has no latency figure: too little to judge;
 2. **roll back** (exit 1) if the canary's error ratio is higher than the baseline's by a
    one-sided two-proportion z-test (pooled) at ``--alpha`` AND by more than ``--margin``
-   (absolute), or if its p95 is more than ``--latency-factor`` times the baseline's;
+   (absolute), or if its p95 is more than ``--latency-factor`` times the baseline's AND more
+   than ``--latency-margin`` seconds above it (a p95 read from histogram buckets over a few
+   payments moves by a bucket's width without anything having changed);
 3. otherwise **promote** (exit 0).
 
 Exit 3: Prometheus could not be asked. Rolling back is an edit of the flag file: the
@@ -65,6 +67,7 @@ class Rule:
     alpha: float = 0.05  # one-sided significance of "the canary fails more"
     margin: float = 0.02  # and by more than this much, absolute (2 percentage points)
     latency_factor: float = 1.5  # canary p95 above this times the baseline's rolls back
+    latency_margin: float = 0.25  # and more than this many seconds above it
 
     def describe(self) -> str:
         return (
@@ -72,7 +75,8 @@ class Rule:
             " canary's error ratio exceeds the baseline's by a one-sided two-proportion z-test"
             f" at alpha {self.alpha:g} AND by more than {self.margin * 100:g} percentage"
             f" points, or if its p95 STK push latency is more than {self.latency_factor:g} x"
-            " the baseline's; otherwise promote"
+            f" the baseline's AND more than {self.latency_margin:g} s above it; otherwise"
+            " promote"
         )
 
 
@@ -161,10 +165,17 @@ def decide(baseline: Arm, canary: Arm, rule: Rule, window: str = "") -> Verdict:
         reasons.append("no p95 latency for an arm (no STK push observed in the window)")
         return Verdict("wait", reasons, baseline, canary, rule, z, p, window=window)
     ratio = canary.p95_seconds / baseline.p95_seconds if baseline.p95_seconds > 0 else math.inf
-    slower = ratio > rule.latency_factor
+    above = canary.p95_seconds - baseline.p95_seconds
+    slower = ratio > rule.latency_factor and above > rule.latency_margin
     reasons.append(
-        f"p95 {canary.p95_seconds:.3f} s vs {baseline.p95_seconds:.3f} s ({ratio:.2f} x): "
-        + (f"slower (more than {rule.latency_factor:g} x)" if slower else "not slower")
+        f"p95 {canary.p95_seconds:.3f} s vs {baseline.p95_seconds:.3f} s ({ratio:.2f} x,"
+        f" {above:+.3f} s): "
+        + (
+            f"slower (more than {rule.latency_factor:g} x and {rule.latency_margin:g} s)"
+            if slower
+            else f"not slower (needs more than {rule.latency_factor:g} x"
+            f" and {rule.latency_margin:g} s)"
+        )
     )
     decision = "rollback" if worse_errors or slower else "promote"
     return Verdict(decision, reasons, baseline, canary, rule, z, p, ratio, window=window)
@@ -262,7 +273,9 @@ def _window(text: str) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    rule = Rule(args.min_requests, args.alpha, args.margin, args.latency_factor)
+    rule = Rule(
+        args.min_requests, args.alpha, args.margin, args.latency_factor, args.latency_margin
+    )
     try:
         baseline, canary = asyncio.run(measure(args.prometheus, args.window, args.at))
     except CanaryError as exc:
@@ -299,5 +312,8 @@ def add_canary_command(sub: Any) -> None:
         "--margin", type=float, default=defaults.margin, help="absolute, 0.02 = 2 pp"
     )
     check.add_argument("--latency-factor", type=float, default=defaults.latency_factor)
+    check.add_argument(
+        "--latency-margin", type=float, default=defaults.latency_margin, help="seconds"
+    )
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
     check.set_defaults(func=run_check)

@@ -11,7 +11,7 @@ from safiri.canary import EXIT, Arm, Rule, decide, queries, two_proportion_z
 
 pytestmark = pytest.mark.unit
 
-RULE = Rule(min_requests=100, alpha=0.05, margin=0.02, latency_factor=1.5)
+RULE = Rule(min_requests=100, alpha=0.05, margin=0.02, latency_factor=1.5, latency_margin=0.25)
 
 
 def arm(variant: str, payments: float, failed: float, p95: float | None = 0.4) -> Arm:
@@ -59,11 +59,20 @@ def test_a_canary_better_than_the_baseline_is_promoted() -> None:
     assert decide(arm("baseline", 500, 50), arm("canary", 500, 5), RULE).decision == "promote"
 
 
-def test_latency_above_the_factor_rolls_back_and_at_the_factor_does_not() -> None:
-    slow = decide(arm("baseline", 500, 0, 0.4), arm("canary", 500, 0, 0.61), RULE)
-    assert slow.decision == "rollback" and slow.latency_ratio == pytest.approx(1.525)
-    at = decide(arm("baseline", 500, 0, 0.4), arm("canary", 500, 0, 0.6), RULE)
+def test_latency_above_the_factor_and_the_margin_rolls_back_and_at_the_factor_does_not() -> None:
+    slow = decide(arm("baseline", 500, 0, 1.0), arm("canary", 500, 0, 1.51), RULE)
+    assert slow.decision == "rollback" and slow.latency_ratio == pytest.approx(1.51)
+    at = decide(arm("baseline", 500, 0, 1.0), arm("canary", 500, 0, 1.5), RULE)
     assert at.decision == "promote"
+
+
+def test_a_p95_a_bucket_higher_but_within_the_margin_is_not_slower() -> None:
+    # 75 ms against 100 ms: 1.75 x, but +0.075 s is the width of a histogram bucket.
+    verdict = decide(arm("baseline", 500, 0, 0.1), arm("canary", 500, 0, 0.175), RULE)
+    assert verdict.decision == "promote"
+    assert decide(arm("baseline", 500, 0, 0.1), arm("canary", 500, 0, 0.36), RULE).decision == (
+        "rollback"
+    )
 
 
 def test_an_arm_without_a_latency_figure_says_wait() -> None:

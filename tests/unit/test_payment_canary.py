@@ -400,3 +400,20 @@ def test_a_listed_client_always_gets_the_canary_and_the_others_keep_the_rollout(
     assert set(chosen(flag_file, "client-7", 300)) == {"canary"}
     others = chosen(flag_file, "client-8", 4000)
     assert others.count("canary") / len(others) < 0.02
+
+
+def test_both_arms_accepted_push_latency_series_start_at_zero() -> None:
+    _, _, _, registry = setup(None)
+    for variant in ("baseline", "canary"):
+        assert pushes(registry, variant) == 0
+        labels = {
+            "provider": "mpesa",
+            "operation": "stk_push",
+            "outcome": "accepted",
+            "variant": variant,
+            "le": "+Inf",
+        }
+        assert (
+            registry.get_sample_value("payment_provider_request_duration_seconds_bucket", labels)
+            == 0
+        ), variant

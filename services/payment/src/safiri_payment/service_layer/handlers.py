@@ -120,6 +120,9 @@ class Payments:
             for code in KNOWN_RESULT_CODES:
                 for variant in VARIANTS:
                     metrics.results.labels(name, code, variant)
+            # Each arm's accepted pushes too: its first push in a window counts in its p95.
+            for variant in VARIANTS:
+                metrics.provider_duration.labels(name, "stk_push", "accepted", variant)
 
     async def request_payment(self, req: PaymentRequest) -> None:
         """Charge the order once: record it, then send the STK push."""
