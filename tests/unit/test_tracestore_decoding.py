@@ -211,7 +211,7 @@ def test_a_zip_bomb_is_refused_without_being_inflated() -> None:
         decompress(bomb, "gzip")
 
 
-@pytest.mark.parametrize("body", [b"not gzip at all", gzip.compress(b"x" * 1000)[:-12]])
+@pytest.mark.parametrize("body", [b"not gzip at all", gzip.compress(b"x" * 1000, mtime=0)[:-12]])
 def test_broken_gzip_is_malformed(body: bytes) -> None:
     with pytest.raises(PayloadError) as raised:
         decompress(body, "gzip")
