@@ -335,6 +335,19 @@ OPERATOR_PODS = {
         {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/component": "rabbitmq"},
         {5672, 15672, 15692, 4369, 25672},
     ),
+    # CloudNativePG's instances: PostgreSQL, the status port its operator polls, the exporter.
+    "postgres": (
+        {"cnpg.io/cluster": "postgres", "cnpg.io/podRole": "instance"},
+        {5432, 8000, 9187},
+    ),
+    # The OpenTelemetry Operator's collector (OpenTelemetryCollector otel-collector).
+    "otel-collector": (
+        {
+            "app.kubernetes.io/name": "otel-collector-collector",
+            "app.kubernetes.io/component": "opentelemetry-collector",
+        },
+        {4317, 4318, 8888},
+    ),
 }
 
 
@@ -413,6 +426,18 @@ def needed_flows(overlay: str) -> set[tuple[str, str, int | str]]:
             ("namespace:rabbitmq-system", "rabbitmq", 15672),
             ("namespace:keda", "rabbitmq", 5672),
             ("namespace:monitoring", "rabbitmq", 15692),
+            # Each service its own database; the instances replicate from each other, the
+            # operator polls their status, Prometheus scrapes them (enablePodMonitor).
+            ("gateway", "postgres", 5432),
+            ("ticketing", "postgres", 5432),
+            ("payment", "postgres", 5432),
+            ("postgres", "postgres", 5432),
+            ("namespace:cnpg-system", "postgres", 8000),
+            ("namespace:monitoring", "postgres", 9187),
+            # The services' traces and logs (OTLP over HTTP).
+            ("gateway", "otel-collector", 4318),
+            ("ticketing", "otel-collector", 4318),
+            ("payment", "otel-collector", 4318),
         }
     return needed
 
