@@ -24,6 +24,7 @@ from safiri_messaging import (
     Envelope,
     MessagingMetrics,
     OutboxRelay,
+    OutboxUnitOfWork,
     PoisonMessage,
     QueueSpec,
     add_to_outbox,
@@ -355,3 +356,45 @@ async def test_messaging_spans_follow_the_messaging_conventions(
     assert process.parent is not None
     assert process.parent.span_id == publish.context.span_id
     assert [link.context.span_id for link in process.links] == [publish.context.span_id]
+
+
+@pytest.mark.parametrize("where", ["query", "commit"])
+async def test_a_unit_of_work_cancelled_mid_query_lets_the_cancellation_out(
+    pool: asyncpg.Pool[Any], where: str
+) -> None:
+    """A task cancelled while its unit of work waits on PostgreSQL (a service stopping while its
+    reconciler runs) must end cancelled. Cancelled during COMMIT, asyncpg marks the transaction
+    failed and the unit of work's rollback raised InterfaceError in place of the CancelledError;
+    the job runner logged that and went on, so the task never ended and payment hung on
+    SIGTERM (seen in a make test run)."""
+    table = f"slow_commit_{uuid.uuid4().hex[:8]}"
+    # A deferred constraint trigger runs at COMMIT: it makes the commit itself take 30 s.
+    await pool.execute(
+        f"""
+        CREATE TABLE {table} (id int);
+        CREATE FUNCTION {table}_sleep() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER {table}_at_commit AFTER INSERT ON {table}
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_sleep();
+        """
+    )
+    started = asyncio.Event()
+
+    async def step() -> None:
+        async with OutboxUnitOfWork(pool) as uow:
+            if where == "query":
+                started.set()
+                await uow.conn.execute("SELECT pg_sleep(30)")
+            await uow.conn.execute(f"INSERT INTO {table} VALUES (1)")
+            started.set()
+            await uow.commit()
+
+    task = asyncio.create_task(step())
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.sleep(0.3)  # into the query or the commit: the server is sleeping
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    # The connection went back to the pool usable, and nothing was committed.
+    assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0
+    await pool.execute(f"DROP TABLE {table}; DROP FUNCTION {table}_sleep()")

@@ -47,9 +47,19 @@ class OutboxUnitOfWork:
     ) -> None:
         try:
             if not self._committed:
-                await self._tx.rollback()
+                await self._rollback(exc)
         finally:
             await self._pool.release(self._conn)
+
+    async def _rollback(self, exc: BaseException | None) -> None:
+        try:
+            await self._tx.rollback()
+        except asyncpg.InterfaceError:
+            # An interrupted COMMIT (a cancelled task) leaves asyncpg's transaction failed, and
+            # its rollback refuses. What interrupted it is the exception to let out, not this;
+            # the pool resets the connection (or closes it) on release.
+            if exc is None:
+                raise
 
     async def commit(self) -> None:
         for message in self._events:
