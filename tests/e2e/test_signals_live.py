@@ -41,6 +41,7 @@ import pytest_asyncio
 import yaml
 
 from safiri_chaos.experiment import load_experiment, safiri_extension
+from safiri_chaos.flagfile import set_default_variant
 from safiri_chaos.prometheus import running_prometheus, write_rules
 from safiri_messaging import EVENTS_EXCHANGE
 from safiri_suite.suite import SERVICES
@@ -530,6 +531,30 @@ async def test_a_broker_that_refuses_publishes_fires_outbox_not_draining(live: L
     await fires_and_resolves(live, ("SafiriOutboxNotDraining",), refuse, allow)
 
 
+async def test_maintenance_mode_fires_its_info_alert_until_the_flag_is_off(live: Live) -> None:
+    """Last of the faults: new orders are refused while it is on (the shop's purchases get 503),
+    which must page nothing but the info alert (the gateway's deliberate 503s are left out of
+    SafiriHighErrorRatio)."""
+    flags_file = live.running.config.flags_file
+    assert flags_file is not None, "the suite runs without a flag file of its own"
+
+    async def on() -> None:
+        set_default_variant(flags_file, "maintenance-mode", "on")
+
+    async def off() -> None:
+        set_default_variant(flags_file, "maintenance-mode", "off")
+
+    refused_before = live.shop.answered.count(503)
+    error_ratio_seen = len(live.watch.changes.get("SafiriHighErrorRatio", []))
+    try:
+        await fires_and_resolves(live, ("SafiriMaintenanceMode",), on, off)
+    finally:
+        await off()
+    assert live.shop.answered.count(503) > refused_before, "no order was refused while it was on"
+    since = live.watch.changes.get("SafiriHighErrorRatio", [])[error_ratio_seen:]
+    assert not since, f"the maintenance 503s moved SafiriHighErrorRatio: {since}"
+
+
 def test_every_alert_is_fired_live_here_or_by_a_chaos_experiment() -> None:
     here = set(FIRED_HERE)
     by_chaos = {
@@ -552,6 +577,7 @@ FIRED_HERE = {
     "SafiriOrdersStuckPending",
     "SafiriQueueBacklogGrowing",
     "SafiriOutboxNotDraining",
+    "SafiriMaintenanceMode",
 }
 
 
