@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import shutil
 import subprocess
 import sys
 import uuid
@@ -22,11 +23,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
+from safiri_flags import DEFAULT_FLAGS_FILE, Flags
 from safiri_suite.ports import free_port as free_port  # re-exported for the tests
 
 T = TypeVar("T")
 
+ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
@@ -115,6 +119,27 @@ async def make_database(run_id: str) -> AsyncIterator[Callable[[str], Awaitable[
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+def flag_file(tmp_path: Path) -> Path:
+    """A copy of the repository's flag file (deploy/flags/flags.json) the test may edit."""
+    path = tmp_path / "flags.json"
+    shutil.copy(ROOT / DEFAULT_FLAGS_FILE, path)
+    return path
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def flags(flag_file: Path, registry: CollectorRegistry) -> Iterator[Flags]:
+    """safiri_flags on ``flag_file``, polling it every 0.1 s, its metrics in ``registry``."""
+    started = Flags.start(flag_file, service="test", registry=registry, poll_seconds=0.1)
+    yield started
+    started.shutdown()
 
 
 @pytest.fixture(scope="session")

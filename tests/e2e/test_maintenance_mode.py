@@ -12,7 +12,6 @@ maintenance off.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ import pytest
 import pytest_asyncio
 
 from safiri.otlp import ReceivedSpan
+from safiri_chaos.flagfile import set_default_variant
 from tests.conftest import eventually
 
 from .conftest import Running
@@ -35,16 +35,8 @@ MAINTENANCE = "https://safiri.dev/problems/maintenance"
 
 
 def write_maintenance(path: Path, on: bool) -> None:
-    """The operator's edit: only maintenance-mode's defaultVariant, the file replaced in one
-    step (os.replace of a complete new file), its mtime moved on even on a coarse clock."""
-    document = json.loads(path.read_text())
-    document["flags"]["maintenance-mode"]["defaultVariant"] = "on" if on else "off"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(document, indent=2))
-    before = path.stat().st_mtime_ns
-    os.replace(tmp, path)
-    if path.stat().st_mtime_ns <= before:
-        os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
+    """The operator's edit: only maintenance-mode's defaultVariant, the file replaced whole."""
+    set_default_variant(path, "maintenance-mode", "on" if on else "off")
 
 
 async def maintenance_gauge(running: Running) -> float:

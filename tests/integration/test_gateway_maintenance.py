@@ -10,8 +10,6 @@ gauge on /metrics says it; off, orders are accepted again.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +21,7 @@ import pytest_asyncio
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from safiri_chaos.flagfile import set_default_variant
 from safiri_flags import DEFAULT_FLAGS_FILE
 from tests.conftest import eventually
 
@@ -47,16 +46,8 @@ RETRY_AFTER = 37  # not the default: the answer must carry the setting
 
 
 def set_maintenance(path: Path, on: bool) -> None:
-    """Switch the flag the way an operator's edit does: the whole file replaced in one step
-    (os.replace), the other flags kept, and its mtime moved even on a coarse clock."""
-    document = json.loads(path.read_text())
-    document["flags"]["maintenance-mode"]["defaultVariant"] = "on" if on else "off"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(document, indent=2))
-    before = path.stat().st_mtime_ns
-    os.replace(tmp, path)
-    if path.stat().st_mtime_ns <= before:
-        os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
+    """Switch the flag the way an operator's edit does (the file replaced whole, a later mtime)."""
+    set_default_variant(path, "maintenance-mode", "on" if on else "off")
 
 
 @pytest.fixture(scope="module")

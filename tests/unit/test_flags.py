@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,25 +48,6 @@ def maintenance(default: str) -> dict[str, Any]:
             "defaultVariant": default,
         }
     }
-
-
-@pytest.fixture
-def flag_file(tmp_path: Path) -> Path:
-    path = tmp_path / "flags.json"
-    shutil.copy(REPO / DEFAULT_FLAGS_FILE, path)
-    return path
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def flags(flag_file: Path, registry: CollectorRegistry) -> Iterator[Flags]:
-    started = Flags.start(flag_file, service="test", registry=registry, poll_seconds=0.1)
-    yield started
-    started.shutdown()
 
 
 def test_the_repository_flag_file_is_a_valid_flagd_file_with_the_product_flags() -> None:

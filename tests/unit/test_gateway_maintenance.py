@@ -9,18 +9,14 @@ flag at each scrape without counting or recording an evaluation.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from safiri_flags import DEFAULT_FLAGS_FILE, Flags
+from safiri_flags import Flags
 from safiri_gateway.adapters.maintenance import MAINTENANCE_FLAG, MaintenanceGauge
 from safiri_gateway.service_layer.place_order import OrdersPaused, PlaceOrder
 from safiri_gateway.service_layer.ports import UpstreamReply
@@ -123,37 +119,6 @@ def test_an_unusable_retry_after_is_named(value: str) -> None:
 
 
 # --------------------------------------------------------------- the flag and the gauge
-
-
-@pytest.fixture
-def flag_file(tmp_path: Path) -> Path:
-    path = tmp_path / "flags.json"
-    shutil.copy(REPO / DEFAULT_FLAGS_FILE, path)
-    return path
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def flags(flag_file: Path, registry: CollectorRegistry) -> Iterator[Flags]:
-    started = Flags.start(flag_file, service="gateway-test", registry=registry, poll_seconds=0.1)
-    yield started
-    started.shutdown()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
-    exporter.shutdown()
 
 
 def _gauge(registry: CollectorRegistry) -> float | None:
