@@ -18,7 +18,9 @@ from tests.conftest import eventually
 
 from .conftest import suite_of_its_own
 
-pytestmark = pytest.mark.e2e
+# serial: each test races a deadline (exit within the grace, a restart and its reconciliation
+# before the seat hold expires) that a second worker sharing the two cores can push past.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 ADMIN = {"X-Simulator-Admin-Key": "safiri-sim-admin"}
 DEADLINE_SECONDS = 10.0  # aiohttp's shutdown_timeout in safiri_web.runner
