@@ -382,3 +382,17 @@ async def test_with_the_sdk_disabled_requests_metrics_and_logs_still_work_withou
     assert samples[server] == 1
     assert any(name == "http_client_request_duration_seconds_count" for name, _ in samples)
     assert samples[(FAILURES, (("signal", "traces"),))] == 0
+
+
+async def test_log_lines_queued_for_a_collector_that_is_down_do_not_hold_shutdown() -> None:
+    """The OTLP log export is bounded at shutdown like the spans': the SDK's own shutdown
+    exports every queued batch, each trying for the whole export timeout, so a few batches
+    held a service past its stop grace (ticketing killed after 15 s in a make test run)."""
+    logs = io.StringIO()
+    telemetry = exporting_to(f"http://127.0.0.1:{free_port()}", logs)
+    assert telemetry.config.logs_endpoint is not None
+    for i in range(3000):  # several export batches of 512
+        logger.bind(n=i).info("queued while the collector is down")
+    shutdown = await timed_shutdown(telemetry)
+    print(f"shutdown with log lines queued and the collector down: {shutdown:.2f} s")
+    assert shutdown < SHUTDOWN_BOUND_SECONDS

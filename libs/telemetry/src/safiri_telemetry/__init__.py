@@ -26,7 +26,7 @@ from ._aiohttp import client_session as _client_session
 from ._aiohttp import metrics_handler as _metrics_handler
 from ._aiohttp import route_template, server_middleware
 from ._config import LOG_LEVELS, BatchSettings, ConfigError, TelemetryConfig
-from ._export import DroppedSpans
+from ._export import SHUTDOWN_TIMEOUT_SECONDS, DroppedSpans, bounded
 from ._logging import configure_logging
 from ._messaging import DEFAULT_EXCHANGE, consume_span, publish_span
 from ._metrics import LATENCY_BUCKETS, HttpMetrics
@@ -217,7 +217,11 @@ class Telemetry:
             logger.remove(self._log_sink)
             self._log_sink = None
         if self._logger_provider is not None:
-            await asyncio.to_thread(self._logger_provider.shutdown)
+            # Bounded like the spans': the SDK exports every queued batch, each for the whole
+            # export timeout, so a collector that is down held the process past its grace.
+            await asyncio.to_thread(
+                bounded, self._logger_provider.shutdown, SHUTDOWN_TIMEOUT_SECONDS
+            )
         if self.errors is not None:
             await self.errors.close()
             self.errors = None

@@ -295,18 +295,19 @@ class BoundedBatchSpanProcessor(SpanProcessor):
             self._closed = True
         if self._exporter.failing:
             self._abandon()  # the collector did not take the last batch: do not wait for it
-        self._bounded(self._batch.shutdown, self._shutdown_timeout)
+        bounded(self._batch.shutdown, self._shutdown_timeout)
         self._abandon()  # whatever the export thread has not taken by now is dropped
         self._dropped.report()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         # The SDK's force_flush ignores its timeout and exports everything, however long.
-        return self._bounded(self._batch.force_flush, timeout_millis / 1000)
+        return bounded(self._batch.force_flush, timeout_millis / 1000)
 
-    @staticmethod
-    def _bounded(step: Callable[[], object], timeout: float) -> bool:
-        """Run ``step`` for at most ``timeout`` seconds; a late step finishes on its own."""
-        worker = threading.Thread(target=step, name="safiri-span-export-stop", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        return not worker.is_alive()
+
+def bounded(step: Callable[[], object], timeout: float) -> bool:
+    """Run ``step`` for at most ``timeout`` seconds; a late step finishes on its own (in a daemon
+    thread, so it never holds the process's exit)."""
+    worker = threading.Thread(target=step, name="safiri-export-stop", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return not worker.is_alive()
