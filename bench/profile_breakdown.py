@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/profile_breakdown.py                      # 20/s, then saturation
     .venv/bin/python bench/profile_breakdown.py --phases 20,saturation --rounds 2 --seconds 25
+    .venv/bin/python bench/profile_breakdown.py --gil --nonblocking --name profile_baseline_gil
     .venv/bin/python bench/profile_breakdown.py --analyze RAW.txt --purchases 500  # one file
+    .venv/bin/python bench/profile_breakdown.py --reanalyze bench/results/profile_baseline.json
 
 Starts the suite once (telemetry on as shipped, 100 % sampling, spans and logs over OTLP to
 the discarding bench/otlp_sink.py; the simulator's callback delay 0, as bench/sustained_rate.py
@@ -16,9 +18,10 @@ runs it) and drives POST /api/v1/orders in phases:
 
 In each phase, after ``--warmup-seconds``, gateway, ticketing and payment are recorded in turn
 by py-spy (``record --format raw --full-filenames --threads``, ``--rate`` Hz, blocking:
-each sample pauses the process) for ``--seconds``. Over the same window the script reads every
-suite process's CPU time (psutil: /proc), the machine's CPU times and load average, and counts
-the purchases CONFIRMED in ticketing's database.
+each sample pauses the process; with ``--gil`` only the thread holding the GIL is sampled, with
+``--nonblocking`` the process is never paused) for ``--seconds``. Over the same window the
+script reads every suite process's CPU time (psutil: /proc), the machine's CPU times and load
+average, and counts the purchases CONFIRMED in ticketing's database.
 
 Each busy sample (``breakdown``) goes to ONE category: the one of the innermost frame that
 belongs to a known package, a frame's package taken by its file path in the order of
@@ -29,19 +32,24 @@ Standard-library modules other than asyncio, selectors, json and logging are no 
 their time goes to the caller that is (``uuid4`` under the SDK is telemetry); a sample of only
 such frames is "cpython other". pydantic and pydantic_core are "json/validation" (pydantic's
 Rust core has no Python frame: its time lands in the pydantic frame that called it). Samples
-whose leaf is a wait (``IDLE_LEAVES``: the selector's epoll, ``Condition.wait``) are idle and
-left out. The event loop's thread (MainThread, or without thread ids a stack through asyncio's
-runner or loop) is broken down apart from the process's other threads (OTLP export, ...).
+whose leaf is a wait (``IDLE_LEAVES``: the selector's epoll, ``Condition.wait``; ``IDLE_AT``:
+a leaf blocked in a C call, such as the executor's queue, the flag file watcher's sleep, a
+blocking recv) are idle and left out. The event loop's thread (MainThread, or without thread
+ids a stack through asyncio's runner or loop) is broken down apart from the process's other
+threads (OTLP export, ...).
 
 Also per sample: ``on_behalf_of`` gives a sample whose category is asyncio or cpython other to
 the innermost known frame that is neither (a socket write under asyncpg is asyncpg's), and
 ``probes`` count the samples with a frame of a kind anywhere on the stack (flag evaluation,
 baggage, logging, OTel log records, traceback formatting ...), inclusive.
 
-CPU ms per purchase: busy samples x (1000 / py-spy's effective sample rate) / purchases in the
+CPU ms per purchase: busy samples x (1000 / py-spy's sample rate) / purchases in the
 sampled seconds; beside it, the process's own CPU time (user + system, all threads) over the
 window / purchases in the window. py-spy counts a thread that is runnable but waiting for a
-core as busy, so on a saturated machine the first exceeds the second.
+core as busy (and, with ``--gil``, one preempted while holding the GIL), so on a saturated
+machine the first exceeds the second; with ``--gil`` it leaves out the time spent in system
+calls that release the GIL (socket sends and receives), so on an idle machine it falls short.
+``--reanalyze`` computes a report's breakdowns again from its raw files with these rules.
 
 The report: bench/results/<--name>.json; its tables are rendered by bench/render.py
 (``profile-*`` tables) into bench/results/profile/breakdown.md.
@@ -112,6 +120,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("asyncio", ("/asyncio/", "/selectors.py", "/uvloop/")),
     ("safiri", ("/safiri_", "/safiri/")),
 ]
+STDLIB = {"/asyncio/", "/selectors.py", "/json/", "/logging/"}
 OTHER_LIBRARIES = "other libraries"  # a site-packages file no rule names
 CPYTHON_OTHER = "cpython other"  # a sample with no frame of a known package
 GENERIC = {"asyncio", CPYTHON_OTHER}  # what on_behalf_of looks through
@@ -142,6 +151,17 @@ IDLE_LEAVES = {
     "Event.wait",
     "Thread._wait_for_tstate_lock",
 }
+# Leaves blocked in a C call without a Python frame of its own, which py-spy 0.4.3 counted as
+# active on this machine (its idle detection missed them): (function, file, line or None).
+IDLE_AT = [
+    ("_worker", "concurrent/futures/thread.py", 89),  # work_queue.get(block=True)
+    (
+        "FileWatcher.refresh_file",  # time.sleep between two looks at the flag file
+        "flagd/resolvers/process/connector/file_watcher.py",
+        64,
+    ),
+    ("SocketIO.readinto", "socket.py", None),  # a blocking recv: OTLP export awaiting its answer
+]
 # Inclusive counts: (name, file fragments, function-name fragments); a sample counts once when
 # any of its frames matches.
 PROBES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
@@ -160,6 +180,18 @@ PROBES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("broker client", ("/aio_pika/", "/aiormq/", "/pamqp/"), ()),
     ("sentry", ("/sentry_sdk/",), ()),
     ("prometheus_client", ("/prometheus_client/",), ()),
+    (
+        "aiohttp client (calls to other services)",
+        ("/aiohttp/client", "/aiohttp/connector.py"),
+        (),
+    ),
+    ("new connections", (), ("create_connection", "sock_connect", "_connect_sock")),
+    (
+        "otel aiohttp-client instrumentation",
+        ("/opentelemetry/instrumentation/aiohttp_client/",),
+        (),
+    ),
+    ("redaction", ("/safiri_telemetry/_redaction.py",), ()),
 ]
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 TOP = 10
@@ -202,10 +234,13 @@ def parse(raw: str) -> Iterator[Stack]:
 
 
 def category_of(frame: Frame) -> str | None:
-    """The category of the package the frame's file belongs to; None for no known package."""
+    """The category of the package the frame's file belongs to; None for no known package.
+    A fragment naming a standard-library module (``STDLIB``) does not match an installed
+    package's file (tenacity's own ``asyncio`` module is tenacity's)."""
     path = frame.file
+    installed = "site-packages/" in path
     for name, fragments in CATEGORIES:
-        if any(f in path for f in fragments):
+        if any(f in path and not (installed and f in STDLIB) for f in fragments):
             return name
     if "site-packages/" in path:
         return OTHER_LIBRARIES
@@ -222,7 +257,13 @@ def short(path: str) -> str:
 
 
 def is_idle(stack: Stack) -> bool:
-    return stack.frames[-1].func in IDLE_LEAVES
+    leaf = stack.frames[-1]
+    if leaf.func in IDLE_LEAVES:
+        return True
+    return any(
+        leaf.func == func and leaf.file.endswith(file) and line in (None, leaf.line)
+        for func, file, line in IDLE_AT
+    )
 
 
 def is_loop(stack: Stack) -> bool:
@@ -415,10 +456,8 @@ class Driver:
     """POST /orders for a whole phase: open loop at ``rate``, or (``rate`` None) closed loop
     on whole purchases. Records every POST's start (wall clock), latency and status."""
 
-    def __init__(
-        self, http: Any, base: str, key: str, trip_ids: list[str], db: Any, dsn: str
-    ) -> None:
-        self.http, self.base, self.trip_ids, self.db, self.dsn = http, base, trip_ids, db, dsn
+    def __init__(self, http: Any, base: str, key: str, trip_ids: list[str], dsn: str) -> None:
+        self.http, self.base, self.trip_ids, self.dsn = http, base, trip_ids, dsn
         self.auth = {"Authorization": f"Bearer {key}"}
         self.sent = 0
         self.posts: list[tuple[float, float, int]] = []  # (started, seconds, status)
@@ -477,7 +516,7 @@ class Driver:
         since = datetime.now(UTC)
         base = self.accepted
         settled = 0
-        conn = await asyncpg.connect(self.dsn)  # the windows' queries use self.db meanwhile
+        conn = await asyncpg.connect(self.dsn)  # the windows query on connections of their own
 
         async def poll() -> None:
             nonlocal settled
@@ -502,14 +541,16 @@ class Driver:
         await asyncio.gather(poll(), *(worker() for _ in range(workers)))
 
 
-def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds of each process, all its threads; not its children (py-spy
+    is the load generator's child)."""
     import psutil
 
     out = {}
     for name, pid in pids.items():
         try:
             t = psutil.Process(pid).cpu_times()
-            out[name] = t.user + t.system  # not children: py-spy is the generator's child
+            out[name] = (t.user, t.system)
         except psutil.Error:
             pass
     return out
@@ -519,11 +560,20 @@ def _all_processes() -> dict[int, tuple[str, float]]:
     import psutil
 
     out = {}
-    for p in psutil.process_iter(["name", "cpu_times"]):
+    for p in psutil.process_iter(["name", "cpu_times", "cmdline"]):
         t = p.info["cpu_times"]
         if t is not None:
-            out[p.pid] = (p.info["name"] or "?", t.user + t.system)
+            out[p.pid] = (_label(p.info["name"] or "?", p.info["cmdline"] or []), t.user + t.system)
     return out
+
+
+def _label(name: str, cmdline: list[str]) -> str:
+    """A process's name; for Python, the module or script it runs (no paths beyond that)."""
+    if not name.startswith("python") or len(cmdline) < 2:
+        return name
+    if "-m" in cmdline[:-1]:
+        return f"python -m {cmdline[cmdline.index('-m') + 1]}"
+    return f"python {Path(cmdline[1]).name}"
 
 
 def _machine_times() -> tuple[float, float]:
@@ -544,11 +594,30 @@ async def _window(
 ) -> dict[str, Any]:
     """py-spy on one service for ``--seconds`` and, over the same window, every suite process's
     CPU time, the machine's, its load average, and the purchases CONFIRMED."""
+    import asyncpg
+
+    # a connection of the window's own: one held for the whole run did not survive a
+    # PostgreSQL restart by someone else's test run
+    db = await asyncpg.connect(driver.dsn)
+    try:
+        return await _measure(service, pid, pids, driver, args, raw_path, db)
+    finally:
+        await db.close()
+
+
+async def _measure(
+    service: str,
+    pid: int,
+    pids: dict[str, int],
+    driver: Driver,
+    args: argparse.Namespace,
+    raw_path: Path,
+    db: Any,
+) -> dict[str, Any]:
     import asyncio
     import os
     import time
 
-    db = driver.db
     t_db0 = await db.fetchval("SELECT now()")
     cpu0, procs0, mach0 = _cpu_seconds(pids), _all_processes(), _machine_times()
     load0, wall0 = os.getloadavg(), time.time()
@@ -565,6 +634,8 @@ async def _window(
         "raw",
         "--full-filenames",
         "--threads",
+        *(["--gil"] if args.gil else []),
+        *(["--nonblocking"] if args.nonblocking else []),
         "--output",
         str(raw_path),
         stdout=asyncio.subprocess.PIPE,
@@ -590,11 +661,11 @@ async def _window(
     window = (t_db1 - t_db0).total_seconds()
     m = SAMPLES_LINE.search(text)
     samples = int(m[1]) if m else None
-    effective = samples / args.seconds if samples else float(args.rate)
     purchases_sampled = confirmed * args.seconds / window if window else 0.0
     raw = await asyncio.to_thread(raw_path.read_text)
-    result = breakdown(raw, purchases_sampled, round(effective, 2))
-    cpu = {k: cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0}
+    result = breakdown(raw, purchases_sampled, float(args.rate))
+    user_system = {k: (cpu1[k][0] - cpu0[k][0], cpu1[k][1] - cpu0[k][1]) for k in cpu1 if k in cpu0}
+    cpu = {k: u + s for k, (u, s) in user_system.items()}
     busy = sorted(
         (
             (procs1[p][1] - procs0[p][1], procs1[p][0])
@@ -607,7 +678,12 @@ async def _window(
     return {
         "window_seconds": round(window, 2),
         "sampled_seconds": args.seconds,
-        "py_spy": {"samples": samples, "errors": int(m[2]) if m else None, "raw": str(raw_path)},
+        "py_spy": {
+            "traces_written": samples,  # py-spy's "Samples": traces of all threads, not ticks
+            "errors": int(m[2]) if m else None,
+            "said": text.strip().splitlines()[-1:] if text.strip() else [],
+            "raw": str(raw_path),
+        },
         "purchases_confirmed": confirmed,
         "orders_created": created,
         "confirmed_per_second": round(confirmed / window, 2) if window else None,
@@ -615,6 +691,9 @@ async def _window(
         "posts_started": len(posts),
         "posts_not_202": sum(1 for p in posts if p[2] != 202),
         "process_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+        "process_cpu_user_system_seconds": {
+            k: [round(u, 3), round(s, 3)] for k, (u, s) in user_system.items()
+        },
         "process_cpu_ms_per_purchase": {
             k: round(1000 * v / confirmed, 3) if confirmed else None for k, v in cpu.items()
         },
@@ -713,7 +792,6 @@ async def run(args: argparse.Namespace) -> None:
     from datetime import UTC, datetime
 
     import aiohttp
-    import asyncpg
 
     sys.path.insert(0, str(HERE))
     from common import isolated_run, run_metadata, trips
@@ -735,20 +813,16 @@ async def run(args: argparse.Namespace) -> None:
         base = f"http://127.0.0.1:{config.gateway_port}/api/v1"
         connector = aiohttp.TCPConnector(limit=512)
         timeout = aiohttp.ClientTimeout(total=30)
-        db = await asyncpg.connect(config.database_url("ticketing"))
-        try:
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                key = config.api_keys[0]
-                auth = {"Authorization": f"Bearer {key}"}
-                trip_ids = await trips(http, base, auth, range(1, 29))
-                driver = Driver(http, base, key, trip_ids, db, config.database_url("ticketing"))
-                for round_ in range(1, args.rounds + 1):
-                    for label in args.phases.split(","):
-                        phases.append(
-                            await _phase(label, round_, driver, pids, args, otlp_url, raw_dir)
-                        )
-        finally:
-            await db.close()
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            key = config.api_keys[0]
+            auth = {"Authorization": f"Bearer {key}"}
+            trip_ids = await trips(http, base, auth, range(1, 29))
+            driver = Driver(http, base, key, trip_ids, config.database_url("ticketing"))
+            for round_ in range(1, args.rounds + 1):
+                for label in args.phases.split(","):
+                    phases.append(
+                        await _phase(label, round_, driver, pids, args, otlp_url, raw_dir)
+                    )
     version = await _py_spy_version()
     report = {
         "benchmark": "where each service's CPU per purchase goes: py-spy samples by category,"
@@ -757,7 +831,9 @@ async def run(args: argparse.Namespace) -> None:
             variant={
                 "telemetry": "on, as shipped (100 % sampling, OTLP to a discarding sink)",
                 "environment": env,
-                "py_spy": f"{version}, record --rate {args.rate} --threads (blocking)",
+                "py_spy": f"{version}, record --rate {args.rate} --threads"
+                + (" --gil" if args.gil else "")
+                + (" --nonblocking" if args.nonblocking else " (blocking)"),
             },
             when=started,
         ),
@@ -766,6 +842,7 @@ async def run(args: argparse.Namespace) -> None:
         "category_order": CATEGORY_ORDER,
         "probe_order": [name for name, _, _ in PROBES],
         "idle_leaves": sorted(IDLE_LEAVES),
+        "idle_at": [list(x) for x in IDLE_AT],
         "phases": phases,
     }
     out = HERE / "results" / f"{args.name}.json"
@@ -788,12 +865,39 @@ async def _py_spy_version() -> str:
     return out.decode().strip()
 
 
+def reanalyze(report_path: Path) -> None:
+    """Each window's breakdown of ``report_path`` computed again from its raw py-spy file with
+    this file's rules (the purchases and the sample rate as the run measured them)."""
+    report = json.loads(report_path.read_text())
+    for phase in report["phases"]:
+        for w in phase["windows"].values():
+            purchases = w["purchases_confirmed"] * w["sampled_seconds"] / w["window_seconds"]
+            raw = Path(w["py_spy"]["raw"]).read_text()
+            spy = w["py_spy"]
+            spy.pop("effective_rate_hz", None)  # a first version's misreading of "Samples"
+            if "samples" in spy:
+                spy["traces_written"] = spy.pop("samples")
+            w["breakdown"] = breakdown(raw, purchases, float(report["parameters"]["rate"]))
+    report["categories"] = [[name, list(frags)] for name, frags in CATEGORIES]
+    report["idle_leaves"] = sorted(IDLE_LEAVES)
+    report["idle_at"] = [list(x) for x in IDLE_AT]
+    report["category_order"] = CATEGORY_ORDER
+    report["probe_order"] = [name for name, _, _ in PROBES]
+    report["reanalyzed"] = (
+        "breakdowns recomputed from the raw files by bench/profile_breakdown.py --reanalyze"
+    )
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report["phases"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phases", default="20,saturation")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seconds", type=int, default=25, help="py-spy per service")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples/s")
+    parser.add_argument("--gil", action="store_true", help="py-spy --gil: GIL holders only")
+    parser.add_argument("--nonblocking", action="store_true", help="py-spy --nonblocking")
     parser.add_argument("--warmup-seconds", type=float, default=6.0)
     parser.add_argument("--pause-seconds", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=16, help="saturation: concurrent POSTs")
@@ -802,10 +906,16 @@ def main() -> None:
     parser.add_argument("--name", default="profile_baseline")
     parser.add_argument("--analyze", help="a raw py-spy file: print its breakdown and exit")
     parser.add_argument("--purchases", type=float, default=0.0, help="with --analyze")
+    parser.add_argument(
+        "--reanalyze", help="a report: each window's breakdown again from its raw file"
+    )
     args = parser.parse_args()
     if args.analyze:
         result = breakdown(Path(args.analyze).read_text(), args.purchases, float(args.rate))
         print(json.dumps(result, indent=2))
+        return
+    if args.reanalyze:
+        reanalyze(Path(args.reanalyze))
         return
     import asyncio
 

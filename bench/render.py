@@ -631,6 +631,252 @@ def early_telemetry(results: Results) -> list[str]:
     return table(header, rows) + sources_footer(results, list(EARLY))
 
 
+# bench/profile_breakdown.py's reports: py-spy blocking (as it samples by default), and with
+# --gil --nonblocking (only the thread holding the GIL, the process never paused).
+PROFILES = {"profile": "profile_baseline.json", "profile-gil": "profile_baseline_gil.json"}
+
+
+def _profile_windows(data: Mapping[str, Any]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """(phase label, service) -> that service's profiled window in each round, in order."""
+    out: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for phase in data["phases"]:
+        for service, window in phase["windows"].items():
+            out.setdefault((phase["label"], service), []).append(window)
+    return out
+
+
+def _pct(values: Iterable[float | None]) -> str:
+    return " / ".join("—" if v is None else f"{100 * v:.1f}" for v in values)
+
+
+def _nums(values: Iterable[Any], places: int = 2) -> str:
+    return " / ".join(num(v, places) if isinstance(v, float) else num(v) for v in values)
+
+
+def profile_shares(name: str, view: str) -> Callable[[Results], list[str]]:
+    """% of each service's busy event-loop samples by category (``shares``), or with asyncio's
+    and CPython's own work given to the library that asked for it (``on_behalf_of_shares``)."""
+
+    def build(results: Results) -> list[str]:
+        data = results[name]
+        windows = _profile_windows(data)
+        seen = {c for ws in windows.values() for w in ws for c in w["breakdown"]["loop"][view]}
+        rows = [
+            [
+                c,
+                *(
+                    _pct(w["breakdown"]["loop"][view].get(c, 0.0) for w in ws)
+                    for ws in windows.values()
+                ),
+            ]
+            for c in data["category_order"]
+            if c in seen
+        ]
+        rows.append(
+            [
+                "busy loop samples",
+                *(
+                    _nums(w["breakdown"]["loop"]["busy_samples"] for w in ws)
+                    for ws in windows.values()
+                ),
+            ]
+        )
+        header = ["% of busy loop samples", *(f"{s} at {label}" for label, s in windows)]
+        return table(header, rows) + sources_footer(results, [name])
+
+    return build
+
+
+def _ms_by_category(w: Mapping[str, Any], service: str) -> dict[str, float]:
+    """The process's CPU ms per purchase spread over categories in proportion to py-spy's busy
+    samples of all its threads (event loop and others)."""
+    b = w["breakdown"]
+    counts: dict[str, int] = {}
+    for part in ("loop", "other_threads"):
+        for c, n in b[part]["categories"].items():
+            counts[c] = counts.get(c, 0) + n
+    total = sum(counts.values())
+    cpu = w["process_cpu_ms_per_purchase"].get(service)
+    if not total or cpu is None:
+        return {}
+    return {c: cpu * n / total for c, n in counts.items()}
+
+
+def profile_ms(name: str) -> Callable[[Results], list[str]]:
+    return lambda results: _profile_ms(results, name)
+
+
+def _profile_ms(results: Results, name: str) -> list[str]:
+    data = results[name]
+    windows = _profile_windows(data)
+    spread = {key: [_ms_by_category(w, key[1]) for w in ws] for key, ws in windows.items()}
+    rows = [
+        [c, *(_nums([round(m.get(c, 0.0), 2) for m in ms]) for ms in spread.values())]
+        for c in data["category_order"]
+        if any(c in m for ms in spread.values() for m in ms)
+    ]
+    rows.append(
+        [
+            "process CPU ms per purchase",
+            *(
+                _nums([w["process_cpu_ms_per_purchase"].get(s) for w in ws])
+                for (_, s), ws in windows.items()
+            ),
+        ]
+    )
+    header = ["CPU ms per purchase", *(f"{s} at {label}" for label, s in windows)]
+    return table(header, rows) + sources_footer(results, [name])
+
+
+def profile_cpu(name: str) -> Callable[[Results], list[str]]:
+    return lambda results: _profile_cpu(results, name)
+
+
+def _profile_cpu(results: Results, name: str) -> list[str]:
+    data = results[name]
+    rows = []
+    for phase in data["phases"]:
+        for service, w in phase["windows"].items():
+            b = w["breakdown"]["cpu_ms_per_purchase"]
+            others = [
+                o["process_cpu_ms_per_purchase"].get(service)
+                for s, o in phase["windows"].items()
+                if s != service
+            ]
+            unprofiled = [v for v in others if v is not None]
+            three = [w["process_cpu_ms_per_purchase"].get(s) for s in phase["windows"]]
+            rows.append(
+                [
+                    f"{phase['label']} (round {phase['round']})",
+                    service,
+                    num(w["confirmed_per_second"]),
+                    f"{num(b['loop'], 2)} + {num(b['other_threads'], 2)} = {num(b['total'], 2)}",
+                    num(w["process_cpu_ms_per_purchase"].get(service), 2),
+                    num(statistics.mean(unprofiled), 2) if unprofiled else "—",
+                    num(sum(v for v in three if v is not None), 2),
+                    f"{100 * w['machine_busy']:.0f} %",
+                    f"{num(w['loadavg_start'][0])} → {num(w['loadavg_end'][0])}",
+                ]
+            )
+    header = [
+        "phase",
+        "profiled",
+        "confirmed/s in its window",
+        "py-spy CPU ms/purchase: loop + other threads",
+        "process CPU ms/purchase (profiled)",
+        "same process, other windows (not profiled)",
+        "gateway + ticketing + payment process CPU ms/purchase, this window",
+        "machine busy",
+        "load avg (1 min)",
+    ]
+    load = [
+        "",
+        "The load in each phase:",
+        "",
+        *table(
+            [
+                "phase",
+                "driven as",
+                "POSTs",
+                "not 202",
+                "POST p50 ms",
+                "POST p99 ms",
+                "spans per order exported",
+                "log records per order exported",
+            ],
+            [
+                [
+                    f"{p['label']} (round {p['round']})",
+                    p["mode"]
+                    + (
+                        f", {p['workers']} workers, at most {p['max_unconfirmed']} unconfirmed"
+                        if "workers" in p
+                        else ""
+                    ),
+                    num(p["posts"]),
+                    num(p["posts_not_202"]),
+                    num(p["post_p50_ms"]),
+                    num(p["post_p99_ms"]),
+                    compact((p["per_accepted_order_exported"] or {}).get("spans", {})),
+                    compact((p["per_accepted_order_exported"] or {}).get("logs", {})),
+                ]
+                for p in data["phases"]
+            ],
+        ),
+    ]
+    return table(header, rows) + load + sources_footer(results, [name])
+
+
+def profile_probes(name: str) -> Callable[[Results], list[str]]:
+    return lambda results: _profile_probes(results, name)
+
+
+def _profile_probes(results: Results, name: str) -> list[str]:
+    data = results[name]
+    windows = _profile_windows(data)
+    rows = [
+        [
+            name,
+            *(
+                _pct(w["breakdown"]["loop"]["probe_shares"].get(name, 0.0) for w in ws)
+                for ws in windows.values()
+            ),
+        ]
+        for name in data["probe_order"]
+    ]
+    rows.append(
+        [
+            "other threads: busy samples (top categories)",
+            *(
+                " / ".join(
+                    f"{w['breakdown']['other_threads']['busy_samples']} ("
+                    + ", ".join(
+                        f"{c} {n}"
+                        for c, n in list(w["breakdown"]["other_threads"]["categories"].items())[:2]
+                    )
+                    + ")"
+                    for w in ws
+                )
+                for ws in windows.values()
+            ),
+        ]
+    )
+    header = [
+        "% of busy loop samples with it on the stack",
+        *(f"{s} at {label}" for label, s in windows),
+    ]
+    return table(header, rows) + sources_footer(results, [name])
+
+
+def profile_hot(name: str) -> Callable[[Results], list[str]]:
+    return lambda results: _profile_hot(results, name)
+
+
+def _profile_hot(results: Results, name: str) -> list[str]:
+    data = results[name]
+    rows = []
+    for (label, service), ws in _profile_windows(data).items():
+        w = ws[0]
+        for rank, t in enumerate(w["breakdown"]["loop"]["top_self"], 1):
+            rows.append(
+                [
+                    f"{service} at {label}" if rank == 1 else "",
+                    str(rank),
+                    f"`{t['function']}` (`{t['file']}`)",
+                    f"{100 * t['share']:.1f}",
+                    t["category"],
+                ]
+            )
+    header = [
+        "service (round 1)",
+        "#",
+        "function (file), own time",
+        "% of busy loop samples",
+        "category",
+    ]
+    return table(header, rows) + sources_footer(results, [name])
+
+
 def index(results: Results) -> list[str]:
     rows = []
     for name, data in results.items():
@@ -688,6 +934,18 @@ TABLES = {
             sustained("sustained_rate_p99_250ms.json"),
         ),
         Table("python-versions", ("python_versions.json",), python_versions),
+        *(
+            Table(f"{prefix}-{kind}", (name,), build(name))
+            for prefix, name in PROFILES.items()
+            for kind, build in (
+                ("shares", lambda n: profile_shares(n, "shares")),
+                ("on-behalf", lambda n: profile_shares(n, "on_behalf_of_shares")),
+                ("cpu", profile_cpu),
+                ("ms", profile_ms),
+                ("probes", profile_probes),
+                ("hot", profile_hot),
+            )
+        ),
         Table("telemetry-2026-11-25", EARLY, early_telemetry),
     )
 }

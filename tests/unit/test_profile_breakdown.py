@@ -76,6 +76,8 @@ SAMPLE = "\n".join(
         f"contextmanager ({PY}/contextlib.py:300) 2",
         f"{HANDLER};get_all ({SP}/opentelemetry/baggage/__init__.py:60) 1",
         f"{LOOP} 3",
+        # a third-party package's own asyncio module is not asyncio
+        f"{HANDLER};AsyncRetrying.__call__ ({SP}/tenacity/asyncio/__init__.py:110) 1",
         f"{LOOP};Handle._run ({PY}/asyncio/events.py:89);"
         f"RequestHandler.start ({SP}/aiohttp/web_protocol.py:620) 2",
         # a frozen module under asyncio's own frames only
@@ -85,10 +87,24 @@ SAMPLE = "\n".join(
         f" ({SP}/opentelemetry/sdk/_shared_internal/__init__.py:200);"
         f"Session.post ({SP}/requests/sessions.py:637);"
         f"HTTPConnection.send ({PY}/http/client.py:1055) 6",
-        # a thread of nothing but the standard library
+        # a thread of nothing but the standard library, at work (getaddrinfo) and waiting
         "thread (0x7F0000000003): asyncio_0;"
         f"Thread._bootstrap ({PY}/threading.py:1014);"
-        f"_worker ({PY}/concurrent/futures/thread.py:93) 2",
+        f"_worker ({PY}/concurrent/futures/thread.py:90);"
+        f"_WorkItem.run ({PY}/concurrent/futures/thread.py:59);"
+        f"getaddrinfo ({PY}/socket.py:977) 2",
+        # waits in a C call py-spy takes for work: the executor's queue, the flag file
+        # watcher's sleep, the OTLP exporter waiting for the collector's answer
+        "thread (0x7F0000000003): asyncio_0;"
+        f"Thread._bootstrap ({PY}/threading.py:1014);"
+        f"_worker ({PY}/concurrent/futures/thread.py:89) 30",
+        "thread (0x7F0000000004): FlagdFileWatcherWorkerThread;"
+        f"Thread._bootstrap ({PY}/threading.py:1014);"
+        "FileWatcher.refresh_file"
+        f" ({SP}/openfeature/contrib/provider/flagd/resolvers/process/connector/file_watcher.py:64)"
+        " 20",
+        f"{EXPORT};Session.post ({SP}/requests/sessions.py:637);"
+        f"SocketIO.readinto ({PY}/socket.py:719) 10",
         "not a stack line",
     ]
 )
@@ -99,9 +115,10 @@ def test_each_busy_sample_of_the_loop_goes_to_one_category_by_its_innermost_know
     loop = result["loop"]
 
     assert loop["idle_samples"] == 50
-    assert loop["busy_samples"] == 31
+    assert loop["busy_samples"] == 32
     assert loop["categories"] == {
         "asyncio": 7 + 3 + 1,
+        "other libraries": 1,
         "telemetry": 5 + 1,
         "safiri": 4,
         "json/validation": 3 + 2,
@@ -110,7 +127,7 @@ def test_each_busy_sample_of_the_loop_goes_to_one_category_by_its_innermost_know
         "aiohttp": 2,
     }
     assert sum(loop["categories"].values()) == loop["busy_samples"]
-    assert loop["shares"]["asyncio"] == pytest.approx(11 / 31, abs=1e-4)
+    assert loop["shares"]["asyncio"] == pytest.approx(11 / 32, abs=1e-4)
 
 
 def test_asyncio_work_is_also_shown_on_behalf_of_the_library_that_asked_for_it() -> None:
@@ -132,7 +149,7 @@ def test_probes_count_every_sample_with_the_frame_anywhere_on_its_stack() -> Non
 def test_other_threads_are_counted_apart_and_idle_ones_left_out() -> None:
     other = breakdown.breakdown(SAMPLE, purchases=10, sample_rate_hz=100.0)["other_threads"]
 
-    assert other["idle_samples"] == 40
+    assert other["idle_samples"] == 40 + 30 + 20 + 10
     assert other["busy_samples"] == 6 + 2
     assert other["categories"] == {"telemetry": 6, "cpython other": 2}
     assert other["by_thread"] == {"OtelBatchSpanRecordProcessor": 6, "asyncio_0": 2}
@@ -141,8 +158,8 @@ def test_other_threads_are_counted_apart_and_idle_ones_left_out() -> None:
 def test_busy_samples_per_purchase_become_cpu_ms_at_the_sampling_rate() -> None:
     result = breakdown.breakdown(SAMPLE, purchases=10, sample_rate_hz=100.0)
 
-    # 31 loop samples and 8 others at 10 ms each, over 10 purchases
-    assert result["cpu_ms_per_purchase"] == {"loop": 31.0, "other_threads": 8.0, "total": 39.0}
+    # 32 loop samples and 8 others at 10 ms each, over 10 purchases
+    assert result["cpu_ms_per_purchase"] == {"loop": 32.0, "other_threads": 8.0, "total": 40.0}
 
 
 def test_the_top_self_time_functions_are_ranked_by_their_leaf_samples() -> None:
