@@ -26,10 +26,9 @@ PAGER = "http://127.0.0.1:9/pager-hook"
 CHAT = "http://127.0.0.1:9/chat-hook?channel=ops&x=1"
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("alertmanager") / "alertmanager.yml"
-    env = {**os.environ, "SAFIRI_PAGER_WEBHOOK_URL": PAGER, "SAFIRI_CHAT_WEBHOOK_URL": CHAT}
+def render(out: Path, pager: str = PAGER, chat: str = CHAT) -> Path:
+    """The shipped Alertmanager template rendered by its own script with these webhooks."""
+    env = {**os.environ, "SAFIRI_PAGER_WEBHOOK_URL": pager, "SAFIRI_CHAT_WEBHOOK_URL": chat}
     subprocess.run(
         [
             "sh",
@@ -42,6 +41,28 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return out
+
+
+def routes_to(rendered: Path, receiver: str, labels: list[str]) -> subprocess.CompletedProcess[str]:
+    """amtool's verdict on whether an alert with ``labels`` is routed to ``receiver``."""
+    return subprocess.run(
+        [
+            "amtool",
+            "config",
+            "routes",
+            "test",
+            f"--config.file={rendered}",
+            f"--verify.receivers={receiver}",
+            *labels,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(tmp_path_factory.mktemp("alertmanager") / "alertmanager.yml")
 
 
 def test_rendering_requires_the_webhook_urls(tmp_path: Path) -> None:
@@ -83,19 +104,7 @@ def test_the_rendered_config_is_valid_and_carries_the_urls(rendered: Path) -> No
 def test_each_severity_reaches_its_receiver(
     rendered: Path, labels: list[str], receiver: str
 ) -> None:
-    routed = subprocess.run(
-        [
-            "amtool",
-            "config",
-            "routes",
-            "test",
-            f"--config.file={rendered}",
-            f"--verify.receivers={receiver}",
-            *labels,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    routed = routes_to(rendered, receiver, labels)
     assert routed.returncode == 0, routed.stdout + routed.stderr
 
 

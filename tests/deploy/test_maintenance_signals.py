@@ -4,11 +4,11 @@ the Control Tower and Engine Room mark it with an annotation on the gauge."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.test_alertmanager import render, routes_to
 
 pytestmark = pytest.mark.deploy
 
@@ -21,36 +21,11 @@ ALERT = ["severity=info", "alertname=SafiriMaintenanceMode", "job=safiri-gateway
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("alertmanager") / "alertmanager.yml"
-    env = {
-        **os.environ,
-        "SAFIRI_PAGER_WEBHOOK_URL": "http://127.0.0.1:9/pager",
-        "SAFIRI_CHAT_WEBHOOK_URL": "http://127.0.0.1:9/chat",
-    }
-    template = ALERTMANAGER / "alertmanager.yml.tmpl"
-    subprocess.run(
-        ["sh", str(ALERTMANAGER / "render.sh"), str(template), str(out)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    return out
+    return render(out, pager="http://127.0.0.1:9/pager", chat="http://127.0.0.1:9/chat")
 
 
 def _routes_to(rendered: Path, receiver: str, labels: list[str]) -> bool:
-    routed = subprocess.run(
-        [
-            "amtool",
-            "config",
-            "routes",
-            "test",
-            f"--config.file={rendered}",
-            f"--verify.receivers={receiver}",
-            *labels,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    return routed.returncode == 0
+    return routes_to(rendered, receiver, labels).returncode == 0
 
 
 def test_the_maintenance_alert_reaches_chat_and_never_pages(rendered: Path) -> None:

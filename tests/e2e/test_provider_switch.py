@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from safiri_chaos.flagfile import set_default_variant
+from safiri_chaos.probes import payment_provider
 from safiri_suite.suite import BACKUP_SIMULATOR
 from safiri_tracestore import running_store
 from tests.conftest import eventually, own_vhost
@@ -39,14 +39,7 @@ async def safiri(*args: str) -> tuple[int, str]:
 
 
 async def paid_through(running: Running, order_id: str) -> str | None:
-    conn = await asyncpg.connect(running.config.database_url("payment"))
-    try:
-        took: str | None = await conn.fetchval(
-            "SELECT provider FROM payments WHERE order_id = $1::uuid", order_id
-        )
-        return took
-    finally:
-        await conn.close()
+    return await payment_provider(running.config.database_url("payment"), order_id)
 
 
 async def test_a_purchase_after_the_switch_is_paid_by_the_backup_and_traced_there(

@@ -116,7 +116,7 @@ def purchases_go_through(
                 if op.type != "ok" or op.order_id is None:
                     raise ProbeFailed(f"a purchase was not accepted: {op.status or op.error}")
                 status = await _final_status(buyer, op.order_id, max(deadline - loop.time(), 1))
-                took = await _payment_provider(target.payment_database_url, op.order_id)
+                took = await payment_provider(target.payment_database_url, op.order_id)
                 if took != provider:
                     if through:
                         raise ProbeFailed(
@@ -143,7 +143,7 @@ def purchases_go_through(
     return asyncio.run(buy())
 
 
-async def _payment_provider(payment_database_url: str, order_id: str) -> str | None:
+async def payment_provider(payment_database_url: str, order_id: str) -> str | None:
     """The route that took the order's payment, as payment recorded it (None: no payment)."""
     conn = await asyncpg.connect(payment_database_url)
     try:
