@@ -4,7 +4,9 @@
 
 It counts what it receives, by service: ``GET /counts`` answers
 ``{"spans": {service: n}, "logs": {service: n}}``, so a benchmark can say how many spans and
-log records one purchase costs; ``GET /counts?by=name`` answers ``{"service span-name": n}``.
+log records one purchase costs; ``GET /counts?by=name`` answers ``{"service span-name": n}``;
+``GET /durations`` answers ``{"service span-name": [duration ms, ...]}`` (kept only after
+``POST /durations/start``, so a benchmark records the window it measures and nothing else).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 COUNTS: dict[str, Counter[str]] = {"spans": Counter(), "logs": Counter()}
 # Spans by "service span-name", for ``GET /counts?by=name``: which spans a purchase costs.
 SPAN_NAMES: Counter[str] = Counter()
+# Span durations in ms by "service span-name", recorded between POST /durations/start and the
+# next GET /durations: where one request's latency goes.
+DURATIONS: dict[str, list[float]] = {}
+RECORDING = False
 
 
 def _service(resource: object) -> str:
@@ -35,6 +41,10 @@ async def traces(request: web.Request) -> web.Response:
         for scope in resource_spans.scope_spans:
             COUNTS["spans"][service] += len(scope.spans)
             SPAN_NAMES.update(f"{service} {span.name}" for span in scope.spans)
+            if RECORDING:
+                for span in scope.spans:
+                    ms = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
+                    DURATIONS.setdefault(f"{service} {span.name}", []).append(ms)
     return web.Response(body=b"", content_type="application/x-protobuf")
 
 
@@ -52,11 +62,24 @@ async def counts(request: web.Request) -> web.Response:
     return web.json_response({kind: dict(c) for kind, c in COUNTS.items()})
 
 
+async def start_durations(request: web.Request) -> web.Response:
+    global RECORDING
+    DURATIONS.clear()
+    RECORDING = True
+    return web.json_response({})
+
+
+async def durations(request: web.Request) -> web.Response:
+    return web.json_response(DURATIONS)
+
+
 def main() -> None:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_post("/v1/traces", traces)
     app.router.add_post("/v1/logs", logs)
     app.router.add_get("/counts", counts)
+    app.router.add_post("/durations/start", start_durations)
+    app.router.add_get("/durations", durations)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
 

@@ -391,6 +391,95 @@ def stock_parts(results: Results) -> list[str]:
     return table(header, rows) + sources_footer(results, [name])
 
 
+def lever_ab(name: str) -> Callable[[Results], list[str]]:
+    """A lever's A/B (bench/purchase_throughput.py --baseline B --variants V): each variant's CPU
+    per purchase round by round beside the baseline's, per service, and the per-round ratios."""
+    return lambda results: _lever_ab(results, name)
+
+
+def _lever_ab(results: Results, name: str) -> list[str]:
+    data = results[name]
+    base = data["baseline"]
+    rows = []
+    for variant, runs in data["runs"].items():
+        services = sorted(runs[0]["cpu_ms_per_purchase_by_service"])
+        by_service = ", ".join(
+            f"{s} {num(statistics.median(r['cpu_ms_per_purchase_by_service'][s] for r in runs), 2)}"
+            for s in services
+        )
+        per_round = [
+            round(b["services_cpu_ms_per_purchase"] / r["services_cpu_ms_per_purchase"], 3)
+            for r, b in zip(runs, data["runs"][base], strict=True)
+        ]
+        rows.append(
+            [
+                f"{variant} (`{compact(data['variant']['variants'][variant])}`)",
+                ", ".join(num(r["services_cpu_ms_per_purchase"]) for r in runs),
+                num(data["median_services_cpu_ms_per_purchase"][variant]),
+                by_service,
+                ", ".join(num(x) for x in per_round),
+                num(data["cpu_ratio_baseline_over"][variant]),
+                num(data["median_purchases_per_second"][variant]),
+                num(data["ratio_over_baseline"][variant]),
+            ]
+        )
+    header = [
+        "variant",
+        "services' CPU ms per purchase, each round",
+        "median",
+        "median by service",
+        f"CPU {base}/variant, each round",
+        f"CPU {base}/variant (median)",
+        "purchases/s (median)",
+        f"purchases/s variant/{base} (median)",
+    ]
+    together = (
+        "at the same time, each under its own load"
+        if data["variant"]["together"]
+        else ("one after the other, order alternating")
+    )
+    note = [
+        "",
+        f"{len(data['runs'][base])} rounds of {data['parameters']['orders']} purchases,"
+        f" {data['parameters']['concurrency']} POSTs at a time; the variants' suites ran"
+        f" {together}.",
+    ]
+    return table(header, rows) + note + sources_footer(results, [name])
+
+
+def latency(name: str) -> Callable[[Results], list[str]]:
+    """POST /orders latency at a fixed rate and each span's p50/p99 in that window
+    (bench/latency_breakdown.py)."""
+    return lambda results: _latency(results, name)
+
+
+def _latency(results: Results, name: str) -> list[str]:
+    data = results[name]
+    post = data["post"]
+    rows = [
+        [
+            "client: POST /orders",
+            num(post["p50_ms"]),
+            num(post["p99_ms"]),
+            f"{post['n']} ({post['errors']} not 202)",
+        ]
+    ]
+    spans = sorted(data["spans"].items(), key=lambda kv: -kv[1]["p50_ms"])
+    rows += [[f"`{k}`", num(v["p50_ms"]), num(v["p99_ms"]), v["n"]] for k, v in spans]
+    header = ["what", "p50 ms", "p99 ms", "n"]
+    note = [
+        "",
+        f"At {num(data['parameters']['rate'])} POST/s, open loop, for"
+        f" {num(data['parameters']['seconds'])} s after a"
+        f" {num(data['parameters']['warmup_seconds'])} s warm-up.",
+    ]
+    return table(header, rows) + note + sources_footer(results, [name])
+
+
+LEVERS = {"uvloop-ab": "uvloop_ab.json"}
+LATENCIES: dict[str, str] = {}
+
+
 def asyncpg(results: Results) -> list[str]:
     name = "asyncpg_instrumentation.json"
     data = results[name]
@@ -934,6 +1023,8 @@ TABLES = {
             sustained("sustained_rate_p99_250ms.json"),
         ),
         Table("python-versions", ("python_versions.json",), python_versions),
+        *(Table(t, (name,), lever_ab(name)) for t, name in LEVERS.items()),
+        *(Table(t, (name,), latency(name)) for t, name in LATENCIES.items()),
         *(
             Table(f"{prefix}-{kind}", (name,), build(name))
             for prefix, name in PROFILES.items()

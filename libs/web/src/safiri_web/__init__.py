@@ -12,10 +12,12 @@ from .problem import (
     problem_middleware,
     problem_response,
 )
-from .runner import exit_on_bad_settings, run_service
+from .runner import DEFAULT_EVENT_LOOP, EVENT_LOOPS, event_loop, exit_on_bad_settings, run_service
 from .settings import EnvReader, Secret, log_level
 
 __all__ = [
+    "DEFAULT_EVENT_LOOP",
+    "EVENT_LOOPS",
     "PROBLEM_CONTENT_TYPE",
     "EnvReader",
     "Problem",
@@ -24,6 +26,7 @@ __all__ = [
     "add_health_routes",
     "add_operations_routes",
     "database_pool",
+    "event_loop",
     "exit_on_bad_settings",
     "invalid_request",
     "keep_session",
