@@ -69,11 +69,15 @@ async def test_the_shared_store_counts_the_distinct_customers_of_the_last_five_m
             )
             replicas[name] = (users, registry)
         a, b = replicas["a"][0], replicas["b"][0]
-        await a.seen("254712345678")
-        await b.seen("254712345678")  # the same customer on the other replica
-        await b.seen("254722000001")
+        a.seen("254712345678")
+        b.seen("254712345678")  # the same customer on the other replica
+        b.seen("254722000001")
         clocks["a"] = clocks["b"] = now + timedelta(minutes=4)
-        await a.seen("254733000002")
+        a.seen("254733000002")
+        # Each replica writes its sightings at its next flush (within FLUSH_SECONDS); once both
+        # have, every replica counts the same customers.
+        for users, _ in replicas.values():
+            await users.flush()
         for users, registry in replicas.values():
             await users.refresh()
             assert registry.get_sample_value("active_users") == 3

@@ -163,7 +163,7 @@ async def place_order(request: web.Request) -> web.Response:
             str(exc),
             errors=[{"field": e.field, "message": e.message} for e in exc.errors],
         ) from None
-    await request.app[ACTIVE_USERS].seen(order.phone)  # a customer active now (never raises)
+    request.app[ACTIVE_USERS].seen(order.phone)  # noted for the next flush (never raises)
     try:
         outcome = await request.app[PLACE_ORDER](order, request[CLIENT], key)
     except IdempotencyKeyReused:
