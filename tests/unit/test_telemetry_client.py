@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from safiri_telemetry import Telemetry, business_span
+from safiri_telemetry import Telemetry, business_span, http_step
 from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.unit
@@ -150,3 +150,85 @@ async def test_semconv_opt_in_http_dup_adds_the_old_attributes_beside_the_stable
     attributes = dict(span.attributes or {})
     assert attributes["http.request.method"] == attributes["http.method"] == "GET"
     assert attributes["http.response.status_code"] == attributes["http.status_code"] == 200
+
+
+# --- http_step: a business step that is one HTTP call is one CLIENT span, not two ---------------
+
+
+async def test_an_http_step_is_one_client_span_with_the_call_on_it_and_the_server_its_child(
+    telemetry: Telemetry,
+    upstream: tuple[str, list[dict[str, str]]],
+    spans: InMemorySpanExporter,
+) -> None:
+    base, seen = upstream
+    port = base.rsplit(":", 1)[1]
+    async with telemetry.client_session() as http:
+        with business_span("handle") as outer, http_step("request_order", {"safiri.trip.id": "t1"}):
+            async with http.get(f"{base}/status/201?token=s3cret") as r:
+                assert r.status == 201
+
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished] == ["request_order", "handle"]  # no "GET" span beside it
+    step = finished[0]
+    assert step.kind is SpanKind.CLIENT
+    assert step.parent is not None and step.parent.span_id == outer.get_span_context().span_id
+    assert dict(step.attributes or {}) == {
+        "safiri.trip.id": "t1",
+        "http.request.method": "GET",
+        "url.full": f"{base}/status/201",
+        "server.address": "127.0.0.1",
+        "server.port": int(port),
+        "http.response.status_code": 201,
+    }
+    assert step.status.status_code is StatusCode.UNSET
+    # The server's parent on the wire is the step itself.
+    ctx = step.context
+    trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    assert seen[0]["traceparent"] == f"00-{trace_id}-{span_id}-{format(ctx.trace_flags, '02x')}"
+    assert client_count(telemetry, "127.0.0.1", "201") == 1.0  # the latency metric still moves
+
+
+async def test_an_http_step_answered_5xx_says_so_and_a_refused_connection_names_the_error(
+    telemetry: Telemetry,
+    upstream: tuple[str, list[dict[str, str]]],
+    spans: InMemorySpanExporter,
+) -> None:
+    base, _ = upstream
+    async with telemetry.client_session() as http:
+        with http_step("request_order"):
+            async with http.get(f"{base}/status/503") as r:
+                assert r.status == 503
+        with pytest.raises(aiohttp.ClientConnectorError), http_step("request_order"):
+            async with http.get(f"http://127.0.0.1:{free_port()}/status/200"):
+                pass
+
+    answered, refused = spans.get_finished_spans()
+    assert (answered.attributes or {})["http.response.status_code"] == 503
+    assert (answered.attributes or {})["error.type"] == "503"
+    assert refused.status.status_code is StatusCode.ERROR  # the step's exception
+    assert (refused.attributes or {})["error.type"] == "ClientConnectorError"
+    assert "http.response.status_code" not in (refused.attributes or {})
+
+
+async def test_a_call_outside_a_step_or_a_second_call_in_one_keeps_its_own_client_span(
+    telemetry: Telemetry,
+    upstream: tuple[str, list[dict[str, str]]],
+    spans: InMemorySpanExporter,
+) -> None:
+    """Only the step's first call is the step; any other call is a span of its own, so no
+    call is ever hidden in another's span."""
+    base, seen = upstream
+    async with telemetry.client_session() as http:
+        with http_step("fetch_twice"):
+            for _ in range(2):
+                async with http.get(f"{base}/status/200") as r:
+                    await r.read()
+        async with http.get(f"{base}/status/200") as r:
+            await r.read()
+
+    by_name = [s.name for s in spans.get_finished_spans()]
+    assert sorted(by_name) == ["GET", "GET", "fetch_twice"]
+    step = next(s for s in spans.get_finished_spans() if s.name == "fetch_twice")
+    second = next(s for s in spans.get_finished_spans() if s.name == "GET" and s.parent)
+    assert second.parent is not None and second.parent.span_id == step.context.span_id
+    assert len({h["traceparent"] for h in seen}) == 3

@@ -39,6 +39,7 @@ from ._tracing import (
     business_span,
     context_from_carrier,
     current_trace_id,
+    http_step,
     inject_carrier,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "consume_span",
     "context_from_carrier",
     "current_trace_id",
+    "http_step",
     "inject_carrier",
     "mask_phone",
     "publish_span",

@@ -157,6 +157,69 @@ def _client_span_config(stability: str) -> TraceConfig:
     return create_trace_config(url_filter=url_filter, sem_conv_opt_in_mode=mode)
 
 
+def _http_step_config() -> TraceConfig:
+    """The first call inside an ``http_step`` is that step's span: the step gets the call's
+    attributes and its context goes on the wire, and the instrumentation (next in the list) is
+    suppressed for the call by its own switch, ``suppress_http_instrumentation``."""
+    from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+
+    from ._tracing import HTTP_STEP
+
+    config = TraceConfig()
+
+    async def on_start(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestStartParams
+    ) -> None:
+        step = otel_context.get_value(HTTP_STEP)
+        if not isinstance(step, dict) or step["taken"]:
+            ctx.safiri_step = None
+            return
+        step["taken"] = True
+        span: trace.Span = step["span"]
+        url = params.url
+        attributes: dict[str, Any] = {
+            "http.request.method": params.method,
+            "url.full": str(url.with_query(None).with_fragment(None)),
+        }
+        if url.host:
+            attributes["server.address"] = url.host
+        if url.port:
+            attributes["server.port"] = url.port
+        span.set_attributes(attributes)
+        propagate.inject(params.headers)
+        ctx.safiri_step = span
+        ctx.safiri_suppressed = suppress_http_instrumentation()
+        ctx.safiri_suppressed.__enter__()
+
+    def _end(ctx: SimpleNamespace) -> trace.Span | None:
+        span: trace.Span | None = getattr(ctx, "safiri_step", None)
+        if span is not None:
+            ctx.safiri_suppressed.__exit__(None, None, None)
+        return span
+
+    async def on_end(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestEndParams
+    ) -> None:
+        span = _end(ctx)
+        if span is not None:
+            status = params.response.status
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_attribute("error.type", str(status))
+
+    async def on_error(
+        session: ClientSession, ctx: SimpleNamespace, params: TraceRequestExceptionParams
+    ) -> None:
+        span = _end(ctx)
+        if span is not None:
+            span.set_attribute("error.type", type(params.exception).__qualname__)
+
+    config.on_request_start.append(on_start)
+    config.on_request_end.append(on_end)
+    config.on_request_exception.append(on_error)
+    return config
+
+
 def _client_metrics_config(metrics: HttpMetrics) -> TraceConfig:
     """Each request a sample of ``http_client_request_duration_seconds`` (Prometheus)."""
     config = TraceConfig()
@@ -191,6 +254,7 @@ def _observe_client(
 
 def client_session(metrics: HttpMetrics, stability: str = "http", **kwargs: Any) -> ClientSession:
     """A ``ClientSession`` whose requests are client spans (trace context injected; the
-    global tracer provider's, like the server spans) and latency samples."""
-    configs = [_client_span_config(stability), _client_metrics_config(metrics)]
+    global tracer provider's, like the server spans) and latency samples; a request that is an
+    ``http_step`` is that step's span instead of one of its own."""
+    configs = [_http_step_config(), _client_span_config(stability), _client_metrics_config(metrics)]
     return ClientSession(trace_configs=configs, **kwargs)

@@ -21,10 +21,12 @@ from ._exporters import span_exporters
 from ._redaction import mask_phone, redact_value
 
 __all__ = [
+    "HTTP_STEP",
     "build_tracer_provider",
     "business_span",
     "context_from_carrier",
     "current_trace_id",
+    "http_step",
     "inject_carrier",
 ]
 
@@ -173,3 +175,36 @@ def business_span(
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             raise
+
+
+# The open http_step, for the client session's hooks: {"span": Span, "taken": bool}.
+HTTP_STEP = otel_context.create_key("safiri-http-step")
+
+
+@contextmanager
+def http_step(
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    refusals: tuple[type[BaseException], ...] = (),
+) -> Iterator[Span]:
+    """A business step that is one HTTP call (``request_order``, ``provider.stk_push``): ONE
+    span, of kind ``CLIENT``, instead of the step's span with the instrumentation's client span
+    inside it saying the same thing again.
+
+    The first call made inside it through ``Telemetry.client_session()`` opens no span of its
+    own: the step's span gets the call's attributes (``http.request.method``, ``url.full``
+    without its query, ``server.address``, ``server.port``, ``http.response.status_code``,
+    ``error.type`` for a 5xx answer or a failed call), and its context is what the request
+    carries, so the server's span is the step's child (and a service graph pairs the two as
+    client and server). Any further call in the step keeps its own client span. Otherwise as
+    ``business_span``.
+    """
+    with business_span(name, attributes, kind=SpanKind.CLIENT, refusals=refusals) as span:
+        token = otel_context.attach(
+            otel_context.set_value(HTTP_STEP, {"span": span, "taken": False})
+        )
+        try:
+            yield span
+        finally:
+            otel_context.detach(token)

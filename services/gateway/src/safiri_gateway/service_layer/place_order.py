@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from safiri_telemetry import business_span, current_trace_id
+from safiri_telemetry import business_span, current_trace_id, http_step
 
 from ..domain.idempotency import (
     IdempotencyKeyInFlight,
@@ -103,7 +103,9 @@ class PlaceOrder:
             log.info("order refused: maintenance mode")
             raise OrdersPaused(self._retry_after_seconds)
 
-        with business_span("request_order", attributes) as span:
+        # One span for the step and its call to ticketing (kind CLIENT; ticketing's server span
+        # is its child): the instrumentation's client span would only repeat it.
+        with http_step("request_order", attributes) as span:
             try:
                 reply = await self._ticketing.place_order(order.as_json(), request_key(client, key))
                 response = _public_answer(reply.status, reply.body)
