@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from safiri_contracts import Message
 from safiri_payment.domain.payments import Payment
-from safiri_payment.service_layer.unit_of_work import StoredPayment
+from safiri_payment.service_layer.unit_of_work import Recorded, StoredPayment
 from safiri_telemetry import inject_carrier
 from safiri_ticketing.domain.orders import Order, OrderStatus, Refund
 from safiri_ticketing.domain.trips import Trip
@@ -136,6 +136,36 @@ class FakePaymentDb:
 
     def uow(self) -> FakePaymentUow:
         return FakePaymentUow(self)
+
+    # The one-statement store (PaymentStore): each call commits at once.
+
+    async def handled(self, message_id: str) -> bool:
+        return message_id in self.state["inbox"]
+
+    async def record_request(
+        self, message_id: str, payment: Payment, callback_token_hash: str
+    ) -> Recorded:
+        if message_id in self.state["inbox"]:
+            return Recorded.DUPLICATE
+        self.state["inbox"].add(message_id)
+        if any(p.payment.order_id == payment.order_id for p in self.state["payments"].values()):
+            return Recorded.ORDER_HAS_PAYMENT
+        self.state["payments"][payment.payment_id] = StoredPayment(
+            copy.deepcopy(payment), callback_token_hash, inject_carrier()
+        )
+        self.state["created"][payment.payment_id] = self.now
+        self.state["touched"][payment.payment_id] = self.now
+        return Recorded.PAYMENT
+
+    async def save_if_unchanged(self, before: Payment, after: Payment) -> bool:
+        stored = self.state["payments"].get(after.payment_id)
+        if stored is None or stored.payment != before:
+            return False
+        self.state["payments"][after.payment_id] = StoredPayment(
+            copy.deepcopy(after), stored.callback_token_hash, stored.trace_context
+        )
+        self.state["touched"][after.payment_id] = self.now
+        return True
 
 
 class FakePaymentUow(_FakeTransaction):

@@ -82,6 +82,7 @@ def setup(
         provider,
         PaymentMetrics(registry),
         lambda pid, token: f"http://cb/{pid}?token={token}",
+        store=db,
         choose_variant=chooser,
     )
     return payments, db, provider, registry

@@ -70,6 +70,7 @@ def setup(
         provider,
         PaymentMetrics(registry),
         lambda pid, token: f"http://cb/{pid}?token={token}",
+        store=db,
     )
     return payments, db, provider, registry
 
@@ -409,3 +410,44 @@ async def test_a_failed_payment_is_logged_as_a_warning(
     finally:
         logger.remove(sink)
     assert [lvl for lvl, m in seen if m == "payment settled"] == [level]
+
+
+async def test_a_callback_that_beats_the_push_s_answer_keeps_its_verdict() -> None:
+    """The provider calls back before its answer to the push is recorded: the answer is
+    decided again from the settled row, which keeps its verdict and gains the checkout id."""
+    payments, db, provider, registry = setup()
+    push = provider.stk_push
+
+    async def calling_back_first(request: StkPush) -> str:
+        checkout = await push(request)
+        payment_id = request.callback_url.removeprefix("http://cb/").split("?")[0]
+        outcome = ProviderOutcome(0, "The service request is processed successfully.", "R1")
+        assert await payments.apply_callback(
+            payment_id, request.callback_url.split("token=")[1], checkout, outcome
+        )
+        return checkout
+
+    provider.stk_push = calling_back_first  # type: ignore[method-assign]
+    await payments.request_payment(request())
+    settled = only_payment(db).payment
+    assert (settled.status, settled.checkout_request_id, settled.receipt) == (
+        PaymentStatus.SUCCEEDED,
+        "ws_CO_1",
+        "R1",
+    )
+    assert [key for key, _ in db.outbox] == [PaymentSucceeded.routing_key]
+    assert sample(registry, "payment_revenue_total", currency="KES") == 3000
+
+
+async def test_a_delivery_recorded_by_a_concurrent_one_is_not_charged_again() -> None:
+    """Both deliveries found the message unhandled; recording it decides: one payment."""
+    payments, db, provider, _ = setup()
+
+    async def not_yet(message_id: str) -> bool:
+        return False  # the other delivery had not committed when this one asked
+
+    db.handled = not_yet  # type: ignore[method-assign]
+    await payments.request_payment(request("m-1"))
+    await payments.request_payment(request("m-1"))
+    assert len(provider.pushes) == 1
+    assert len(db.state["payments"]) == 1

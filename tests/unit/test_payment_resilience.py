@@ -231,7 +231,7 @@ async def test_with_the_breaker_open_a_payment_fails_at_once_and_the_customer_is
     registry, db = CollectorRegistry(), FakePaymentDb()
     metrics = PaymentMetrics(registry)
     wrapped = ResilientProvider(provider, metrics, ResiliencePolicy(breaker_threshold=2))
-    payments = Payments(db.uow, wrapped, metrics, lambda p, t: f"http://cb/{p}")
+    payments = Payments(db.uow, wrapped, metrics, lambda p, t: f"http://cb/{p}", store=db)
     for n in range(3):
         order = f"1b4e28ba-2fa1-11d2-883f-0016d3cca42{n}"
         await payments.request_payment(

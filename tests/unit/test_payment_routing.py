@@ -92,6 +92,7 @@ class Setup:
             Routes(providers, self.metrics, self.flag),
             self.metrics,
             lambda pid, token: f"http://cb/{pid}?token={token}",
+            store=self.db,
         )
 
     def sample(self, name: str, **labels: str) -> float | None:
@@ -255,7 +256,11 @@ async def test_a_payment_recorded_for_a_route_no_longer_configured_is_asked_abou
     s = Setup(backup=False)
     s.db = with_backup.db
     s.payments = Payments(
-        s.db.uow, Routes({MPESA: s.mpesa}, s.metrics, s.flag), s.metrics, lambda p, t: p
+        s.db.uow,
+        Routes({MPESA: s.mpesa}, s.metrics, s.flag),
+        s.metrics,
+        lambda p, t: p,
+        store=s.db,
     )
     s.db.now += timedelta(minutes=2)
     assert await s.payments.reconcile(timedelta(minutes=1)) == 0
@@ -275,6 +280,7 @@ async def test_each_route_has_its_own_breaker() -> None:
         Routes({MPESA: mpesa, BACKUP: backup}, s.metrics, s.flag),
         s.metrics,
         lambda p, t: f"http://cb/{p}?token={t}",
+        store=s.db,
     )
     for n in range(3):
         await s.pay(n)

@@ -23,7 +23,7 @@ from safiri_telemetry import ConnectionPoolCollector, Telemetry
 from safiri_web import add_operations_routes, database_pool, problem_middleware
 
 from .adapters.mpesa import DarajaClient
-from .adapters.postgres import PostgresUnitOfWork, apply_schema
+from .adapters.postgres import PostgresPaymentStore, PostgresUnitOfWork, apply_schema
 from .entrypoints.amqp import PAYMENT_REQUESTS, payment_requests_handler
 from .entrypoints.http import CALLBACK_PATH, routes
 from .entrypoints.keys import FLAGS, PAYMENTS
@@ -143,6 +143,7 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             payment_routes(app, settings, session, metrics, provider, policy),
             metrics,
             callback_url,
+            store=PostgresPaymentStore(pool),
             abandon_after=timedelta(seconds=settings.abandon_after_seconds),
             choose_variant=choose_variant(app),
         )

@@ -1,4 +1,4 @@
-"""Payment's PostgreSQL schema and unit of work."""
+"""Payment's PostgreSQL schema, unit of work and one-statement store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from safiri_messaging import OUTBOX_SCHEMA, OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
 
 from ..domain.payments import Payment, PaymentStatus
-from ..service_layer.unit_of_work import StoredPayment
+from ..service_layer.unit_of_work import Recorded, StoredPayment
 
 _COLUMNS = (
     "payment_id::text, order_id::text, amount, currency, phone, status, checkout_request_id,"
@@ -20,7 +20,7 @@ _COLUMNS = (
     " now() - created_at AS age"
 )
 
-__all__ = ["SCHEMA", "PostgresUnitOfWork", "apply_schema"]
+__all__ = ["SCHEMA", "PostgresPaymentStore", "PostgresUnitOfWork", "apply_schema"]
 
 SCHEMA = (
     """
@@ -111,6 +111,86 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             payment.result_desc,
             payment.receipt,
         )
+
+
+# The message and the payment in one statement: the payment is inserted only if the message's
+# inbox row was (a delivery recorded first makes it a duplicate; a concurrent one waits on the
+# inbox's key, then does nothing), and at most once per order.
+_RECORD_REQUEST = (
+    "WITH delivered AS ("
+    "INSERT INTO inbox (message_id) VALUES ($1::uuid) ON CONFLICT DO NOTHING RETURNING 1"
+    "), added AS ("
+    "INSERT INTO payments (payment_id, order_id, amount, currency, phone, status,"
+    " callback_token_hash, trace_context, provider)"
+    " SELECT $2::uuid, $3::uuid, $4::integer, $5::text, $6::text, $7::text, $8::text,"
+    " $9::jsonb, $10::text FROM delivered"
+    " ON CONFLICT (order_id) DO NOTHING RETURNING 1"
+    ") SELECT EXISTS (SELECT FROM delivered) AS delivered, EXISTS (SELECT FROM added) AS added"
+)
+
+# ``save``'s columns, written only where each still holds what the caller decided from.
+_SAVE_IF_UNCHANGED = (
+    "UPDATE payments SET status = $2, checkout_request_id = $3, result_code = $4,"
+    " result_desc = $5, receipt = $6, updated_at = now()"
+    " WHERE payment_id = $1::uuid AND status = $7"
+    " AND checkout_request_id IS NOT DISTINCT FROM $8 AND result_code IS NOT DISTINCT FROM $9"
+    " AND result_desc IS NOT DISTINCT FROM $10 AND receipt IS NOT DISTINCT FROM $11"
+    " RETURNING 1"
+)
+
+
+class PostgresPaymentStore:
+    """Single statements on the pool, each its own transaction (autocommit): one round trip
+    each, where a unit of work adds BEGIN and COMMIT."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+
+    async def handled(self, message_id: str) -> bool:
+        found: bool = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT FROM inbox WHERE message_id = $1::uuid)", message_id
+        )
+        return found
+
+    async def record_request(
+        self, message_id: str, payment: Payment, callback_token_hash: str
+    ) -> Recorded:
+        row = await self._pool.fetchrow(
+            _RECORD_REQUEST,
+            message_id,
+            payment.payment_id,
+            payment.order_id,
+            payment.amount,
+            payment.currency,
+            payment.phone,
+            payment.status.value,
+            callback_token_hash,
+            json.dumps(inject_carrier()),
+            payment.provider,
+        )
+        assert row is not None
+        if not row["delivered"]:
+            return Recorded.DUPLICATE
+        return Recorded.PAYMENT if row["added"] else Recorded.ORDER_HAS_PAYMENT
+
+    async def save_if_unchanged(self, before: Payment, after: Payment) -> bool:
+        if before.payment_id != after.payment_id:
+            raise ValueError("before and after are not the same payment")
+        saved = await self._pool.fetchval(
+            _SAVE_IF_UNCHANGED,
+            after.payment_id,
+            after.status.value,
+            after.checkout_request_id,
+            after.result_code,
+            after.result_desc,
+            after.receipt,
+            before.status.value,
+            before.checkout_request_id,
+            before.result_code,
+            before.result_desc,
+            before.receipt,
+        )
+        return saved is not None
 
 
 def _stored(row: asyncpg.Record) -> StoredPayment:

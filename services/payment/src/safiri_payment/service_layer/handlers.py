@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
@@ -38,7 +38,7 @@ from .provider import (
     StkPush,
 )
 from .routing import Routes
-from .unit_of_work import StoredPayment, UnitOfWork, UnitOfWorkFactory
+from .unit_of_work import PaymentStore, Recorded, StoredPayment, UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["CallbackRejected", "PaymentRequest", "Payments", "token_hash"]
 
@@ -60,6 +60,19 @@ def _utcnow() -> datetime:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _apply_push_answer(
+    payment: Payment, checkout_id: str | None, failure: ProviderOutcome | None
+) -> None:
+    """The STK push's answer: the provider took it, refused it (or was not reached), or it
+    is unknown whether it took it."""
+    if checkout_id is not None:
+        payment.accepted(checkout_id)
+    elif failure is not None:
+        payment.settle(failure)
+    else:
+        payment.outcome_unknown("STK push timed out; reconcile by STK query")
 
 
 @dataclass(frozen=True)
@@ -91,11 +104,14 @@ class Payments:
         metrics: PaymentMetrics,
         callback_url: CallbackUrl,
         *,
+        store: PaymentStore,
         abandon_after: timedelta = timedelta(minutes=10),
         clock: Clock = _utcnow,
         choose_variant: ChooseVariant | None = None,
     ) -> None:
         self._uow = uow
+        # A purchase's writes that need no unit of work: one statement, one round trip each.
+        self._store = store
         # The provider-policy canary's flag, asked per payment (canary.py); None: baseline.
         self._choose_variant = choose_variant
         # One provider, or the routes: new payments to the flagged one, the rest to the
@@ -134,20 +150,23 @@ class Payments:
         ):
             payment = Payment(str(uuid.uuid4()), req.order_id, req.amount, req.currency, req.phone)
             token = secrets.token_urlsafe(24)
-            async with self._uow() as uow:
-                if not await uow.first_delivery(req.message_id):
-                    logger.info("payment request already handled; duplicate ignored")
-                    return
-                # The flag is asked here, once per payment, inside this span (its evaluation
-                # event lands on it); the payment keeps the route for its whole life.
-                provider = self._routes.for_new_payment(req.order_id)
-                payment.provider = provider.name
-                span.set_attribute("safiri.payment.provider", provider.name)
-                if not await uow.add(payment, token_hash(token)):
-                    logger.warning("order already has a payment; not charging twice")
-                    await uow.commit()
-                    return
-                await uow.commit()
+            # A redelivery is known before the flag is asked (it is asked for new payments
+            # only); recording the message and the payment below settles it under concurrency.
+            if await self._store.handled(req.message_id):
+                logger.info("payment request already handled; duplicate ignored")
+                return
+            # The flag is asked here, once per payment, inside this span (its evaluation
+            # event lands on it); the payment keeps the route for its whole life.
+            provider = self._routes.for_new_payment(req.order_id)
+            payment.provider = provider.name
+            recorded = await self._store.record_request(req.message_id, payment, token_hash(token))
+            if recorded is Recorded.DUPLICATE:  # another delivery of it was recorded first
+                logger.info("payment request already handled; duplicate ignored")
+                return
+            span.set_attribute("safiri.payment.provider", provider.name)
+            if recorded is Recorded.ORDER_HAS_PAYMENT:
+                logger.warning("order already has a payment; not charging twice")
+                return
             span.set_attribute("safiri.payment.id", payment.payment_id)
             push = StkPush(
                 amount=req.amount,
@@ -200,24 +219,28 @@ class Payments:
             self._metrics.provider_duration.labels(provider, "stk_push", outcome, variant).observe(
                 perf_counter() - started
             )
-        async with self._uow() as uow:
-            stored = await uow.get(payment.payment_id)
-            assert stored is not None
-            current = stored.payment
-            if checkout_id is not None:
-                current.accepted(checkout_id)
-                logger.bind(checkout_request_id=checkout_id).info("STK push accepted")
-            elif failure is not None:
-                current.settle(failure)
-                self._emit_result(uow, current)
-                logger.bind(reason=failure.result_desc).warning(
-                    "payment failed before the provider took it"
-                )
-            else:
-                current.outcome_unknown("STK push timed out; reconcile by STK query")
-            await uow.save(current)
-            await uow.commit()
-        if failure is not None:
+        # The answer, decided from the payment as this handler recorded it, is written in one
+        # statement if the row still is that, as it almost always is. A failure goes with its
+        # event (a unit of work); a row changed meanwhile (the callback or the reconciler came
+        # first) is decided again from the row itself, locked.
+        answered = replace(payment)
+        _apply_push_answer(answered, checkout_id, failure)
+        if failure is not None or not await self._store.save_if_unchanged(payment, answered):
+            async with self._uow() as uow:
+                stored = await uow.get(payment.payment_id)
+                assert stored is not None
+                answered = stored.payment
+                _apply_push_answer(answered, checkout_id, failure)
+                if failure is not None:
+                    self._emit_result(uow, answered)
+                await uow.save(answered)
+                await uow.commit()
+        if checkout_id is not None:
+            logger.bind(checkout_request_id=checkout_id).info("STK push accepted")
+        elif failure is not None:
+            logger.bind(reason=failure.result_desc).warning(
+                "payment failed before the provider took it"
+            )
             self._metrics.results.labels(provider, str(failure.result_code), variant).inc()
 
     async def apply_callback(

@@ -1,10 +1,12 @@
-"""Payment's unit of work: one transaction; emitted events go to the outbox with it."""
+"""Payment's unit of work (one transaction; emitted events go to the outbox with it), and its
+store of one-statement operations (each a transaction of its own, without BEGIN and COMMIT)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -12,7 +14,7 @@ from safiri_contracts import Message
 
 from ..domain.payments import Payment
 
-__all__ = ["StoredPayment", "UnitOfWork", "UnitOfWorkFactory"]
+__all__ = ["PaymentStore", "Recorded", "StoredPayment", "UnitOfWork", "UnitOfWorkFactory"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,32 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class Recorded(StrEnum):
+    """What recording a payment request did."""
+
+    PAYMENT = "payment"  # the message and the new payment are recorded
+    ORDER_HAS_PAYMENT = "order_has_payment"  # only the message: the order already has a payment
+    DUPLICATE = "duplicate"  # nothing: another delivery of the message was recorded first
+
+
+class PaymentStore(Protocol):
+    """Payment's one-statement operations for a purchase's path: each is atomic on its own,
+    without the BEGIN and COMMIT round trips a unit of work adds around its statements."""
+
+    async def handled(self, message_id: str) -> bool:
+        """Whether ``message_id`` was processed before (its delivery was recorded)."""
+        ...
+
+    async def record_request(
+        self, message_id: str, payment: Payment, callback_token_hash: str
+    ) -> Recorded:
+        """Record the message as processed and insert the payment, together or not at all
+        (at most one charge per order, each message processed once)."""
+        ...
+
+    async def save_if_unchanged(self, before: Payment, after: Payment) -> bool:
+        """Write ``after`` (what ``UnitOfWork.save`` writes) only if the stored payment still
+        is ``before``; ``False``, writing nothing, if it changed since (decide again, locked)."""
+        ...
