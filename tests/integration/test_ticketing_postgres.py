@@ -20,13 +20,18 @@ from safiri_ticketing.adapters.seed import apply_schema, seed_timetable
 from safiri_ticketing.domain.trips import SeatsUnavailable
 from safiri_ticketing.metrics import TicketingMetrics
 from safiri_ticketing.service_layer.handlers import HoldSeats, PaymentResult, Ticketing
+from safiri_web import keep_session
 
 pytestmark = pytest.mark.integration
 
 
 @pytest_asyncio.fixture(scope="module")
-async def pool(make_database: Callable[[str], Awaitable[str]]) -> AsyncIterator[asyncpg.Pool[Any]]:
-    url = await make_database("ticketing_it")
+async def url(make_database: Callable[[str], Awaitable[str]]) -> str:
+    return await make_database("ticketing_it")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pool(url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
     pool = await asyncpg.create_pool(url, min_size=2, max_size=12)
     assert pool is not None
     await apply_schema(pool)
@@ -229,3 +234,75 @@ async def test_concurrent_requests_with_one_key_create_one_order_and_one_payment
     assert requested == 1
     trip = await TripQueries(pool).trip(trip_id)
     assert trip is not None and trip.seats_available == 8
+
+
+async def test_a_hold_and_a_payment_result_take_few_round_trips(
+    url: str, pool: asyncpg.Pool[Any]
+) -> None:
+    """Every statement the services' pool sends, counted on one warm connection (asyncpg keeps
+    each statement prepared, so one statement is one round trip). A hold: BEGIN, the trip's
+    lock, one read under it, one write, COMMIT; a repeated request the same up to the read,
+    then ROLLBACK; a payment result: BEGIN, the inbox with the order, one write, COMMIT."""
+    sent: list[str] = []
+
+    async def log_statements(conn: asyncpg.Connection[Any]) -> None:
+        conn.add_query_logger(lambda query: sent.append(query.query))
+
+    counted = await asyncpg.create_pool(
+        url, min_size=1, max_size=1, reset=keep_session, init=log_statements
+    )
+    assert counted is not None
+    try:
+        trip_id = await small_trip(pool, 6)
+        service = ticketing(counted)
+
+        async def purchase(succeeded: bool) -> dict[str, list[str]]:
+            hold = HoldSeats(trip_id, 2, "254712345678", str(uuid.uuid4()))
+            sent.clear()
+            order = await service.hold_seats(hold)
+            counts = {"hold": list(sent)}
+            sent.clear()
+            assert (await service.hold_seats(hold)).order_id == order.order_id
+            counts["repeat"] = list(sent)
+            sent.clear()
+            await service.record_payment_result(
+                PaymentResult(str(uuid.uuid4()), order.order_id, succeeded, 0, "ok", "RCPT")
+            )
+            counts["result"] = list(sent)
+            return counts
+
+        await purchase(True)  # every statement prepared on the one connection
+        await purchase(False)
+        confirmed = await purchase(True)
+        failed = await purchase(False)
+    finally:
+        await counted.close()
+
+    assert len(confirmed["hold"]) <= 5, confirmed["hold"]
+    assert len(confirmed["repeat"]) <= 4, confirmed["repeat"]
+    assert len(confirmed["result"]) <= 4, confirmed["result"]
+    assert len(failed["result"]) <= 4, failed["result"]
+    trip = await TripQueries(pool).trip(trip_id)
+    assert trip is not None and trip.seats_available == 2  # two sold twice, two released twice
+
+
+async def test_concurrent_deliveries_of_a_payment_result_confirm_the_order_once(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """The inbox row is written before the order is locked, in one statement: redeliveries
+    racing the first delivery wait on the inbox and change nothing (and never deadlock)."""
+    trip_id = await small_trip(pool, 4)
+    service = ticketing(pool)
+    order = await service.hold_seats(HoldSeats(trip_id, 2, "254712345678"))
+    success = PaymentResult(str(uuid.uuid4()), order.order_id, True, 0, "ok", "RCPT-RACE")
+    await asyncio.gather(*(service.record_payment_result(success) for _ in range(8)))
+    await service.record_payment_result(success)
+
+    view = await TripQueries(pool).order(order.order_id)
+    assert view is not None and view.status.value == "CONFIRMED"
+    assert sorted(t.seat_no for t in view.tickets) == sorted(order.seats)
+    sold = await pool.fetchval(
+        "SELECT count(*) FROM seat_allocations WHERE order_id = $1::uuid AND sold",
+        order.order_id,
+    )
+    assert sold == 2

@@ -14,6 +14,7 @@ from safiri_payment.service_layer.unit_of_work import Recorded, StoredPayment
 from safiri_telemetry import inject_carrier
 from safiri_ticketing.domain.orders import Order, OrderStatus, Refund
 from safiri_ticketing.domain.trips import Trip
+from safiri_ticketing.service_layer.unit_of_work import LockedTrip
 
 
 class _FakeTransaction:
@@ -71,9 +72,14 @@ class FakeTicketingDb:
 
 
 class FakeTicketingUow(_FakeTransaction):
-    async def lock_trip(self, trip_id: str) -> Trip | None:
+    async def lock_trip(
+        self, trip_id: str, seat_count: int, request_key: str | None = None
+    ) -> LockedTrip | None:
         trip: Trip | None = self.state["trips"].get(trip_id)
-        return trip
+        if trip is None:
+            return None
+        earlier = await self.order_for_request(request_key) if request_key is not None else None
+        return LockedTrip(trip, await self.free_seats(trip_id, seat_count), earlier)
 
     async def free_seats(self, trip_id: str, count: int) -> list[int]:
         trip = self.state["trips"][trip_id]
@@ -87,9 +93,13 @@ class FakeTicketingUow(_FakeTransaction):
             self.state["allocations"][key] = order.order_id
         self.state["orders"][order.order_id] = copy.deepcopy(order)
 
-    async def get_order(self, order_id: str) -> Order | None:
+    async def first_delivery_of_order(
+        self, message_id: str, order_id: str
+    ) -> tuple[bool, Order | None]:
+        if not await self.first_delivery(message_id):
+            return False, None
         order: Order | None = copy.deepcopy(self.state["orders"].get(order_id))
-        return order
+        return True, order
 
     async def order_for_request(self, request_key: str) -> Order | None:
         for order in self.state["orders"].values():

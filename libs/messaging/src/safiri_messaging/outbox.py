@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aio_pika
@@ -24,7 +24,7 @@ from safiri_telemetry import context_from_carrier, inject_carrier, publish_span
 from .metrics import MessagingMetrics
 from .topology import EVENTS_EXCHANGE
 
-__all__ = ["OUTBOX_SCHEMA", "OutboxRelay", "add_to_outbox"]
+__all__ = ["OUTBOX_SCHEMA", "OutboxRelay", "add_to_outbox", "queue_statement"]
 
 NOTIFY_CHANNEL = "safiri_outbox"
 
@@ -64,18 +64,50 @@ async def add_to_outbox(
 ) -> uuid.UUID:
     """Queue an event in the caller's transaction; it is published only if that commits."""
     message_id = uuid.uuid4()
-    # One round trip: the row and the relay's wake-up call (delivered only on commit).
-    await conn.execute(
-        "WITH queued AS (INSERT INTO outbox (message_id, routing_key, payload, trace_context)"
-        " VALUES ($1, $2, $3::jsonb, $4::jsonb) RETURNING 1)"
-        " SELECT pg_notify($5, '') FROM queued",
-        message_id,
-        routing_key,
-        json.dumps(payload),
+    statement, args = queue_statement([(routing_key, payload)], message_ids=[message_id])
+    await conn.execute(statement, *args)
+    return message_id
+
+
+def queue_statement(
+    messages: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    ctes: str = "",
+    args: Sequence[Any] = (),
+    message_ids: Sequence[uuid.UUID] | None = None,
+) -> tuple[str, list[Any]]:
+    """One statement (text and arguments) queueing every ``(routing_key, payload)`` in the
+    caller's transaction, under the trace context active now, and waking the relay on commit.
+
+    ``ctes`` are the caller's own data-modifying ``WITH`` clauses (``name AS (...)``, comma
+    separated, using ``$1`` to ``$len(args)``) to run in the same statement, the same round
+    trip; without messages the statement is those alone.
+    """
+    n = len(args)
+    if not messages:
+        if not ctes:
+            raise ValueError("nothing to queue and nothing else to do")
+        return f"WITH {ctes} SELECT", list(args)
+    ids = list(message_ids) if message_ids is not None else [uuid.uuid4() for _ in messages]
+    queue = (
+        f"queued AS (INSERT INTO outbox (message_id, routing_key, payload, trace_context)"
+        f" SELECT m.id, m.key, m.payload::jsonb, ${n + 4}::jsonb"
+        f" FROM unnest(${n + 1}::uuid[], ${n + 2}::text[], ${n + 3}::text[])"
+        f" WITH ORDINALITY AS m(id, key, payload, position) ORDER BY m.position RETURNING 1)"
+    )
+    # pg_notify is delivered only on commit, once however many rows (or calls) it announces.
+    statement = (
+        f"WITH {ctes + ', ' if ctes else ''}{queue}"
+        f" SELECT pg_notify(${n + 5}, '') WHERE EXISTS (SELECT FROM queued)"
+    )
+    return statement, [
+        *args,
+        ids,
+        [key for key, _ in messages],
+        [json.dumps(payload) for _, payload in messages],
         json.dumps(inject_carrier()),
         NOTIFY_CHANNEL,
-    )
-    return message_id
+    ]
 
 
 def _lost(conn: PoolConnectionProxy[Any]) -> bool:

@@ -1,12 +1,14 @@
 """A PostgreSQL unit of work whose events go to the outbox in the same transaction.
 
 Services subclass it and add their repositories' queries on ``self.conn``. It rolls back
-unless committed; ``commit`` first writes every emitted event to the outbox, so the state change
-and the messages announcing it commit or vanish together.
+unless committed; ``commit`` first writes every emitted event to the outbox (one statement), so the
+state change and the messages announcing it commit or vanish together. A subclass may write them
+sooner, in its last write's statement (``_with_events``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -16,7 +18,7 @@ from asyncpg.pool import PoolConnectionProxy
 from safiri_contracts import Message
 
 from .inbox import first_delivery
-from .outbox import add_to_outbox
+from .outbox import queue_statement
 
 __all__ = ["OutboxUnitOfWork"]
 
@@ -62,10 +64,21 @@ class OutboxUnitOfWork:
                 raise
 
     async def commit(self) -> None:
-        for message in self._events:
-            await add_to_outbox(self._conn, message.routing_key, message.to_payload())
+        if self._events:
+            # Every event in one statement, whatever their number.
+            statement, args = self._with_events()
+            await self._conn.execute(statement, *args)
         await self._tx.commit()
         self._committed = True
+
+    def _with_events(self, ctes: str = "", args: Sequence[Any] = ()) -> tuple[str, list[Any]]:
+        """One statement of a subclass's data-modifying ``ctes`` (``$1`` to ``$len(args)``)
+        that also writes the events emitted so far to the outbox, taking them (``commit``
+        writes only those emitted after): the last write of a unit of work carries its events,
+        one round trip fewer. The statement must be executed: the events are now its alone."""
+        events, self._events = self._events, []
+        messages = [(m.routing_key, m.to_payload()) for m in events]
+        return queue_statement(messages, ctes=ctes, args=args)
 
     def emit(self, message: Message) -> None:
         """Queue a typed event; it reaches the outbox only if the unit of work commits."""

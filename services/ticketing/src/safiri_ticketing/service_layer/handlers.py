@@ -79,22 +79,21 @@ class Ticketing:
         attrs = {"safiri.trip.id": cmd.trip_id, "safiri.seat_count": cmd.seat_count}
         with business_span("hold_seats", attrs, refusals=(SeatsUnavailable, TripNotFound)) as span:
             async with self._uow() as uow:
-                trip = await uow.lock_trip(cmd.trip_id)
-                if trip is None:
+                # The request key's earlier order is read under the trip's lock: a concurrent
+                # repeat waits for it and then finds the order.
+                locked = await uow.lock_trip(cmd.trip_id, cmd.seat_count, cmd.request_key)
+                if locked is None:
                     self._metrics.seat_holds.labels("unknown_trip").inc()
                     raise TripNotFound(cmd.trip_id)
-                if cmd.request_key is not None:
-                    # Under the trip's lock: a concurrent repeat waits and then finds it.
-                    earlier = await uow.order_for_request(cmd.request_key)
-                    if earlier is not None:
-                        span.set_attribute("safiri.order.id", earlier.order_id)
-                        span.set_attribute("safiri.order.repeated", True)
-                        self._metrics.seat_holds.labels("repeated").inc()
-                        logger.bind(order_id=earlier.order_id).info(
-                            "order request repeated; answered with the order it created"
-                        )
-                        return earlier
-                seats = await uow.free_seats(cmd.trip_id, cmd.seat_count)
+                trip, seats, earlier = locked.trip, locked.free_seats, locked.earlier
+                if earlier is not None:
+                    span.set_attribute("safiri.order.id", earlier.order_id)
+                    span.set_attribute("safiri.order.repeated", True)
+                    self._metrics.seat_holds.labels("repeated").inc()
+                    logger.bind(order_id=earlier.order_id).info(
+                        "order request repeated; answered with the order it created"
+                    )
+                    return earlier
                 if len(seats) < cmd.seat_count:
                     self._metrics.seat_holds.labels("unavailable").inc()
                     raise SeatsUnavailable(
@@ -117,7 +116,7 @@ class Ticketing:
                 span.set_attribute("safiri.order.id", order.order_id)
                 span.set_attribute("safiri.amount", order.amount)
                 with logger.contextualize(order_id=order.order_id, trip_id=trip.trip_id):
-                    await uow.add_order(order)
+                    # Emitted first, so that the order's write carries it to the outbox.
                     uow.emit(
                         PaymentRequested(
                             order_id=order.order_id,
@@ -128,6 +127,7 @@ class Ticketing:
                             description=f"{order.route} x{order.seat_count}",
                         )
                     )
+                    await uow.add_order(order)
                     await uow.commit()
                     logger.bind(seats=seats, amount=order.amount).info("seats held")
         self._metrics.seat_holds.labels("held").inc()
@@ -143,10 +143,10 @@ class Ticketing:
         }
         with business_span(step, attrs) as span, logger.contextualize(order_id=result.order_id):
             async with self._uow() as uow:
-                if not await uow.first_delivery(result.message_id):
+                first, order = await uow.first_delivery_of_order(result.message_id, result.order_id)
+                if not first:
                     logger.info("payment result already recorded; duplicate ignored")
                     return
-                order = await uow.get_order(result.order_id)
                 if order is None:
                     raise PoisonMessage(f"payment result for unknown order {result.order_id}")
                 if order.status is not OrderStatus.PENDING_PAYMENT:
@@ -185,8 +185,13 @@ class Ticketing:
         was = order.status
         seats: list[int] = []
         if was is not OrderStatus.CONFIRMED:
-            await uow.lock_trip(order.trip_id)
-            seats = await uow.free_seats(order.trip_id, order.seat_count)
+            locked = await uow.lock_trip(order.trip_id, order.seat_count)
+            # A trip that has departed is not locked, yet its free seats are still looked for.
+            seats = (
+                locked.free_seats
+                if locked is not None
+                else await uow.free_seats(order.trip_id, order.seat_count)
+            )
         if len(seats) == order.seat_count:
             order.confirm_late(seats, result.receipt, [str(uuid.uuid4()) for _ in seats])
             await uow.take_seats(order)

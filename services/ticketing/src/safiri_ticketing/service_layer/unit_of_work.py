@@ -7,6 +7,7 @@ transaction, so a state change and the message announcing it commit or vanish to
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -16,7 +17,18 @@ from safiri_contracts import Message
 from ..domain.orders import Order, Refund
 from ..domain.trips import Trip
 
-__all__ = ["UnitOfWork", "UnitOfWorkFactory"]
+__all__ = ["LockedTrip", "UnitOfWork", "UnitOfWorkFactory"]
+
+
+@dataclass(frozen=True)
+class LockedTrip:
+    """A trip whose row this unit of work has locked, and what was read under that lock."""
+
+    trip: Trip
+    # Up to the number of seats asked for, lowest first.
+    free_seats: list[int]
+    # The order an earlier request with the same key created, if one did.
+    earlier: Order | None = None
 
 
 class UnitOfWork(Protocol):
@@ -33,20 +45,24 @@ class UnitOfWork(Protocol):
 
     def emit(self, message: Message) -> None: ...
 
-    async def first_delivery(self, message_id: str) -> bool: ...
-
-    async def lock_trip(self, trip_id: str) -> Trip | None: ...
+    async def lock_trip(
+        self, trip_id: str, seat_count: int, request_key: str | None = None
+    ) -> LockedTrip | None:
+        """Lock the trip (``None`` if no such trip is still to depart), then read, under the
+        lock, up to ``seat_count`` free seats and the order ``request_key`` created before."""
+        ...
 
     async def free_seats(self, trip_id: str, count: int) -> list[int]: ...
 
-    async def add_order(self, order: Order) -> None: ...
-
-    async def order_for_request(self, request_key: str) -> Order | None:
-        """The order created by the request with this key, if any."""
+    async def add_order(self, order: Order) -> None:
+        """Write the order, its seats' allocations and the events emitted so far."""
         ...
 
-    async def get_order(self, order_id: str) -> Order | None:
-        """The order, locked for update until the unit of work ends."""
+    async def first_delivery_of_order(
+        self, message_id: str, order_id: str
+    ) -> tuple[bool, Order | None]:
+        """Record ``message_id`` in the inbox, then lock the order: ``False`` if the message
+        was processed before (the order is then not read), and the order, if there is one."""
         ...
 
     async def save_order(self, order: Order) -> None:
