@@ -29,9 +29,9 @@ Edge = tuple[str, str | None, tuple[str, ...]]  # span, its parent, the spans it
 _HEAD: tuple[tuple[str, str | None], ...] = (
     ("gateway: POST /api/v1/orders", None),
     ("gateway: claim_idempotency_key", "gateway: POST /api/v1/orders"),
+    # request_order is the gateway's call to ticketing itself (an http_step, kind CLIENT).
     ("gateway: request_order", "gateway: POST /api/v1/orders"),
-    ("gateway: POST", "gateway: request_order"),
-    ("ticketing: POST /orders", "gateway: POST"),
+    ("ticketing: POST /orders", "gateway: request_order"),
     ("ticketing: hold_seats", "ticketing: POST /orders"),
     ("ticketing: publish safiri.events", "ticketing: hold_seats"),
     ("payment: process payment.requests", "ticketing: publish safiri.events"),
