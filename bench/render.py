@@ -476,7 +476,11 @@ def _latency(results: Results, name: str) -> list[str]:
     return table(header, rows) + note + sources_footer(results, [name])
 
 
-LEVERS = {"uvloop-ab": "uvloop_ab.json"}
+LEVERS = {
+    "uvloop-ab": "uvloop_ab.json",
+    "log-export-ab": "log_export_ab.json",
+    "telemetry-on-off-2026-12-07": "telemetry_on_off_2026-12-07.json",
+}
 LATENCIES: dict[str, str] = {}
 
 
