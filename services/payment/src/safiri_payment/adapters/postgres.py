@@ -101,16 +101,21 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
         )
 
     async def save(self, payment: Payment) -> None:
-        await self.conn.execute(
-            "UPDATE payments SET status = $2, checkout_request_id = $3, result_code = $4,"
-            " result_desc = $5, receipt = $6, updated_at = now() WHERE payment_id = $1::uuid",
-            payment.payment_id,
-            payment.status.value,
-            payment.checkout_request_id,
-            payment.result_code,
-            payment.result_desc,
-            payment.receipt,
+        # The events emitted so far are written by the same statement: one round trip fewer.
+        statement, args = self._with_events(
+            "saved AS (UPDATE payments SET status = $2, checkout_request_id = $3,"
+            " result_code = $4, result_desc = $5, receipt = $6, updated_at = now()"
+            " WHERE payment_id = $1::uuid RETURNING 1)",
+            (
+                payment.payment_id,
+                payment.status.value,
+                payment.checkout_request_id,
+                payment.result_code,
+                payment.result_desc,
+                payment.receipt,
+            ),
         )
+        await self.conn.execute(statement, *args)
 
 
 # The message and the payment in one statement: the payment is inserted only if the message's

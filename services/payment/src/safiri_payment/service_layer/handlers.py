@@ -425,8 +425,8 @@ class Payments:
         if payment.status.is_final:
             return False
         payment.settle(outcome)
+        self._emit_result(uow, payment)  # before the save, which may write it with the row
         await uow.save(payment)
-        self._emit_result(uow, payment)
         await uow.commit()
         # A failed payment is what the on-call reader looks for: WARNING, not buried in INFO.
         logger.bind(result_code=outcome.result_code, status=payment.status.value).log(

@@ -49,7 +49,9 @@ class UnitOfWork(Protocol):
         """The payment, locked until the unit of work ends."""
         ...
 
-    async def save(self, payment: Payment) -> None: ...
+    async def save(self, payment: Payment) -> None:
+        """Write the payment's state (and may write the events emitted so far with it)."""
+        ...
 
     async def overdue(self, older_than: timedelta, limit: int) -> list[StoredPayment]:
         """Payments without a verdict, unchanged for ``older_than``: pushes the provider took
