@@ -105,7 +105,13 @@ async def test_a_server_span_passes_the_request_baggage_to_the_calls_it_makes(
 ) -> None:
     """Gateway → ticketing: the baggage a request brings is on the calls its handler makes."""
     base, seen = downstream
-    telemetry = Telemetry.setup("baggage-svc", install_global=False)
+    # Nothing exported: an exporter left retrying an unreachable endpoint would draw on the
+    # global random module (its backoff jitter) under a later hypothesis test.
+    telemetry = Telemetry.setup(
+        "baggage-svc",
+        install_global=False,
+        env={"OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+    )
     observed: list[str | None] = []
 
     async def handler(request: web.Request) -> web.Response:

@@ -142,7 +142,11 @@ async def test_semconv_opt_in_http_dup_adds_the_old_attributes_beside_the_stable
     """``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` reaches the instrumentation package: a
     dashboard still reading the old names keeps working during a migration."""
     base, _ = upstream
-    env = {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup"}
+    env = {
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
     dup = Telemetry.setup("client-svc", env=env, install_global=False)
     async with dup.client_session() as http, http.get(f"{base}/status/200") as r:
         assert r.status == 200

@@ -384,15 +384,48 @@ async def test_with_the_sdk_disabled_requests_metrics_and_logs_still_work_withou
     assert samples[(FAILURES, (("signal", "traces"),))] == 0
 
 
+# In a fresh interpreter: the SDK's log export thread outlives the bounded shutdown (it gives up
+# on its own later), and a thread retrying an unreachable endpoint must not outlive a test in
+# this process (tests/unit/conftest.py).
+_QUEUED_LOGS = """
+import asyncio, io, sys, time
+from loguru import logger
+from safiri_telemetry import Telemetry
+
+async def main():
+    telemetry = Telemetry.setup(
+        "export-test",
+        install_global=False,
+        log_stream=io.StringIO(),
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": sys.argv[1]},
+    )
+    assert telemetry.config.logs_endpoint is not None
+    for i in range(3000):  # several export batches of 512
+        logger.bind(n=i).info("queued while the collector is down")
+    started = time.perf_counter()
+    await telemetry.shutdown()
+    print(time.perf_counter() - started)
+
+asyncio.run(main())
+"""
+
+
 async def test_log_lines_queued_for_a_collector_that_is_down_do_not_hold_shutdown() -> None:
     """The OTLP log export is bounded at shutdown like the spans': the SDK's own shutdown
     exports every queued batch, each trying for the whole export timeout, so a few batches
     held a service past its stop grace (ticketing killed after 15 s in a make test run)."""
-    logs = io.StringIO()
-    telemetry = exporting_to(f"http://127.0.0.1:{free_port()}", logs)
-    assert telemetry.config.logs_endpoint is not None
-    for i in range(3000):  # several export batches of 512
-        logger.bind(n=i).info("queued while the collector is down")
-    shutdown = await timed_shutdown(telemetry)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _QUEUED_LOGS,
+        f"http://127.0.0.1:{free_port()}",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()[-2000:]
+    shutdown = float(out.decode().split()[-1])
     print(f"shutdown with log lines queued and the collector down: {shutdown:.2f} s")
     assert shutdown < SHUTDOWN_BOUND_SECONDS

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from safiri_telemetry import ConfigError, Telemetry
 from safiri_telemetry._otlp_logs import OtlpLogSink
 from safiri_web import log_level
-from tests.conftest import free_port, serving
+from tests.conftest import serving
 
 pytestmark = pytest.mark.unit
 
@@ -104,11 +104,21 @@ async def test_a_line_logged_after_shutdown_never_reenters_the_log_exporter(
     """Shutdown takes the OTLP log sink off loguru before it shuts the provider: a line logged
     afterwards (a service's last words) stays JSON on stdout, with no loguru re-entry error."""
     stream = io.StringIO()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-    telemetry = Telemetry.setup(
-        "svc", install_global=False, env=env, export_logs=True, log_stream=stream
-    )
-    await telemetry.shutdown()
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(content_type="application/x-protobuf")
+
+    collector = web.Application()
+    collector.router.add_post("/v1/{signal}", accept)
+    # A collector that answers: the export thread ends at shutdown instead of retrying an
+    # endpoint nobody listens on after the test (tests/unit/conftest.py).
+    async with serving(collector) as endpoint:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+        telemetry = Telemetry.setup(
+            "svc", install_global=False, env=env, export_logs=True, log_stream=stream
+        )
+        await telemetry.shutdown()
     logger.info("stopped")
     assert "Logging error in Loguru" not in capfd.readouterr().err
     assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "stopped"
