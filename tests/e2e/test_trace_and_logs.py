@@ -278,3 +278,9 @@ async def test_each_services_log_lines_reach_the_otlp_endpoint_in_the_trace(
     assert held[0].attributes["order_id"] == body["order_id"]
     assert held[0].severity == "INFO"
     assert all(PHONE not in str(r.attributes) for r in records)
+    # They were printed by the services and shipped from their log files by the supervisor
+    # (safiri_suite.logship): no service exported a log record itself.
+    assert running.config.ships_logs
+    assert running.config.env()["OTEL_LOGS_EXPORTER"] == "none"
+    assert running.suite.log_shipper is not None
+    assert running.suite.log_shipper.shipped >= len(records)
