@@ -362,7 +362,15 @@ def span_cost(results: Results) -> list[str]:
 
 
 def stock_parts(results: Results) -> list[str]:
-    name = "telemetry_stock_parts_ab.json"
+    return commit_ab("telemetry_stock_parts_ab.json")(results)
+
+
+def commit_ab(name: str) -> Callable[[Results], list[str]]:
+    """Two commits' CPU per purchase, telemetry on and off, alternating (bench/commit_ab.py)."""
+    return lambda results: _commit_ab(results, name)
+
+
+def _commit_ab(results: Results, name: str) -> list[str]:
     data = results[name]
     rows = []
     for side in ("before", "after"):
@@ -388,7 +396,14 @@ def stock_parts(results: Results) -> list[str]:
         "range",
         "purchases/s on/off (median)",
     ]
-    return table(header, rows) + sources_footer(results, [name])
+    pairs = list(zip(data["runs"]["before"], data["runs"]["after"], strict=True))
+    on = [round(a["on_cpu_ms_per_purchase"] / b["on_cpu_ms_per_purchase"], 3) for b, a in pairs]
+    note = [
+        "",
+        "CPU per purchase with telemetry on, after/before, pair by pair: "
+        f"{', '.join(num(x) for x in on)} (median {num(statistics.median(on))}).",
+    ]
+    return table(header, rows) + note + sources_footer(results, [name])
 
 
 def lever_ab(name: str) -> Callable[[Results], list[str]]:
@@ -476,12 +491,97 @@ def _latency(results: Results, name: str) -> list[str]:
     return table(header, rows) + note + sources_footer(results, [name])
 
 
+def memory_soak(name: str) -> Callable[[Results], list[str]]:
+    """Each process's RSS over a sustained run, per telemetry variant, and #16's memory targets
+    (bench/memory_soak.py)."""
+    return lambda results: _memory_soak(results, name)
+
+
+def _memory_soak(results: Results, name: str) -> list[str]:
+    data = results[name]
+    variants = data["variants"]
+    off = variants.get("off")
+    rows = []
+    for variant, figures in variants.items():
+        groups = {**figures["processes"], "services (sum)": figures["services_total"]}
+        groups["suite (sum)"] = figures["suite_total"]
+        for process, f in groups.items():
+            against = None
+            if off is not None and variant != "off":
+                key = {"services (sum)": "services_total", "suite (sum)": "suite_total"}
+                o = off[key[process]] if process in key else off["processes"].get(process)
+                if o:
+                    against = [
+                        round(f[k] / o[k], 4) if f[k] is not None and o[k] else None
+                        for k in ("max_under_load_mb", "idle_mb")
+                    ]
+            rows.append(
+                [
+                    variant,
+                    process,
+                    num(f["idle_mb"]),
+                    num(f["at_warmup_mb"]),
+                    num(f["at_end_mb"]),
+                    num(f["growth"]),
+                    num(f["max_under_load_mb"]),
+                    ", ".join(num(x) for x in against) if against else "",
+                ]
+            )
+    header = [
+        "variant",
+        "process",
+        "idle MB",
+        "end of warm-up MB",
+        "end MB",
+        "growth end/warm-up",
+        "max under load MB",
+        "variant/off: max, idle",
+    ]
+    p = data["parameters"]
+    note = [
+        "",
+        f"POST /orders at {num(p['rate'])}/s, open loop, for {num(p['minutes'])} min, the first"
+        f" {num(p['warmup_seconds'])} s the warm-up; RSS (VmRSS, MiB) sampled every"
+        f" {num(p.get('sample_seconds'))} s. The supervisor is the benchmark's own process (the"
+        " load generator and the suite's log shipper), in neither sum.",
+    ]
+    for variant, figures in variants.items():
+        load = figures.get("load") or {}
+        note.append(
+            f"{variant}: {num(load.get('posts'))} POSTs ({num(load.get('post_errors'))} not 202),"
+            f" {num(load.get('confirmed'))} orders CONFIRMED."
+        )
+    targets = data["targets"]
+    failed = [c for c in targets["checks"] if not c["met"]]
+    verdict = (
+        f"all {len(targets['checks'])} met"
+        if not failed
+        else "not met: "
+        + "; ".join(
+            f"{c['what']} {c['process']} ({c['variant']}) {num(c['value'])} > {num(c['limit'])}"
+            for c in failed
+        )
+    )
+    lim = targets["limits"]
+    note += [
+        "",
+        f"Targets (#16): each service's max under load <= {num(lim['max_under_load_mb'])} MB,"
+        f" growth <= {num(lim['growth'])}, telemetry on/off <= {num(lim['telemetry_ratio'])}"
+        f" (max under load and idle): {verdict}."
+        + "".join(f" Not evaluated: {n}." for n in targets["not_evaluated"]),
+    ]
+    return table(header, rows) + note + sources_footer(results, [name])
+
+
 LEVERS = {
     "uvloop-ab": "uvloop_ab.json",
     "log-export-ab": "log_export_ab.json",
     "telemetry-on-off-2026-12-07": "telemetry_on_off_2026-12-07.json",
 }
 LATENCIES: dict[str, str] = {}
+COMMIT_ABS = {"cpu-per-purchase-ab": "cpu_per_purchase_ab.json"}
+# bench/memory_soak.py's runs: table name -> result file.
+MEMORY: dict[str, str] = {}
 
 
 def asyncpg(results: Results) -> list[str]:
@@ -1029,6 +1129,8 @@ TABLES = {
         Table("python-versions", ("python_versions.json",), python_versions),
         *(Table(t, (name,), lever_ab(name)) for t, name in LEVERS.items()),
         *(Table(t, (name,), latency(name)) for t, name in LATENCIES.items()),
+        *(Table(t, (name,), commit_ab(name)) for t, name in COMMIT_ABS.items()),
+        *(Table(t, (name,), memory_soak(name)) for t, name in MEMORY.items()),
         *(
             Table(f"{prefix}-{kind}", (name,), build(name))
             for prefix, name in PROFILES.items()
