@@ -1,13 +1,14 @@
 """Payment's one-statement store on a real PostgreSQL: a message and its payment are recorded
 together or not at all, whatever the concurrency; an answer is written only over the row it was
-decided from; a callback that beats the push's answer is kept."""
+decided from; a callback that beats the push's answer is kept, even when the push then times out
+or fails, and the reconciler never settles it again."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,11 +16,17 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from safiri_contracts import PaymentSucceeded
 from safiri_payment.adapters.postgres import PostgresPaymentStore, PostgresUnitOfWork, apply_schema
 from safiri_payment.domain.payments import Payment, PaymentStatus, ProviderOutcome
 from safiri_payment.metrics import PaymentMetrics
 from safiri_payment.service_layer.handlers import PaymentRequest, Payments
-from safiri_payment.service_layer.provider import Charge, StkPush
+from safiri_payment.service_layer.provider import (
+    Charge,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StkPush,
+)
 from safiri_payment.service_layer.unit_of_work import Recorded
 from safiri_web import database_pool
 from tests.conftest import eventually
@@ -146,9 +153,11 @@ class CallingBackFirst:
 
     name = "mpesa"
 
-    def __init__(self) -> None:
+    def __init__(self, then: Exception | None = None) -> None:
         self.payments: Payments | None = None
         self.pushes: list[StkPush] = []
+        self.then = then  # the push call's own end, after the callback: None, it answers
+        self.ledger: list[Charge] = []
 
     async def stk_push(self, request: StkPush) -> str:
         self.pushes.append(request)
@@ -156,13 +165,15 @@ class CallingBackFirst:
         assert self.payments is not None
         outcome = ProviderOutcome(0, "The service request is processed successfully.", "R1")
         assert await self.payments.apply_callback(payment_id, token, "ws_CO_1", outcome)
+        if self.then is not None:
+            raise self.then
         return "ws_CO_1"
 
     async def stk_query(self, checkout_request_id: str) -> ProviderOutcome | None:
         return None
 
     async def charges(self, since: datetime, until: datetime) -> list[Charge]:
-        return []
+        return list(self.ledger)
 
 
 async def test_a_callback_before_the_push_s_answer_stays_settled(pool: asyncpg.Pool[Any]) -> None:
@@ -194,3 +205,101 @@ async def test_a_callback_before_the_push_s_answer_stays_settled(pool: asyncpg.P
         "SELECT routing_key FROM outbox WHERE payload->>'order_id' = $1", order
     )
     assert [e["routing_key"] for e in events] == ["payment.succeeded"]
+
+
+@pytest.mark.parametrize(
+    "then",
+    [ProviderTimeout("no answer in 5 s"), ProviderUnavailable("provider answered 503")],
+    ids=["timeout", "unavailable"],
+)
+async def test_a_callback_before_a_failed_push_stays_settled_and_is_never_settled_again(
+    pool: asyncpg.Pool[Any], then: Exception
+) -> None:
+    """The callback settles the payment, then the push call times out (its answer: unknown)
+    or fails: the row keeps its verdict, one event is queued, and the reconciler, finding the
+    charge in the provider's list, settles nothing again."""
+    provider = CallingBackFirst(then)
+    registry = CollectorRegistry()
+    payments = Payments(
+        lambda: PostgresUnitOfWork(pool),
+        provider,
+        PaymentMetrics(registry),
+        lambda payment_id, token: f"http://cb/{payment_id}?token={token}",
+        store=PostgresPaymentStore(pool),
+    )
+    provider.payments = payments
+    order = str(uuid.uuid4())
+    await payments.request_payment(
+        PaymentRequest(str(uuid.uuid4()), order, 1200, "KES", "254712345678", "Nairobi")
+    )
+
+    async def check() -> None:
+        stored = await pool.fetchrow(
+            "SELECT status, result_code, receipt FROM payments WHERE order_id = $1::uuid", order
+        )
+        assert stored is not None
+        assert tuple(stored) == (PaymentStatus.SUCCEEDED.value, 0, "R1")
+        events = await pool.fetch(
+            "SELECT routing_key FROM outbox WHERE payload->>'order_id' = $1", order
+        )
+        assert [e["routing_key"] for e in events] == ["payment.succeeded"]
+        assert registry.get_sample_value("payment_revenue_total", {"currency": "KES"}) == 1200
+
+    await check()
+    # Overdue at once (it would be, were it still unsettled), its charge in the provider's list.
+    provider.ledger = [Charge("RCPT-9", order[:12], 1200)]
+    await payments.reconcile(timedelta(0), limit=1000)
+    await check()
+
+
+async def save_with_its_event(pool: asyncpg.Pool[Any], payment: Payment) -> None:
+    """``payment`` saved by a unit of work, with a PaymentSucceeded for it."""
+    async with PostgresUnitOfWork(pool) as uow:
+        uow.emit(
+            PaymentSucceeded(
+                order_id=payment.order_id,
+                payment_id=payment.payment_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                result_desc=payment.result_desc or "",
+                receipt=payment.receipt,
+            )
+        )
+        await uow.save(payment)
+        await uow.commit()
+
+
+async def test_the_store_never_writes_over_a_settled_payment_s_verdict(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """Whatever a writer decided from (a stale copy, a bug): a settled row keeps its verdict,
+    and the events its write carried are not queued; its CheckoutRequestID may still arrive."""
+    store = PostgresPaymentStore(pool)
+    payment = new_payment()
+    await store.record_request(str(uuid.uuid4()), payment, "hash")
+    settled = Payment(**vars(payment))
+    settled.settle(ProviderOutcome(0, "ok", "RCPT"))
+    assert await store.save_if_unchanged(payment, settled)
+
+    stale = Payment(**vars(payment))  # decided from the row as it was before the verdict
+    stale.status, stale.result_desc = PaymentStatus.UNKNOWN, "STK push timed out"
+    twice = Payment(**vars(payment))
+    twice.settle(ProviderOutcome(0, "found in the provider's transactions", "RCPT-9"))
+    for overwrite in (stale, twice):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await save_with_its_event(pool, overwrite)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await store.save_if_unchanged(settled, stale)
+
+    late = Payment(**vars(settled))
+    late.accepted("ws_CO_late")
+    async with PostgresUnitOfWork(pool) as uow:
+        await uow.save(late)
+        await uow.commit()
+    stored = await row(pool, payment.payment_id)
+    assert stored is not None
+    assert tuple(stored) == ("SUCCEEDED", "ws_CO_late", 0, "RCPT")
+    events = await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE payload->>'payment_id' = $1", payment.payment_id
+    )
+    assert events == 0

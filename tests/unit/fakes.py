@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from safiri_contracts import Message
-from safiri_payment.domain.payments import Payment
+from safiri_payment.domain.payments import InvalidTransition, Payment
 from safiri_payment.service_layer.unit_of_work import Recorded, StoredPayment
 from safiri_telemetry import inject_carrier
 from safiri_ticketing.domain.orders import Order, OrderStatus, Refund
@@ -133,6 +133,13 @@ class FakeTicketingUow(_FakeTransaction):
         ][:limit]
 
 
+def _keep_verdict(old: Payment, new: Payment) -> None:
+    """The real schema's trigger: a settled payment's verdict is never written over."""
+    verdict = ("status", "result_code", "result_desc", "receipt")
+    if old.status.is_final and any(getattr(old, a) != getattr(new, a) for a in verdict):
+        raise InvalidTransition(f"payment {old.payment_id} is {old.status} already")
+
+
 class FakePaymentDb:
     def __init__(self) -> None:
         self.state: dict[str, Any] = {
@@ -171,6 +178,7 @@ class FakePaymentDb:
         stored = self.state["payments"].get(after.payment_id)
         if stored is None or stored.payment != before:
             return False
+        _keep_verdict(stored.payment, after)
         self.state["payments"][after.payment_id] = StoredPayment(
             copy.deepcopy(after), stored.callback_token_hash, stored.trace_context
         )
@@ -196,6 +204,7 @@ class FakePaymentUow(_FakeTransaction):
 
     async def save(self, payment: Payment) -> None:
         old = self.state["payments"][payment.payment_id]
+        _keep_verdict(old.payment, payment)
         self.state["payments"][payment.payment_id] = StoredPayment(
             copy.deepcopy(payment), old.callback_token_hash, old.trace_context
         )

@@ -451,3 +451,105 @@ async def test_a_delivery_recorded_by_a_concurrent_one_is_not_charged_again() ->
     await payments.request_payment(request("m-1"))
     assert len(provider.pushes) == 1
     assert len(db.state["payments"]) == 1
+
+
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        ProviderOutcome(0, "The service request is processed successfully.", "R1"),
+        ProviderOutcome(1032, "Request cancelled by user"),
+    ],
+    ids=["succeeded", "failed"],
+)
+@pytest.mark.parametrize(
+    "push_error",
+    [
+        ProviderTimeout("no answer in 5 s"),
+        ProviderUnavailable("provider answered 503"),
+        ProviderRejected("500.001.1001", "Unable to lock subscriber"),
+    ],
+    ids=["timeout", "unavailable", "rejected"],
+)
+async def test_a_verdict_that_beats_a_failed_push_is_final_and_settled_once(
+    verdict: ProviderOutcome, push_error: Exception
+) -> None:
+    """The provider calls back (or the reconciler settles) before its push call ends, and that
+    call then times out or fails: the verdict stands, is emitted and counted once, and the
+    reconciler, finding the charge in the provider's list, settles nothing again."""
+    payments, db, provider, registry = setup()
+    push = provider.stk_push
+
+    async def calling_back_then_failing(request: StkPush) -> str:
+        checkout = await push(request)
+        payment_id = request.callback_url.removeprefix("http://cb/").split("?")[0]
+        token = request.callback_url.split("token=")[1]
+        assert await payments.apply_callback(payment_id, token, checkout, verdict)
+        raise push_error
+
+    provider.stk_push = calling_back_then_failing  # type: ignore[method-assign]
+    await payments.request_payment(request())
+
+    expected = PaymentStatus.SUCCEEDED if verdict.succeeded else PaymentStatus.FAILED
+    event = PaymentSucceeded if verdict.succeeded else PaymentFailed
+    revenue = 3000 if verdict.succeeded else 0
+    code = str(verdict.result_code)
+
+    def results(result_code: str) -> float:
+        return sample(
+            registry,
+            "payments_total",
+            provider="mpesa",
+            result_code=result_code,
+            variant="baseline",
+        )
+
+    def check() -> None:
+        settled = only_payment(db).payment
+        assert (settled.status, settled.result_code, settled.receipt) == (
+            expected,
+            verdict.result_code,
+            verdict.receipt,
+        )
+        assert [key for key, _ in db.outbox] == [event.routing_key]
+        assert sample(registry, "payment_revenue_total", currency="KES") == revenue
+        assert results(code) == 1
+        assert results("-1") == 0  # the push's failure is not a second result
+
+    check()
+    provider.ledger = [Charge("RCPT-9", ORDER[:12], 3000)]
+    db.now += timedelta(minutes=30)
+    assert await payments.reconcile(OVERDUE) == 0
+    check()
+
+
+def test_a_settled_payment_keeps_its_verdict_whatever_the_push_answers() -> None:
+    payment = Payment("p", ORDER, 3000, "KES", "254712345678")
+    payment.settle(ProviderOutcome(0, "ok", "R1"))
+    before = Payment(**vars(payment))
+    payment.outcome_unknown("STK push timed out; reconcile by STK query")
+    assert payment == before
+    assert not payment.push_failed(ProviderOutcome(-1, "payment provider unavailable: 503"))
+    assert payment == before
+
+
+async def test_a_callback_during_reconciliation_is_not_settled_again_by_it() -> None:
+    """The reconciler lists an unsettled payment, the callback settles it while the provider's
+    list is being fetched: the reconciler decides again from the locked row and settles nothing."""
+    payments, db, provider, registry = setup(ProviderTimeout("no answer in 5 s"))
+    await payments.request_payment(request())
+    assert only_payment(db).payment.status is PaymentStatus.UNKNOWN
+    payment_id = only_payment(db).payment.payment_id
+    token = provider_token(db, payments)
+    verdict = ProviderOutcome(0, "The service request is processed successfully.", "R1")
+
+    async def calling_back_first(since: datetime, until: datetime) -> list[Charge]:
+        assert await payments.apply_callback(payment_id, token, "ws_CO_1", verdict)
+        return [Charge("RCPT-9", ORDER[:12], 3000)]
+
+    provider.charges = calling_back_first  # type: ignore[method-assign]
+    db.now += OVERDUE
+    assert await payments.reconcile(OVERDUE) == 0
+    settled = only_payment(db).payment
+    assert (settled.status, settled.receipt) == (PaymentStatus.SUCCEEDED, "R1")
+    assert [key for key, _ in db.outbox] == [PaymentSucceeded.routing_key]
+    assert sample(registry, "payment_revenue_total", currency="KES") == 3000

@@ -45,6 +45,22 @@ CREATE INDEX IF NOT EXISTS payments_unsettled ON payments (updated_at)
 -- The route that took the payment (its callbacks, queries and reconciliation go there);
 -- every payment made before there were routes went to M-Pesa.
 ALTER TABLE payments ADD COLUMN IF NOT EXISTS provider text NOT NULL DEFAULT 'mpesa';
+-- A verdict is final: whatever a writer decided from, a settled payment's status, result and
+-- receipt never change (its CheckoutRequestID may still arrive). The domain never asks for
+-- it; this refuses it, the write's events with it. Fired only on settled rows' updates.
+CREATE OR REPLACE FUNCTION payments_verdict_is_final() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.status, NEW.result_code, NEW.result_desc, NEW.receipt)
+        IS DISTINCT FROM (OLD.status, OLD.result_code, OLD.result_desc, OLD.receipt) THEN
+        RAISE EXCEPTION 'payment % is % already: its verdict is final', OLD.payment_id, OLD.status
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER payments_verdict_is_final BEFORE UPDATE ON payments
+    FOR EACH ROW WHEN (OLD.status IN ('SUCCEEDED', 'FAILED'))
+    EXECUTE FUNCTION payments_verdict_is_final();
 """
     + OUTBOX_SCHEMA
 )

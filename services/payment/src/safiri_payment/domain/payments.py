@@ -65,6 +65,7 @@ class Payment:
         self.checkout_request_id = checkout_request_id
 
     def settle(self, outcome: ProviderOutcome) -> None:
+        """The provider's verdict. A payment is settled once: its verdict is final."""
         if self.status.is_final:
             raise InvalidTransition(f"payment {self.payment_id} already {self.status}")
         self.status = PaymentStatus.SUCCEEDED if outcome.succeeded else PaymentStatus.FAILED
@@ -72,7 +73,20 @@ class Payment:
         self.result_desc = outcome.result_desc
         self.receipt = outcome.receipt
 
+    def push_failed(self, outcome: ProviderOutcome) -> bool:
+        """The provider refused the push, or was not reached: the payment fails. Its verdict
+        may have come first (a callback, or the reconciler finding the charge) while the push
+        call was still running: that verdict is final and stands, nothing changes (``False``)."""
+        if self.status.is_final:
+            return False
+        self.settle(outcome)
+        return True
+
     def outcome_unknown(self, reason: str) -> None:
+        """It is unknown whether the provider took the push (its call timed out). A verdict
+        that came first is final and stands: nothing changes."""
+        if self.status.is_final:
+            return
         self.status = PaymentStatus.UNKNOWN
         self.result_desc = reason
 

@@ -64,15 +64,17 @@ def token_hash(token: str) -> str:
 
 def _apply_push_answer(
     payment: Payment, checkout_id: str | None, failure: ProviderOutcome | None
-) -> None:
+) -> bool:
     """The STK push's answer: the provider took it, refused it (or was not reached), or it
-    is unknown whether it took it."""
+    is unknown whether it took it. ``True`` if the answer settled the payment (it failed):
+    a verdict that came first (a callback, the reconciler) is final and stands."""
     if checkout_id is not None:
         payment.accepted(checkout_id)
     elif failure is not None:
-        payment.settle(failure)
+        return payment.push_failed(failure)
     else:
         payment.outcome_unknown("STK push timed out; reconcile by STK query")
+    return False
 
 
 @dataclass(frozen=True)
@@ -222,26 +224,34 @@ class Payments:
         # The answer, decided from the payment as this handler recorded it, is written in one
         # statement if the row still is that, as it almost always is. A failure goes with its
         # event (a unit of work); a row changed meanwhile (the callback or the reconciler came
-        # first) is decided again from the row itself, locked.
+        # first) is decided again from the row itself, locked: a verdict found there is final,
+        # the answer adds at most its CheckoutRequestID, and nothing is emitted again.
         answered = replace(payment)
-        _apply_push_answer(answered, checkout_id, failure)
+        failed = _apply_push_answer(answered, checkout_id, failure)
         if failure is not None or not await self._store.save_if_unchanged(payment, answered):
             async with self._uow() as uow:
                 stored = await uow.get(payment.payment_id)
                 assert stored is not None
-                answered = stored.payment
-                _apply_push_answer(answered, checkout_id, failure)
-                if failure is not None:
+                answered = replace(stored.payment)
+                failed = _apply_push_answer(answered, checkout_id, failure)
+                if failed:
                     self._emit_result(uow, answered)
-                await uow.save(answered)
+                if answered != stored.payment:
+                    await uow.save(answered)
                 await uow.commit()
         if checkout_id is not None:
             logger.bind(checkout_request_id=checkout_id).info("STK push accepted")
-        elif failure is not None:
+        elif failed:
+            assert failure is not None
             logger.bind(reason=failure.result_desc).warning(
                 "payment failed before the provider took it"
             )
             self._metrics.results.labels(provider, str(failure.result_code), variant).inc()
+        elif answered.status.is_final:
+            # The provider's verdict came first; the push call's own failure changes nothing.
+            logger.bind(reason=failure.result_desc if failure else "timed out").info(
+                "STK push failed after the provider's verdict; the verdict stands"
+            )
 
     async def apply_callback(
         self, payment_id: str, token: str, checkout_request_id: str, outcome: ProviderOutcome
