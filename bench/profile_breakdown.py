@@ -283,9 +283,23 @@ def thread_label(stack: Stack) -> str:
     return f"thread in {(inner or list(stack.frames))[0].func}"
 
 
+# Under uvloop the loop is C: a sample in the loop itself (its dispatch, the socket calls it
+# makes, the C protocol callbacks with no Python frame of their own) has as its innermost Python
+# frame the function that started the loop, aiohttp's ``run_app``. That is the event loop's
+# work, not aiohttp's.
+LOOP_RUNNERS = (
+    ("run_app", "aiohttp/web.py"),
+    ("Runner.run", "asyncio/runners.py"),
+)
+
+
 def categorize(stack: Stack) -> tuple[str, str, Frame | None]:
     """The sample's category (innermost known frame), its on-behalf-of category (innermost
-    known frame outside ``GENERIC``), and the frame that decided the first."""
+    known frame outside ``GENERIC``), and the frame that decided the first. A sample whose
+    innermost frame starts the loop is the (C) loop's own: asyncio."""
+    leaf = stack.frames[-1]
+    if any(leaf.func == func and leaf.file.endswith(file) for func, file in LOOP_RUNNERS):
+        return "asyncio", "asyncio", leaf
     own: str | None = None
     decided: Frame | None = None
     behalf: str | None = None

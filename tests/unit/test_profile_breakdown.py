@@ -183,3 +183,21 @@ def test_stacks_without_thread_ids_are_split_by_the_event_loop_frames() -> None:
 
     assert b["loop"]["categories"] == a["loop"]["categories"]
     assert b["other_threads"]["busy_samples"] == a["other_threads"]["busy_samples"]
+
+
+def test_under_uvloop_a_sample_in_the_c_loop_is_the_event_loops_not_aiohttps() -> None:
+    """uvloop's loop is C: its own work shows as samples whose innermost Python frame is the
+    function that started it (aiohttp's run_app), which must not count as aiohttp's."""
+    uv_loop = ";".join(
+        [
+            MAIN,
+            f"main ({SRC}/__main__.py:12)",
+            "run_service (/work/libs/web/src/safiri_web/runner.py:60)",
+            f"run_app ({SP}/aiohttp/web.py:530)",
+        ]
+    )
+    [in_loop] = list(breakdown.parse(f"{uv_loop} 7"))
+    assert breakdown.categorize(in_loop)[:2] == ("asyncio", "asyncio")
+    handler = uv_loop + f";RequestHandler._handle_request ({SP}/aiohttp/web_protocol.py:480)"
+    [in_handler] = list(breakdown.parse(f"{handler} 3"))
+    assert breakdown.categorize(in_handler)[0] == "aiohttp"
