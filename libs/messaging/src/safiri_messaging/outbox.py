@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,8 +48,20 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload jsonb NOT NULL,
     trace_context jsonb NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz
+    published_at timestamptz,
+    claimed_until timestamptz
 );
+-- A relay's lease on an unpublished row (OutboxRelay). Added to outboxes made before it; looked
+-- up first, because ALTER TABLE locks the table exclusively even when the column is there, and
+-- every service start would wait for (and hold up) the outbox's writers.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'outbox'::regclass
+                   AND attname = 'claimed_until' AND NOT attisdropped) THEN
+        ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
+    END IF;
+END $$;
+-- The relay's claim walks this in id order and reads claimed_until from the row. The column is in
+-- no index, so claiming (and releasing) can be a heap-only update that touches no index.
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 CREATE TABLE IF NOT EXISTS inbox (
     message_id uuid PRIMARY KEY,
@@ -118,11 +131,56 @@ def _lost(conn: PoolConnectionProxy[Any]) -> bool:
         return True
 
 
+# A pass claims a batch (one autocommitted statement: no transaction, no row lock outlives it),
+# publishes it with confirms, then settles it (one more statement). The claim takes the oldest
+# unpublished rows nobody holds a live lease on; SKIP LOCKED keeps two relays' concurrent
+# claims disjoint, and a row another relay claimed meanwhile is re-checked against its new
+# claimed_until and left out.
+_CLAIM = """
+WITH claimed AS (
+    UPDATE outbox SET claimed_until = now() + $2::interval
+    WHERE id IN (
+        SELECT id FROM outbox
+        WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, message_id, routing_key, payload, trace_context, claimed_until
+)
+SELECT * FROM claimed ORDER BY id
+"""
+
+# Marks the rows the broker confirmed ($1) published, and hands the others ($2) back at once,
+# if they are still under this pass's claim ($3: its claimed_until; a row whose lease ran out
+# and that another relay claimed since is that relay's now).
+_SETTLE = """
+UPDATE outbox SET
+    published_at = CASE WHEN id = ANY($1::bigint[]) THEN now() END,
+    claimed_until = CASE WHEN id = ANY($1::bigint[]) THEN claimed_until END
+WHERE published_at IS NULL
+  AND (id = ANY($1::bigint[]) OR (id = ANY($2::bigint[]) AND claimed_until = $3))
+"""
+
+# How long a relay being stopped mid-batch may take to hand its rows back (else the lease does).
+_SETTLE_ON_STOP_SECONDS = 1.0
+
+
 class OutboxRelay:
     """Publishes unsent outbox rows with publisher confirms and ``mandatory``.
 
     Woken by NOTIFY on commit for low latency, and by a timer so nothing waits on a lost
-    notification. Rows are locked with SKIP LOCKED, so several relays may run at once.
+    notification. A pass costs two database round trips, and holds neither a transaction nor a
+    connection while the broker confirms: it claims a batch (``claimed_until`` a ``lease``
+    ahead), publishes it, then marks what was confirmed published and releases the rest for
+    the next pass. Several relays (replicas) may run at once: their claims are disjoint. A
+    relay that dies holding a claim leaves its rows to any relay once the lease has run out:
+    published at least once, as consumers expect (they deduplicate with the inbox).
+
+    The lease defaults to 3 x ``confirm_timeout``. A pass's publishes wait for their confirms
+    concurrently, each at most ``confirm_timeout``, so a pass normally settles well within one
+    confirm timeout; the other two cover waiting for a pool connection to settle with and
+    event-loop stalls. A lease that ran out before its pass settled costs a duplicate, never a
+    loss; a long one only delays the rows of a relay that died (15 s by default, within the
+    30 s the chaos checker allows an unpublished row).
     """
 
     def __init__(
@@ -134,6 +192,7 @@ class OutboxRelay:
         batch_size: int = 100,
         poll_interval: float = 1.0,
         confirm_timeout: float = 5.0,
+        lease: float | None = None,
     ) -> None:
         self._pool = pool
         self._exchange = exchange
@@ -141,6 +200,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._confirm_timeout = confirm_timeout
+        # Seconds a pass's claim keeps its rows from other relays.
+        self.lease: float = 3 * confirm_timeout if lease is None else lease
         self._wake = asyncio.Event()
 
     def _on_notify(self, *_: object) -> None:
@@ -208,23 +269,48 @@ class OutboxRelay:
         return listener
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows it published."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, message_id, routing_key, payload, trace_context FROM outbox"
-                " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch_size,
+        """Publish one batch; returns how many rows it published.
+
+        Raises what the first failed publish raised, once the batch is settled: the rows the
+        broker confirmed are marked published, the others are released for the next pass.
+        """
+        rows = await self._claim()
+        if not rows:
+            return 0
+        confirmed: list[int] = []
+        try:
+            outcomes = await asyncio.gather(
+                *(self._publish(row, confirmed) for row in rows), return_exceptions=True
             )
-            if not rows:
-                return 0
-            await asyncio.gather(*(self._publish(row) for row in rows))
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                [row["id"] for row in rows],
-            )
+        except asyncio.CancelledError:
+            # Stopped mid-batch (the service is shutting down): hand the rows back now, as the
+            # rolled-back transaction used to, rather than leave them to the lease.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_SETTLE_ON_STOP_SECONDS):
+                    await self._settle(rows, confirmed)
+            raise
+        await self._settle(rows, confirmed)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(rows)
 
-    async def _publish(self, row: asyncpg.Record) -> None:
+    async def _claim(self) -> list[asyncpg.Record]:
+        """Claim the next batch for this relay's lease: the rows, in id order."""
+        return await self._pool.fetch(
+            _CLAIM, self._batch_size, datetime.timedelta(seconds=self.lease)
+        )
+
+    async def _settle(self, rows: Sequence[asyncpg.Record], confirmed: Sequence[int]) -> None:
+        done = set(confirmed)
+        await self._pool.execute(
+            _SETTLE,
+            list(done),
+            [row["id"] for row in rows if row["id"] not in done],
+            rows[0]["claimed_until"],
+        )
+
+    async def _publish(self, row: asyncpg.Record, confirmed: list[int]) -> None:
         routing_key: str = row["routing_key"]
         message_id = str(row["message_id"])
         headers: dict[str, Any] = {}
@@ -241,4 +327,5 @@ class OutboxRelay:
             await self._exchange.publish(
                 message, routing_key=routing_key, mandatory=True, timeout=self._confirm_timeout
             )
+        confirmed.append(row["id"])
         self._metrics.sent.labels(EVENTS_EXCHANGE, routing_key).inc()
