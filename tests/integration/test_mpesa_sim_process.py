@@ -34,13 +34,19 @@ async def wait_until_healthy(url: str, process: asyncio.subprocess.Process) -> N
         await eventually(healthy, timeout=15, what=f"{url} to answer 200")
 
 
-async def test_module_serves_until_sigterm_then_exits_cleanly() -> None:
+@pytest.mark.parametrize(
+    ("asked", "runs_on"), [(None, "uvloop"), ("asyncio", "asyncio"), ("uvloop", "uvloop")]
+)
+async def test_module_serves_until_sigterm_then_exits_cleanly_on_the_loop_asked_for(
+    asked: str | None, runs_on: str
+) -> None:
     port = free_port()
+    loop = {"SAFIRI_EVENT_LOOP": asked} if asked else {}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "safiri_mpesa_sim",
-        env=simulator_env(SAFIRI_MPESA_SIM_PORT=str(port)),
+        env=simulator_env(SAFIRI_MPESA_SIM_PORT=str(port), **loop),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -55,33 +61,11 @@ async def test_module_serves_until_sigterm_then_exits_cleanly() -> None:
     assert process.returncode == 0, stderr.decode()
     assert b'"service": "mpesa-simulator"' in stdout
     assert b"Traceback" not in stdout + stderr
-    # The start-up line names the loop it runs on: uvloop unless SAFIRI_EVENT_LOOP says otherwise.
-    assert b'"event_loop": "uvloop"' in stdout
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-async def test_the_loop_asked_for_is_the_loop_it_serves_on(loop: str) -> None:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "safiri_mpesa_sim",
-        env=simulator_env(SAFIRI_MPESA_SIM_PORT=str(port), SAFIRI_EVENT_LOOP=loop),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        await wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, stderr.decode()
+    # The start-up line names the loop it serves on (asked of the running loop): uvloop unless
+    # SAFIRI_EVENT_LOOP says otherwise.
     started = [line for line in stdout.splitlines() if b"service starting" in line]
     assert len(started) == 1, stdout.decode()
-    assert f'"event_loop": "{loop}"'.encode() in started[0]
+    assert f'"event_loop": "{runs_on}"'.encode() in started[0]
 
 
 async def test_bad_settings_exit_2_naming_each_variable() -> None:

@@ -55,13 +55,30 @@ def client_count(telemetry: Telemetry, host: str, status: str) -> float:
     return value or 0.0
 
 
+def http_attributes(base: str, path: str, status: int) -> dict[str, object]:
+    """What a call to ``base + path`` answered ``status`` puts on its span."""
+    return {
+        "http.request.method": "GET",
+        "url.full": f"{base}{path}",
+        "server.address": "127.0.0.1",
+        "server.port": int(base.rsplit(":", 1)[1]),
+        "http.response.status_code": status,
+    }
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    """The W3C ``traceparent`` that names ``span`` as the server's parent."""
+    ctx = span.context
+    trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    return f"00-{trace_id}-{span_id}-{format(ctx.trace_flags, '02x')}"
+
+
 async def test_a_call_is_a_client_span_under_the_caller_and_the_server_gets_its_context(
     telemetry: Telemetry,
     upstream: tuple[str, list[dict[str, str]]],
     spans: InMemorySpanExporter,
 ) -> None:
     base, seen = upstream
-    port = base.rsplit(":", 1)[1]
     async with telemetry.client_session() as http:
         with business_span("request_order") as parent:
             async with http.get(f"{base}/status/200?token=s3cret&phone=254712345678") as r:
@@ -72,18 +89,10 @@ async def test_a_call_is_a_client_span_under_the_caller_and_the_server_gets_its_
     assert span.parent is not None
     assert span.parent.span_id == parent.get_span_context().span_id
     assert span.context.trace_id == parent.get_span_context().trace_id
-    assert dict(span.attributes or {}) == {
-        "http.request.method": "GET",
-        "url.full": f"{base}/status/200",
-        "server.address": "127.0.0.1",
-        "server.port": int(port),
-        "http.response.status_code": 200,
-    }
+    assert dict(span.attributes or {}) == http_attributes(base, "/status/200", 200)
     assert span.status.status_code is StatusCode.UNSET
     # W3C trace context on the wire names this very span as the server's parent.
-    ctx = span.context
-    trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-    assert seen[0]["traceparent"] == f"00-{trace_id}-{span_id}-{format(ctx.trace_flags, '02x')}"
+    assert seen[0]["traceparent"] == traceparent_of(span)
 
 
 @pytest.mark.parametrize("code", [404, 503])
@@ -165,7 +174,6 @@ async def test_an_http_step_is_one_client_span_with_the_call_on_it_and_the_serve
     spans: InMemorySpanExporter,
 ) -> None:
     base, seen = upstream
-    port = base.rsplit(":", 1)[1]
     async with telemetry.client_session() as http:
         with business_span("handle") as outer, http_step("request_order", {"safiri.trip.id": "t1"}):
             async with http.get(f"{base}/status/201?token=s3cret") as r:
@@ -178,17 +186,11 @@ async def test_an_http_step_is_one_client_span_with_the_call_on_it_and_the_serve
     assert step.parent is not None and step.parent.span_id == outer.get_span_context().span_id
     assert dict(step.attributes or {}) == {
         "safiri.trip.id": "t1",
-        "http.request.method": "GET",
-        "url.full": f"{base}/status/201",
-        "server.address": "127.0.0.1",
-        "server.port": int(port),
-        "http.response.status_code": 201,
+        **http_attributes(base, "/status/201", 201),
     }
     assert step.status.status_code is StatusCode.UNSET
     # The server's parent on the wire is the step itself.
-    ctx = step.context
-    trace_id, span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-    assert seen[0]["traceparent"] == f"00-{trace_id}-{span_id}-{format(ctx.trace_flags, '02x')}"
+    assert seen[0]["traceparent"] == traceparent_of(step)
     assert client_count(telemetry, "127.0.0.1", "201") == 1.0  # the latency metric still moves
 
 
