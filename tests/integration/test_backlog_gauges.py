@@ -23,7 +23,6 @@ from safiri_messaging import (
     OutboxRelay,
     QueueSpec,
     add_to_outbox,
-    connect,
     consume,
     consumer_channel,
     declare_events_exchange,
@@ -47,15 +46,6 @@ async def pool(make_database: Callable[[str], Awaitable[str]]) -> AsyncIterator[
         yield pool
     finally:
         await pool.close()
-
-
-@pytest_asyncio.fixture
-async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    conn = await connect(amqp_url, "safiri-tests-backlog")
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def unique_spec(purpose: str, **kwargs: Any) -> QueueSpec:

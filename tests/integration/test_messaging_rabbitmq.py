@@ -28,7 +28,6 @@ from safiri_messaging import (
     PoisonMessage,
     QueueSpec,
     add_to_outbox,
-    connect,
     consume,
     consumer_channel,
     declare_events_exchange,
@@ -50,15 +49,6 @@ async def pool(make_database: Callable[[str], Awaitable[str]]) -> AsyncIterator[
         yield pool
     finally:
         await pool.close()
-
-
-@pytest_asyncio.fixture
-async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    conn = await connect(amqp_url, "safiri-tests")
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def depth(channel: AbstractChannel, queue: str) -> int:

@@ -9,7 +9,6 @@ A relay that dies holding a claim delays its rows by the lease, never loses them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,9 +34,8 @@ from safiri_messaging import (
     declare_queue,
     publisher_channel,
 )
-from safiri_web import database_pool
 from tests.conftest import eventually
-from tests.integration.test_payment_round_trips import WireCounter
+from tests.integration.wire import PausableProxy, counted_pool
 
 pytestmark = pytest.mark.integration
 
@@ -63,15 +61,6 @@ async def pool(url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
         yield pool
     finally:
         await pool.close()
-
-
-@pytest_asyncio.fixture
-async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
-    conn = await connect(amqp_url, "safiri-tests-outbox-lease")
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @pytest_asyncio.fixture
@@ -110,17 +99,7 @@ async def test_a_pass_costs_two_round_trips_and_an_empty_one_one(
     transaction open across the broker's confirms; an empty pass was BEGIN, SELECT, COMMIT."""
     key = f"it.lease.trips.{uuid.uuid4().hex[:6]}"
     queue = await bound_queue(connection, key)
-    counter = WireCounter()
-    port = await counter.start()
-    database = url.rsplit("/", 1)[1]
-    # The services' own pool (no reset round trip on release), one connection: the warm-up
-    # pass prepares every statement on it, as in a running service.
-    counted = await database_pool(
-        f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable",
-        min_size=1,
-        max_size=1,
-    )
-    try:
+    async with counted_pool(url) as (counter, counted):
         relay = OutboxRelay(counted, exchange, MessagingMetrics(CollectorRegistry()))
         await queue_rows(pool, key, 1)
         assert await relay.publish_pending() == 1  # warm-up
@@ -134,9 +113,6 @@ async def test_a_pass_costs_two_round_trips_and_an_empty_one_one(
         before = counter.round_trips
         assert await relay.publish_pending() == 0
         empty = counter.round_trips - before
-    finally:
-        await counted.close()
-        await counter.close()
     assert (one_row, empty) == (2, 1)
     assert len(await received(queue, 2)) == 2
 
@@ -278,57 +254,6 @@ async def test_an_outbox_made_before_the_lease_gets_its_column_and_drains(
         assert await received(queue, 1) == [str(waiting)]
     finally:
         await pool.close()
-
-
-class PausableProxy:
-    """A TCP proxy to RabbitMQ that can hold what the broker sends (its publisher confirms)."""
-
-    def __init__(self) -> None:
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self._server: asyncio.Server | None = None
-        self._pumps: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self.flowing.set()
-        self._server.close()
-        for pump in list(self._pumps):
-            pump.cancel()
-        for pump in list(self._pumps):
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
-        await self._server.wait_closed()
-
-    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", 5672)
-        pumps = {
-            asyncio.create_task(self._pump(client_r, server_w, hold=False)),
-            asyncio.create_task(self._pump(server_r, client_w, hold=True)),
-        }
-        self._pumps |= pumps
-        try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pump in pumps:
-                pump.cancel()
-            self._pumps -= pumps
-            for writer in (client_w, server_w):
-                writer.close()
-
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hold: bool
-    ) -> None:
-        while chunk := await reader.read(65536):
-            if hold:
-                await self.flowing.wait()
-            writer.write(chunk)
-            await writer.drain()
 
 
 async def test_a_relay_stopped_mid_publish_releases_its_claim(

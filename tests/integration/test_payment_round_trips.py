@@ -10,8 +10,6 @@ one connection has prepared every statement (a warm-up purchase), as in a runnin
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -20,76 +18,15 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
 
-from safiri_payment.adapters.postgres import PostgresPaymentStore, PostgresUnitOfWork, apply_schema
+from safiri_payment.adapters.postgres import apply_schema
 from safiri_payment.domain.payments import ProviderOutcome
-from safiri_payment.metrics import PaymentMetrics
 from safiri_payment.service_layer.handlers import PaymentRequest, Payments
 from safiri_payment.service_layer.provider import Charge, StkPush
-from safiri_web import database_pool
+from tests.integration.payment_wiring import callback_parts, payments_on
+from tests.integration.wire import WireCounter, counted_pool
 
 pytestmark = pytest.mark.integration
-
-READY_FOR_QUERY = ord("Z")
-
-
-class WireCounter:
-    """A TCP proxy to PostgreSQL counting the round trips (ReadyForQuery messages) it relays."""
-
-    def __init__(self) -> None:
-        self.round_trips = 0
-        self._server: asyncio.Server | None = None
-        self._pumps: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for pump in list(self._pumps):
-            pump.cancel()
-        for pump in list(self._pumps):
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
-        await self._server.wait_closed()
-
-    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", 5432)
-        pumps = {
-            asyncio.create_task(self._pump(client_r, server_w, count=False)),
-            asyncio.create_task(self._pump(server_r, client_w, count=True)),
-        }
-        self._pumps |= pumps
-        try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pump in pumps:
-                pump.cancel()
-            self._pumps -= pumps
-            for writer in (client_w, server_w):
-                writer.close()
-
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, count: bool
-    ) -> None:
-        pending = b""
-        while chunk := await reader.read(65536):
-            if count:
-                # Backend messages: a type byte, then a length that counts itself (not the type).
-                pending += chunk
-                while len(pending) >= 5:
-                    end = 1 + int.from_bytes(pending[1:5], "big")
-                    if len(pending) < end:
-                        break
-                    if pending[0] == READY_FOR_QUERY:
-                        self.round_trips += 1  # counted before the client can see it
-                    pending = pending[end:]
-            writer.write(chunk)
-            await writer.drain()
 
 
 class Provider:
@@ -125,32 +62,8 @@ async def url(make_database: Callable[[str], Awaitable[str]]) -> str:
 
 @pytest_asyncio.fixture
 async def wire(url: str) -> AsyncIterator[tuple[WireCounter, asyncpg.Pool[Any]]]:
-    counter = WireCounter()
-    port = await counter.start()
-    database = url.rsplit("/", 1)[1]
-    # The service's own pool (no reset round trip on release), with one connection: the
-    # warm-up purchase prepares every statement on it.
-    pool = await database_pool(
-        f"postgresql://postgres@127.0.0.1:{port}/{database}?sslmode=disable",
-        min_size=1,
-        max_size=1,
-    )
-    assert pool is not None
-    try:
+    async with counted_pool(url) as (counter, pool):
         yield counter, pool
-    finally:
-        await pool.close()
-        await counter.close()
-
-
-def payments(pool: asyncpg.Pool[Any], provider: Provider) -> Payments:
-    return Payments(
-        lambda: PostgresUnitOfWork(pool),
-        provider,
-        PaymentMetrics(CollectorRegistry()),
-        lambda payment_id, token: f"http://cb/{payment_id}?token={token}",
-        store=PostgresPaymentStore(pool),
-    )
 
 
 async def purchase(
@@ -164,8 +77,7 @@ async def purchase(
     await payments.request_payment(request)
     trips["request_payment"] = counter.round_trips - before
 
-    url = provider.pushes[-1].callback_url
-    payment_id, token = url.removeprefix("http://cb/").split("?token=")
+    payment_id, token = callback_parts(provider.pushes[-1].callback_url)
     checkout = f"ws_CO_{len(provider.pushes)}"
     outcome = ProviderOutcome(0, "The service request is processed successfully.", "RCPT")
     before = counter.round_trips
@@ -184,7 +96,7 @@ async def test_a_purchase_costs_payment_three_round_trips_and_its_callback_four(
 ) -> None:
     counter, pool = wire
     provider = Provider()
-    service = payments(pool, provider)
+    service = payments_on(pool, provider)
     await purchase(service, provider, counter, str(uuid.uuid4()))  # prepares the statements
 
     trips = await purchase(service, provider, counter, str(uuid.uuid4()))

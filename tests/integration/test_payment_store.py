@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from safiri_contracts import PaymentSucceeded
 from safiri_payment.adapters.postgres import PostgresPaymentStore, PostgresUnitOfWork, apply_schema
 from safiri_payment.domain.payments import Payment, PaymentStatus, ProviderOutcome
-from safiri_payment.metrics import PaymentMetrics
 from safiri_payment.service_layer.handlers import PaymentRequest, Payments
 from safiri_payment.service_layer.provider import (
     Charge,
@@ -30,6 +29,7 @@ from safiri_payment.service_layer.provider import (
 from safiri_payment.service_layer.unit_of_work import Recorded
 from safiri_web import database_pool
 from tests.conftest import eventually
+from tests.integration.payment_wiring import callback_parts, payments_on
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +161,7 @@ class CallingBackFirst:
 
     async def stk_push(self, request: StkPush) -> str:
         self.pushes.append(request)
-        payment_id, token = request.callback_url.removeprefix("http://cb/").split("?token=")
+        payment_id, token = callback_parts(request.callback_url)
         assert self.payments is not None
         outcome = ProviderOutcome(0, "The service request is processed successfully.", "R1")
         assert await self.payments.apply_callback(payment_id, token, "ws_CO_1", outcome)
@@ -176,20 +176,22 @@ class CallingBackFirst:
         return list(self.ledger)
 
 
-async def test_a_callback_before_the_push_s_answer_stays_settled(pool: asyncpg.Pool[Any]) -> None:
-    provider = CallingBackFirst()
-    payments = Payments(
-        lambda: PostgresUnitOfWork(pool),
-        provider,
-        PaymentMetrics(CollectorRegistry()),
-        lambda payment_id, token: f"http://cb/{payment_id}?token={token}",
-        store=PostgresPaymentStore(pool),
-    )
+async def charge_an_order(
+    pool: asyncpg.Pool[Any], provider: CallingBackFirst, registry: CollectorRegistry
+) -> tuple[Payments, str]:
+    """Payments calling ``provider`` (which calls back through them), asked to charge a new
+    order; they and the order's id."""
+    payments = payments_on(pool, provider, registry)
     provider.payments = payments
     order = str(uuid.uuid4())
     await payments.request_payment(
         PaymentRequest(str(uuid.uuid4()), order, 1200, "KES", "254712345678", "Nairobi")
     )
+    return payments, order
+
+
+async def test_a_callback_before_the_push_s_answer_stays_settled(pool: asyncpg.Pool[Any]) -> None:
+    _, order = await charge_an_order(pool, CallingBackFirst(), CollectorRegistry())
     stored = await pool.fetchrow(
         "SELECT payment_id::text, status, checkout_request_id, receipt FROM payments"
         " WHERE order_id = $1::uuid",
@@ -220,18 +222,7 @@ async def test_a_callback_before_a_failed_push_stays_settled_and_is_never_settle
     charge in the provider's list, settles nothing again."""
     provider = CallingBackFirst(then)
     registry = CollectorRegistry()
-    payments = Payments(
-        lambda: PostgresUnitOfWork(pool),
-        provider,
-        PaymentMetrics(registry),
-        lambda payment_id, token: f"http://cb/{payment_id}?token={token}",
-        store=PostgresPaymentStore(pool),
-    )
-    provider.payments = payments
-    order = str(uuid.uuid4())
-    await payments.request_payment(
-        PaymentRequest(str(uuid.uuid4()), order, 1200, "KES", "254712345678", "Nairobi")
-    )
+    payments, order = await charge_an_order(pool, provider, registry)
 
     async def check() -> None:
         stored = await pool.fetchrow(
