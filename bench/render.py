@@ -581,7 +581,7 @@ LEVERS = {
 LATENCIES: dict[str, str] = {}
 COMMIT_ABS = {"cpu-per-purchase-ab": "cpu_per_purchase_ab.json"}
 # bench/memory_soak.py's runs: table name -> result file.
-MEMORY: dict[str, str] = {}
+MEMORY: dict[str, str] = {"memory-soak": "memory_soak.json"}
 
 
 def asyncpg(results: Results) -> list[str]:
