@@ -578,7 +578,10 @@ LEVERS = {
     "log-export-ab": "log_export_ab.json",
     "telemetry-on-off-2026-12-07": "telemetry_on_off_2026-12-07.json",
 }
-LATENCIES: dict[str, str] = {}
+LATENCIES = {
+    "latency-20ps-2026-12-07": "latency_20ps_2026-12-07.json",
+    "latency-2ps-2026-12-07": "latency_2ps_2026-12-07.json",
+}
 COMMIT_ABS = {"cpu-per-purchase-ab": "cpu_per_purchase_ab.json"}
 # bench/memory_soak.py's runs: table name -> result file.
 MEMORY: dict[str, str] = {"memory-soak": "memory_soak.json"}
@@ -1127,6 +1130,11 @@ TABLES = {
             sustained("sustained_rate_p99_250ms.json"),
         ),
         Table("python-versions", ("python_versions.json",), python_versions),
+        Table(
+            "sustained-rate-2026-12-07",
+            ("sustained_rate_2026-12-07.json",),
+            sustained("sustained_rate_2026-12-07.json"),
+        ),
         *(Table(t, (name,), lever_ab(name)) for t, name in LEVERS.items()),
         *(Table(t, (name,), latency(name)) for t, name in LATENCIES.items()),
         *(Table(t, (name,), commit_ab(name)) for t, name in COMMIT_ABS.items()),

@@ -50,7 +50,7 @@ from common import ROOT, isolated_run, run_metadata, trips, vhost
 
 from safiri_suite.suite import Suite, SuiteConfig
 
-TARGET_RATIO = 0.20
+TARGET_RATIO = 0.08  # issue #16: three times the 0.027 of 2026-12-06
 SEED_DAYS = 30  # 22 departures a day x 40 seats: room for every order of a long ladder
 
 
