@@ -829,7 +829,11 @@ def early_telemetry(results: Results) -> list[str]:
 
 # bench/profile_breakdown.py's reports: py-spy blocking (as it samples by default), and with
 # --gil --nonblocking (only the thread holding the GIL, the process never paused).
-PROFILES = {"profile": "profile_baseline.json", "profile-gil": "profile_baseline_gil.json"}
+PROFILES = {
+    "profile": "profile_baseline.json",
+    "profile-gil": "profile_baseline_gil.json",
+    "profile-after-gil": "profile_after_gil_2026-12-07.json",
+}
 
 
 def _profile_windows(data: Mapping[str, Any]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
