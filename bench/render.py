@@ -573,6 +573,42 @@ def _memory_soak(results: Results, name: str) -> list[str]:
     return table(header, rows) + note + sources_footer(results, [name])
 
 
+def profile_pairs(names: Sequence[str]) -> Callable[[Results], list[str]]:
+    """Profile runs of two commits at one rate, alternating: each service's process CPU per
+    purchase (from /proc, in the windows it was sampled, py-spy non-blocking) run by run."""
+    return lambda results: _profile_pairs(results, names)
+
+
+def _profile_pairs(results: Results, names: Sequence[str]) -> list[str]:
+    rows = []
+    totals: dict[str, list[float]] = {}
+    for name in names:
+        data = results[name]
+        commit = data["git"]["commit"][:7]
+        for phase in data["phases"]:
+            cpu = {
+                svc: w["process_cpu_ms_per_purchase"][svc] for svc, w in phase["windows"].items()
+            }
+            total = round(sum(cpu.values()), 2)
+            totals.setdefault(commit, []).append(total)
+            rows.append(
+                [f"`{name}`", commit, phase["label"], *(num(cpu[s], 2) for s in SERVICES3), total]
+            )
+    header = ["file", "code", "phase", *SERVICES3, "the three"]
+    medians = ", ".join(f"{c}: {num(statistics.median(v), 2)}" for c, v in totals.items())
+    note = ["", f"Median of the three services' CPU ms per purchase by code: {medians}."]
+    return table(header, rows) + note + sources_footer(results, list(names))
+
+
+SERVICES3 = ("gateway", "ticketing", "payment")
+PAIRS_20PS = (
+    "profile_20ps_cac2510_1.json",
+    "profile_20ps_after_1.json",
+    "profile_20ps_cac2510_2.json",
+    "profile_20ps_after_2.json",
+)
+
+
 LEVERS = {
     "uvloop-ab": "uvloop_ab.json",
     "log-export-ab": "log_export_ab.json",
@@ -1142,6 +1178,7 @@ TABLES = {
         *(Table(t, (name,), lever_ab(name)) for t, name in LEVERS.items()),
         *(Table(t, (name,), latency(name)) for t, name in LATENCIES.items()),
         *(Table(t, (name,), commit_ab(name)) for t, name in COMMIT_ABS.items()),
+        Table("profile-pairs-20ps", PAIRS_20PS, profile_pairs(PAIRS_20PS)),
         *(Table(t, (name,), memory_soak(name)) for t, name in MEMORY.items()),
         *(
             Table(f"{prefix}-{kind}", (name,), build(name))
