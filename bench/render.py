@@ -29,6 +29,7 @@ import statistics
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -362,15 +363,11 @@ def span_cost(results: Results) -> list[str]:
 
 
 def stock_parts(results: Results) -> list[str]:
-    return commit_ab("telemetry_stock_parts_ab.json")(results)
+    return commit_ab(results, "telemetry_stock_parts_ab.json")
 
 
-def commit_ab(name: str) -> Callable[[Results], list[str]]:
+def commit_ab(results: Results, name: str) -> list[str]:
     """Two commits' CPU per purchase, telemetry on and off, alternating (bench/commit_ab.py)."""
-    return lambda results: _commit_ab(results, name)
-
-
-def _commit_ab(results: Results, name: str) -> list[str]:
     data = results[name]
     rows = []
     for side in ("before", "after"):
@@ -406,13 +403,9 @@ def _commit_ab(results: Results, name: str) -> list[str]:
     return table(header, rows) + note + sources_footer(results, [name])
 
 
-def lever_ab(name: str) -> Callable[[Results], list[str]]:
+def lever_ab(results: Results, name: str) -> list[str]:
     """A lever's A/B (bench/purchase_throughput.py --baseline B --variants V): each variant's CPU
     per purchase round by round beside the baseline's, per service, and the per-round ratios."""
-    return lambda results: _lever_ab(results, name)
-
-
-def _lever_ab(results: Results, name: str) -> list[str]:
     data = results[name]
     base = data["baseline"]
     rows = []
@@ -462,13 +455,9 @@ def _lever_ab(results: Results, name: str) -> list[str]:
     return table(header, rows) + note + sources_footer(results, [name])
 
 
-def latency(name: str) -> Callable[[Results], list[str]]:
+def latency(results: Results, name: str) -> list[str]:
     """POST /orders latency at a fixed rate and each span's p50/p99 in that window
     (bench/latency_breakdown.py)."""
-    return lambda results: _latency(results, name)
-
-
-def _latency(results: Results, name: str) -> list[str]:
     data = results[name]
     post = data["post"]
     rows = [
@@ -491,13 +480,9 @@ def _latency(results: Results, name: str) -> list[str]:
     return table(header, rows) + note + sources_footer(results, [name])
 
 
-def memory_soak(name: str) -> Callable[[Results], list[str]]:
+def memory_soak(results: Results, name: str) -> list[str]:
     """Each process's RSS over a sustained run, per telemetry variant, and #16's memory targets
     (bench/memory_soak.py)."""
-    return lambda results: _memory_soak(results, name)
-
-
-def _memory_soak(results: Results, name: str) -> list[str]:
     data = results[name]
     variants = data["variants"]
     off = variants.get("off")
@@ -573,13 +558,9 @@ def _memory_soak(results: Results, name: str) -> list[str]:
     return table(header, rows) + note + sources_footer(results, [name])
 
 
-def profile_pairs(names: Sequence[str]) -> Callable[[Results], list[str]]:
+def profile_pairs(results: Results, names: Sequence[str]) -> list[str]:
     """Profile runs of two commits at one rate, alternating: each service's process CPU per
     purchase (from /proc, in the windows it was sampled, py-spy non-blocking) run by run."""
-    return lambda results: _profile_pairs(results, names)
-
-
-def _profile_pairs(results: Results, names: Sequence[str]) -> list[str]:
     rows = []
     totals: dict[str, list[float]] = {}
     for name in names:
@@ -1175,11 +1156,11 @@ TABLES = {
             ("sustained_rate_2026-12-07.json",),
             sustained("sustained_rate_2026-12-07.json"),
         ),
-        *(Table(t, (name,), lever_ab(name)) for t, name in LEVERS.items()),
-        *(Table(t, (name,), latency(name)) for t, name in LATENCIES.items()),
-        *(Table(t, (name,), commit_ab(name)) for t, name in COMMIT_ABS.items()),
-        Table("profile-pairs-20ps", PAIRS_20PS, profile_pairs(PAIRS_20PS)),
-        *(Table(t, (name,), memory_soak(name)) for t, name in MEMORY.items()),
+        *(Table(t, (name,), partial(lever_ab, name=name)) for t, name in LEVERS.items()),
+        *(Table(t, (name,), partial(latency, name=name)) for t, name in LATENCIES.items()),
+        *(Table(t, (name,), partial(commit_ab, name=name)) for t, name in COMMIT_ABS.items()),
+        Table("profile-pairs-20ps", PAIRS_20PS, partial(profile_pairs, names=PAIRS_20PS)),
+        *(Table(t, (name,), partial(memory_soak, name=name)) for t, name in MEMORY.items()),
         *(
             Table(f"{prefix}-{kind}", (name,), build(name))
             for prefix, name in PROFILES.items()

@@ -188,7 +188,7 @@ def test_render_shows_each_process_of_each_variant_and_the_targets() -> None:
     for v in report["variants"].values():
         v["load"] = {"posts": 30000, "post_errors": 0, "confirmed": 30000}
 
-    lines = render.memory_soak("m.json")({"m.json": report})
+    lines = render.memory_soak({"m.json": report}, "m.json")
 
     text = "\n".join(lines)
     assert "| on | payment | 56 | 61 | 67.2 | 1.1016 | 67.2 | 1.1016, 1 |" in text
