@@ -15,16 +15,56 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench's modules, also under tests
 
 import aiohttp
 from common import ROOT, isolated_run, run_metadata, trips
 from sustained_rate import SEED_DAYS, Load, ms, percentile
 
 from safiri_suite.suite import Suite
+
+# A span as the sink's GET /spans gives it: service, name, trace id, span id, parent span id,
+# start and end (ns since the epoch).
+SpanRow = Sequence[Any]
+
+
+def _covered(intervals: Iterable[tuple[int, int]]) -> int:
+    """How much of the time line the intervals cover, overlaps counted once."""
+    total, reach = 0, None
+    for start, end in sorted(intervals):
+        if reach is None or start > reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+def own_times(spans: Iterable[SpanRow]) -> dict[str, list[float]]:
+    """Each span's own time in ms by "service name": its duration less the part of it its
+    children (same trace, parent span id = its span id) cover, clipped to the span."""
+    rows = list(spans)
+    children: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for _service, _name, trace_id, _span_id, parent, start, end in rows:
+        if parent:
+            children.setdefault((trace_id, parent), []).append((start, end))
+    own: dict[str, list[float]] = {}
+    for service, name, trace_id, span_id, _parent, start, end in rows:
+        inside = [
+            (max(s, start), min(e, end))
+            for s, e in children.get((trace_id, span_id), [])
+            if min(e, end) > max(s, start)
+        ]
+        own.setdefault(f"{service} {name}", []).append((end - start - _covered(inside)) / 1e6)
+    return own
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -69,6 +109,8 @@ async def main() -> None:
             await asyncio.sleep(7)  # the batch span processors' 5 s schedule
             async with http.get(f"{sink}/durations") as r:
                 spans = await r.json()
+            async with http.get(f"{sink}/spans") as r:
+                own = own_times(await r.json())
     report = {
         "benchmark": f"POST /orders latency and span durations at {args.rate:g}/s, open loop",
         **run_metadata(variant={"environment": env}, when=started),
@@ -80,12 +122,19 @@ async def main() -> None:
             "p99_ms": ms(percentile(out["latency"], 0.99)),
         },
         "spans": {name: _summary(v) for name, v in sorted(spans.items())},
+        # Each span's own time: its duration less its children's (where a span's time goes
+        # when it is not in a child: the gateway's own work, a call's wire and framing).
+        "own": {name: _summary(v) for name, v in sorted(own.items())},
     }
     path = ROOT / "results" / f"{args.name}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["post"]))
     for name, s in sorted(report["spans"].items(), key=lambda kv: -kv[1]["p50_ms"]):
-        print(f"{s['p50_ms']:9.2f} {s['p99_ms']:9.2f} {s['n']:6d}  {name}")
+        own_s = report["own"].get(name, {})
+        print(
+            f"{s['p50_ms']:9.2f} {s['p99_ms']:9.2f} own {own_s.get('p50_ms', 0):7.2f}"
+            f" {s['n']:6d}  {name}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ It counts what it receives, by service: ``GET /counts`` answers
 ``{"spans": {service: n}, "logs": {service: n}}``, so a benchmark can say how many spans and
 log records one purchase costs; ``GET /counts?by=name`` answers ``{"service span-name": n}``;
 ``GET /durations`` answers ``{"service span-name": [duration ms, ...]}`` (kept only after
-``POST /durations/start``, so a benchmark records the window it measures and nothing else).
+``POST /durations/start``, so a benchmark records the window it measures and nothing else);
+``GET /spans`` answers the same window's spans as ``[service, name, trace id, span id, parent
+span id, start ns, end ns]`` rows, so a benchmark can take each span's own time (its duration
+less its children's) and the gaps between a parent and its children.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ SPAN_NAMES: Counter[str] = Counter()
 # Span durations in ms by "service span-name", recorded between POST /durations/start and the
 # next GET /durations: where one request's latency goes.
 DURATIONS: dict[str, list[float]] = {}
+SPANS: list[tuple[str, str, str, str, str, int, int]] = []
 RECORDING = False
 
 
@@ -45,6 +49,17 @@ async def traces(request: web.Request) -> web.Response:
                 for span in scope.spans:
                     ms = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
                     DURATIONS.setdefault(f"{service} {span.name}", []).append(ms)
+                    SPANS.append(
+                        (
+                            service,
+                            span.name,
+                            span.trace_id.hex(),
+                            span.span_id.hex(),
+                            span.parent_span_id.hex(),
+                            span.start_time_unix_nano,
+                            span.end_time_unix_nano,
+                        )
+                    )
     return web.Response(body=b"", content_type="application/x-protobuf")
 
 
@@ -65,12 +80,17 @@ async def counts(request: web.Request) -> web.Response:
 async def start_durations(request: web.Request) -> web.Response:
     global RECORDING
     DURATIONS.clear()
+    SPANS.clear()
     RECORDING = True
     return web.json_response({})
 
 
 async def durations(request: web.Request) -> web.Response:
     return web.json_response(DURATIONS)
+
+
+async def spans(request: web.Request) -> web.Response:
+    return web.json_response(SPANS)
 
 
 def main() -> None:
@@ -80,6 +100,7 @@ def main() -> None:
     app.router.add_get("/counts", counts)
     app.router.add_post("/durations/start", start_durations)
     app.router.add_get("/durations", durations)
+    app.router.add_get("/spans", spans)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
 
