@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping
 from typing import Any
@@ -176,3 +177,63 @@ async def test_an_acceptance_without_an_order_id_is_an_upstream_failure() -> Non
     with pytest.raises(UpstreamUnavailable):
         await place(ORDER, "client", "k1")
     assert store.rows == {}
+
+
+class SlowToComplete(InMemoryStore):
+    """A store whose ``complete`` waits until the test lets it finish (or fails)."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        super().__init__()
+        self.finish = asyncio.Event()
+        self.failure = failure
+
+    async def complete(self, claim: Claim, response: StoredResponse) -> None:
+        await self.finish.wait()
+        if self.failure is not None:
+            raise self.failure
+        await super().complete(claim, response)
+
+
+async def test_an_accepted_order_is_answered_before_its_answer_is_stored() -> None:
+    """Storing the answer for a replay is one more database round trip: the client does not
+    wait for it (a retry before it lands is covered below, a lost one by ticketing's key)."""
+    store = SlowToComplete()
+    place = PlaceOrder(store, ScriptedTicketing(UpstreamReply(201, ACCEPTED)))
+
+    first = await asyncio.wait_for(place(ORDER, "client", "k1"), timeout=5)
+
+    assert first.response == StoredResponse(202, ACCEPTED)
+    assert store.rows[("client", "k1")][2] is None  # not stored yet
+    store.finish.set()
+    await place.drain()
+    assert store.rows[("client", "k1")][2] == StoredResponse(202, ACCEPTED)
+
+
+async def test_a_retry_while_its_answer_is_being_stored_waits_for_it_and_is_replayed() -> None:
+    store = SlowToComplete()
+    ticketing = ScriptedTicketing(UpstreamReply(201, ACCEPTED))
+    place = PlaceOrder(store, ticketing)
+    await place(ORDER, "client", "k1")
+
+    retry = asyncio.create_task(place(ORDER, "client", "k1"))
+    await asyncio.sleep(0)
+    assert not retry.done()  # waiting on the pending answer, not refused as in flight
+    store.finish.set()
+    again = await asyncio.wait_for(retry, timeout=5)
+
+    assert (again.response, again.replayed) == (StoredResponse(202, ACCEPTED), True)
+    assert len(ticketing.placed) == 1
+
+
+async def test_an_answer_that_could_not_be_stored_still_reached_the_client() -> None:
+    """The order exists: the client gets it. The key stays in flight until its lock runs out;
+    a retry after that reaches ticketing with the same request key and gets the same order."""
+    store = SlowToComplete(failure=OSError("database gone"))
+    place = PlaceOrder(store, ScriptedTicketing(UpstreamReply(201, ACCEPTED)))
+
+    first = await place(ORDER, "client", "k1")
+    store.finish.set()
+    await place.drain()  # logged, not raised
+
+    assert first.response.status == 202
+    assert store.rows[("client", "k1")][2] is None

@@ -89,6 +89,8 @@ def create_app(
             retry_after_seconds=settings.maintenance_retry_after_seconds,
         )
         yield
+        # Answers still being stored for replay, before the database context closes the pool.
+        await app[PLACE_ORDER].drain()
 
     # After the database context: the schema it applies has the sightings table.
     active_users = active_users_context(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -20,6 +22,9 @@ from ..domain.idempotency import (
 )
 from ..domain.orders import OrderRequest
 from .ports import Claim, IdempotencyStore, Ticketing, UpstreamTimeout, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 __all__ = ["ACCEPTED", "OrderOutcome", "OrdersPaused", "PlaceOrder"]
 
@@ -74,6 +79,43 @@ class PlaceOrder:
         self._ticketing = ticketing
         self._maintenance = maintenance
         self._retry_after_seconds = retry_after_seconds
+        # Answers being stored after they were sent, by (client, key): a retry that arrives
+        # meanwhile waits for its own key's, instead of being refused as in flight.
+        self._storing: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    async def drain(self) -> None:
+        """Wait for the answers still being stored (at shutdown, before the pool closes)."""
+        while self._storing:
+            await asyncio.gather(*self._storing.values(), return_exceptions=True)
+
+    async def _claim(self, client: str, key: str, fingerprint: str) -> Claim | IdempotencyRecord:
+        found = await self._store.claim(client, key, fingerprint, current_trace_id())
+        storing = self._storing.get((client, key))
+        if storing is not None and isinstance(found, IdempotencyRecord) and found.response is None:
+            # In flight because this replica is storing its answer right now: wait, read again.
+            await asyncio.wait([storing])
+            found = await self._store.claim(client, key, fingerprint, current_trace_id())
+        return found
+
+    def _store_answer(self, claim: Claim, response: StoredResponse, log: Logger) -> None:
+        """Store the answer for replays after it is sent: one round trip off the client's time.
+
+        If it is lost (the replica or its database gone first), the key stays in flight until
+        its lock runs out; the client's retry then reaches ticketing with the same request key
+        and gets the same order, so nothing is bought twice."""
+        slot = (claim.client, claim.key)
+
+        async def store() -> None:
+            try:
+                await self._store.complete(claim, response)
+            except Exception as exc:
+                log.bind(error=type(exc).__name__, reason=str(exc)).warning(
+                    "order answer not stored for replay; a retry asks ticketing again"
+                )
+            finally:
+                self._storing.pop(slot, None)
+
+        self._storing[slot] = asyncio.create_task(store())
 
     async def __call__(self, order: OrderRequest, client: str, key: str) -> OrderOutcome:
         """Raises ``IdempotencyKeyReused``/``IdempotencyKeyInFlight``, ``OrdersPaused`` or
@@ -82,7 +124,7 @@ class PlaceOrder:
         log = logger.bind(trip_id=order.trip_id, seat_count=order.seat_count)
         fingerprint = order.fingerprint()
         with business_span("claim_idempotency_key", attributes) as span:
-            found = await self._store.claim(client, key, fingerprint, current_trace_id())
+            found = await self._claim(client, key, fingerprint)
             outcome = _outcome(found, fingerprint)
             span.set_attribute("safiri.idempotency.outcome", outcome)
             span.set_attribute("safiri.idempotency.replayed", outcome == "replayed")
@@ -124,7 +166,7 @@ class PlaceOrder:
             span.set_attribute("safiri.upstream.status", reply.status)
 
         if worth_keeping(response.status):
-            await self._store.complete(found, response)
+            self._store_answer(found, response, log)
         else:
             await self._store.release(found)
         log.bind(order_id=order_id, http_status=response.status).info("order request answered")
