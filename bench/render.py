@@ -581,12 +581,54 @@ def profile_pairs(results: Results, names: Sequence[str]) -> list[str]:
     return table(header, rows) + note + sources_footer(results, list(names))
 
 
+# The spans on POST /orders' path whose own time (duration less children) a latency pair shows.
+PATH_SPANS = (
+    "gateway POST /api/v1/orders",
+    "gateway claim_idempotency_key",
+    "gateway request_order",
+    "ticketing POST /orders",
+    "ticketing hold_seats",
+)
+
+
+def latency_pairs(results: Results, names: Sequence[str]) -> list[str]:
+    """bench/latency_breakdown.py runs of two commits, alternating: the client's POST p50/p99
+    and each path span's own time (p50), run by run, with the median p50 by commit."""
+    rows = []
+    p50s: dict[str, list[float]] = {}
+    for name in names:
+        data = results[name]
+        commit = data["git"]["commit"][:7]
+        post = data["post"]
+        p50s.setdefault(commit, []).append(post["p50_ms"])
+        own = data.get("own", {})
+        rows.append(
+            [
+                f"`{name}`",
+                commit,
+                num(post["p50_ms"]),
+                num(post["p99_ms"]),
+                *(num(own[s]["p50_ms"], 2) if s in own else "" for s in PATH_SPANS),
+            ]
+        )
+    header = ["file", "code", "POST p50 ms", "POST p99 ms", *(f"own: `{s}`" for s in PATH_SPANS)]
+    medians = ", ".join(f"{c}: {num(statistics.median(v), 2)}" for c, v in p50s.items())
+    note = ["", f"Median client p50 by code (ms): {medians}."]
+    return table(header, rows) + note + sources_footer(results, list(names))
+
+
 SERVICES3 = ("gateway", "ticketing", "payment")
 PAIRS_20PS = (
     "profile_20ps_cac2510_1.json",
     "profile_20ps_after_1.json",
     "profile_20ps_cac2510_2.json",
     "profile_20ps_after_2.json",
+)
+STORE_AFTER_PAIRS = (
+    "latency_store_after_892fc54_1.json",
+    "latency_store_after_b34907a_1.json",
+    "latency_store_after_892fc54_2.json",
+    "latency_store_after_b34907a_2.json",
 )
 
 
@@ -1160,6 +1202,11 @@ TABLES = {
         *(Table(t, (name,), partial(latency, name=name)) for t, name in LATENCIES.items()),
         *(Table(t, (name,), partial(commit_ab, name=name)) for t, name in COMMIT_ABS.items()),
         Table("profile-pairs-20ps", PAIRS_20PS, partial(profile_pairs, names=PAIRS_20PS)),
+        Table(
+            "latency-store-after",
+            STORE_AFTER_PAIRS,
+            partial(latency_pairs, names=STORE_AFTER_PAIRS),
+        ),
         *(Table(t, (name,), partial(memory_soak, name=name)) for t, name in MEMORY.items()),
         *(
             Table(f"{prefix}-{kind}", (name,), build(name))
