@@ -18,7 +18,7 @@ from .topology import (
     declare_events_exchange,
     declare_queue,
 )
-from .unit_of_work import OutboxUnitOfWork
+from .unit_of_work import OutboxUnitOfWork, events_statement
 
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
@@ -39,6 +39,7 @@ __all__ = [
     "consumer_channel",
     "declare_events_exchange",
     "declare_queue",
+    "events_statement",
     "first_delivery",
     "publish_event",
     "publisher_channel",
