@@ -168,6 +168,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "off": {"OTEL_SDK_DISABLED": "true"},
     # Spans exported, log records only printed.
     "no-log-export": {"OTEL_SDK_DISABLED": "false", "OTEL_LOGS_EXPORTER": "none"},
+    # Spans recorded and ended as shipped, none exported (no batch processor, no encoding, no
+    # HTTP): how much of the spans' cost is their export.
+    "no-span-export": {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_EXPORTER": "none"},
     # Every span sampled out: context propagation, metrics and logs, no span recorded.
     "not-sampled": {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_SAMPLER": "always_off"},
     # As "not-sampled", and log records only printed: what the tracing machinery costs alone.
