@@ -36,9 +36,9 @@ _HEAD: tuple[tuple[str, str | None], ...] = (
     ("ticketing: publish safiri.events", "ticketing: hold_seats"),
     ("payment: process payment.requests", "ticketing: publish safiri.events"),
     ("payment: request_payment", "payment: process payment.requests"),
+    # provider.stk_push is payment's call to the provider itself (an http_step, kind CLIENT).
     ("payment: provider.stk_push", "payment: request_payment"),
-    ("payment: POST", "payment: provider.stk_push"),
-    ("mpesa-simulator: POST /mpesa/stkpush/v1/processrequest", "payment: POST"),
+    ("mpesa-simulator: POST /mpesa/stkpush/v1/processrequest", "payment: provider.stk_push"),
     (
         "mpesa-simulator: mpesa.accept_stk_push",
         "mpesa-simulator: POST /mpesa/stkpush/v1/processrequest",

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from safiri_telemetry import Telemetry, business_span, http_step
+from safiri_telemetry import Telemetry, business_span, http_step, outside_http_step
 from tests.conftest import free_port, serving
 
 pytestmark = pytest.mark.unit
@@ -238,3 +238,28 @@ async def test_a_call_outside_a_step_or_a_second_call_in_one_keeps_its_own_clien
     second = next(s for s in spans.get_finished_spans() if s.name == "GET" and s.parent)
     assert second.parent is not None and second.parent.span_id == step.context.span_id
     assert len({h["traceparent"] for h in seen}) == 3
+
+
+async def test_a_call_the_step_makes_on_the_way_keeps_its_own_span_and_the_next_is_the_step(
+    telemetry: Telemetry,
+    upstream: tuple[str, list[dict[str, str]]],
+    spans: InMemorySpanExporter,
+) -> None:
+    """A credential fetched inside a step (the provider's OAuth token before an STK push) is
+    not the step's call: under ``outside_http_step`` it is a client span of its own, the
+    step's child, and the call after it is the step."""
+    base, seen = upstream
+    async with telemetry.client_session() as http:
+        with http_step("provider.stk_push"):
+            with outside_http_step():
+                async with http.get(f"{base}/status/200") as r:
+                    await r.read()
+            async with http.get(f"{base}/status/202") as r:
+                assert r.status == 202
+
+    token, step = spans.get_finished_spans()
+    assert (token.name, token.kind) == ("GET", SpanKind.CLIENT)
+    assert token.parent is not None and token.parent.span_id == step.context.span_id
+    assert step.name == "provider.stk_push"
+    assert (step.attributes or {})["http.response.status_code"] == 202  # the second call's
+    assert seen[1]["traceparent"] == traceparent_of(step)

@@ -41,6 +41,7 @@ from ._tracing import (
     current_trace_id,
     http_step,
     inject_carrier,
+    outside_http_step,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "http_step",
     "inject_carrier",
     "mask_phone",
+    "outside_http_step",
     "publish_span",
     "redact_mapping",
     "route_template",

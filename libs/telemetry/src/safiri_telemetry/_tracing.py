@@ -28,6 +28,7 @@ __all__ = [
     "current_trace_id",
     "http_step",
     "inject_carrier",
+    "outside_http_step",
 ]
 
 _TRACER_NAME = "safiri"
@@ -208,3 +209,15 @@ def http_step(
             yield span
         finally:
             otel_context.detach(token)
+
+
+@contextmanager
+def outside_http_step() -> Iterator[None]:
+    """Calls made inside are not the open ``http_step``'s call: each keeps its own client span
+    (the step's child), and the step's call is the first one after. For what a step fetches on
+    the way to its call: the provider's OAuth token before an STK push."""
+    token = otel_context.attach(otel_context.set_value(HTTP_STEP, None))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)

@@ -16,6 +16,8 @@ from loguru import logger
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
+from safiri_telemetry import outside_http_step
+
 from ..domain.payments import ProviderOutcome
 from ..service_layer.provider import (
     Charge,
@@ -80,9 +82,13 @@ class DarajaClient:
         token = self._token
         async with token.lock:
             if token.value is None or time.monotonic() >= token.expires:
-                data = await self._call(
-                    "GET", "/oauth/v1/generate?grant_type=client_credentials", headers=self._basic
-                )
+                # Fetched on the way to a step's call (an STK push): not that call.
+                with outside_http_step():
+                    data = await self._call(
+                        "GET",
+                        "/oauth/v1/generate?grant_type=client_credentials",
+                        headers=self._basic,
+                    )
                 token.value = str(data["access_token"])
                 # Renew a minute early so a request never carries a token about to lapse.
                 token.expires = time.monotonic() + float(str(data["expires_in"])) - 60

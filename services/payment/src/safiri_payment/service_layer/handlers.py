@@ -16,7 +16,7 @@ from loguru import logger
 from opentelemetry.trace import Link, Span, Status, StatusCode, get_current_span
 
 from safiri_contracts import PaymentFailed, PaymentRequested, PaymentSucceeded
-from safiri_telemetry import business_span, context_from_carrier, mask_phone
+from safiri_telemetry import business_span, context_from_carrier, http_step, mask_phone
 
 from ..domain.payments import CallbackRejected, Payment, PaymentStatus, ProviderOutcome
 from ..metrics import PaymentMetrics
@@ -202,7 +202,9 @@ class Payments:
         checkout_id: str | None = None
         failure: ProviderOutcome | None = None
         try:
-            with business_span("provider.stk_push", attrs) as span:
+            # One span for the step and its call (kind CLIENT; the provider's server span is its
+            # child): the instrumentation's client span would only repeat it.
+            with http_step("provider.stk_push", attrs) as span:
                 checkout_id = await route.stk_push(push)
                 span.set_attribute("safiri.payment.checkout_request_id", checkout_id)
         except ProviderRejected as exc:
