@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -63,53 +63,12 @@ class FakeTicketingDb:
             "refunds": {},
         }
         self.outbox: list[tuple[str, Mapping[str, Any]]] = []
-        self.units_of_work = 0  # the locked path's, entered
-        self._holds: FakeHolds | None = None
 
     def add_trip(self, trip: Trip) -> None:
         self.state["trips"][trip.trip_id] = trip
 
     def uow(self) -> FakeTicketingUow:
-        self.units_of_work += 1
         return FakeTicketingUow(self)
-
-    def holds(self) -> FakeHolds:
-        """The database's one ``Holds`` (a test reaches it to stage a race)."""
-        if self._holds is None:
-            self._holds = FakeHolds(self)
-        return self._holds
-
-
-class FakeHolds:
-    """``Holds`` on the fake's committed state; ``before_add`` runs between the look and the
-    write, where a concurrent hold would commit."""
-
-    def __init__(self, db: FakeTicketingDb) -> None:
-        self.db = db
-        self.before_add: Callable[[], Awaitable[None]] | None = None
-
-    async def look(
-        self, trip_id: str, seat_count: int, request_key: str | None = None
-    ) -> LockedTrip | None:
-        view = FakeTicketingUow(self.db)
-        await view.__aenter__()
-        return await view.lock_trip(trip_id, seat_count, request_key)
-
-    async def add_if_free(self, order: Order, events: Sequence[Message]) -> bool:
-        if self.before_add is not None:
-            before, self.before_add = self.before_add, None
-            await before()
-        state = self.db.state
-        if any((order.trip_id, seat) in state["allocations"] for seat in order.seats) or any(
-            o.request_key is not None and o.request_key == order.request_key
-            for o in state["orders"].values()
-        ):
-            return False
-        for seat in order.seats:
-            state["allocations"][(order.trip_id, seat)] = order.order_id
-        state["orders"][order.order_id] = copy.deepcopy(order)
-        self.db.outbox.extend((m.routing_key, m.to_payload()) for m in events)
-        return True
 
 
 class FakeTicketingUow(_FakeTransaction):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
 from safiri_contracts import PaymentRequested
@@ -40,16 +39,13 @@ class Clock:
         return self.now
 
 
-def setup(*, quick: bool = True) -> tuple[Ticketing, FakeTicketingDb, CollectorRegistry, Clock]:
-    """As wired in the service: the quick path (``Holds``) first, the locked one behind it;
-    ``quick=False`` leaves only the locked one."""
+def setup() -> tuple[Ticketing, FakeTicketingDb, CollectorRegistry, Clock]:
     db = FakeTicketingDb()
     db.add_trip(TRIP)
     registry = CollectorRegistry()
     clock = Clock()
-    holds = db.holds() if quick else None
     return (
-        Ticketing(db.uow, TicketingMetrics(registry), clock, timedelta(minutes=5), holds=holds),
+        Ticketing(db.uow, TicketingMetrics(registry), clock, timedelta(minutes=5)),
         db,
         registry,
         clock,
@@ -225,51 +221,3 @@ async def test_a_late_failure_for_an_expired_order_changes_nothing() -> None:
     assert db.state["refunds"] == {}
     assert sample(registry, "late_payments_total", resolution="refund") == 0
     assert sample(registry, "late_payments_total", resolution="seats_retaken") == 0
-
-
-async def test_a_hold_nobody_races_takes_the_quick_path_alone() -> None:
-    ticketing, db, _, _ = setup()
-    order = await ticketing.hold_seats(HoldSeats(TRIP.trip_id, 2, "254712345678"))
-    assert order.seats == [1, 2]
-    assert db.units_of_work == 0  # never the locked path
-    assert [key for key, _ in db.outbox] == ["payment.requested"]
-
-
-async def test_a_hold_that_loses_its_seats_to_a_racing_hold_holds_again_under_the_lock(
-    spans: InMemorySpanExporter,
-) -> None:
-    ticketing, db, registry, clock = setup()
-    # A hold on another replica: the same database, committing between this one's look and
-    # its write.
-    rival = Ticketing(db.uow, TicketingMetrics(CollectorRegistry()), clock, timedelta(minutes=5))
-
-    async def rival_takes_seats_1_and_2() -> None:
-        await rival.hold_seats(HoldSeats(TRIP.trip_id, 2, "254700000009"))
-
-    db.holds().before_add = rival_takes_seats_1_and_2
-    order = await ticketing.hold_seats(HoldSeats(TRIP.trip_id, 2, "254712345678"))
-
-    assert order.seats == [3, 4]  # not the rival's
-    assert db.units_of_work == 2  # the rival's and this hold's second try
-    assert sorted(db.state["allocations"]) == [(TRIP.trip_id, s) for s in (1, 2, 3, 4)]
-    assert [key for key, _ in db.outbox] == ["payment.requested"] * 2  # one each, none lost
-    hold = [s for s in spans.get_finished_spans() if s.name == "hold_seats"][-1]
-    assert hold.attributes is not None
-    assert hold.attributes["safiri.hold.contended"] is True
-    assert hold.attributes["safiri.order.id"] == order.order_id
-    assert sample(registry, "seat_holds_total", outcome="held") == 1
-
-
-async def test_a_repeat_racing_its_first_request_is_answered_with_that_order() -> None:
-    ticketing, db, registry, _ = setup()
-    first: list[object] = []
-
-    async def first_request_lands() -> None:
-        first.append(await ticketing.hold_seats(HoldSeats(TRIP.trip_id, 2, "254712345678", "k")))
-
-    db.holds().before_add = first_request_lands
-    again = await ticketing.hold_seats(HoldSeats(TRIP.trip_id, 2, "254712345678", "k"))
-
-    assert [again] == first
-    assert len(db.state["orders"]) == 1 and len(db.outbox) == 1
-    assert sample(registry, "seat_holds_total", outcome="repeated") == 1

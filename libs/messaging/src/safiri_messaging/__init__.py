@@ -18,7 +18,7 @@ from .topology import (
     declare_events_exchange,
     declare_queue,
 )
-from .unit_of_work import OutboxUnitOfWork, events_statement
+from .unit_of_work import OutboxUnitOfWork
 
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
@@ -39,7 +39,6 @@ __all__ = [
     "consumer_channel",
     "declare_events_exchange",
     "declare_queue",
-    "events_statement",
     "first_delivery",
     "publish_event",
     "publisher_channel",

@@ -88,31 +88,25 @@ def queue_statement(
     ctes: str = "",
     args: Sequence[Any] = (),
     message_ids: Sequence[uuid.UUID] | None = None,
-    only_if: str | None = None,
 ) -> tuple[str, list[Any]]:
     """One statement (text and arguments) queueing every ``(routing_key, payload)`` in the
     caller's transaction, under the trace context active now, and waking the relay on commit.
 
     ``ctes`` are the caller's own data-modifying ``WITH`` clauses (``name AS (...)``, comma
     separated, using ``$1`` to ``$len(args)``) to run in the same statement, the same round
-    trip; without messages the statement is those alone. ``only_if`` names one of those
-    clauses: the messages are queued only if it yields a row (the statement then answers
-    ``SELECT 1``, else ``SELECT 0``), so a write that finds nothing to do announces nothing.
+    trip; without messages the statement is those alone.
     """
     n = len(args)
     if not messages:
         if not ctes:
             raise ValueError("nothing to queue and nothing else to do")
-        where = f" WHERE EXISTS (SELECT FROM {only_if})" if only_if else ""
-        return f"WITH {ctes} SELECT{where}", list(args)
+        return f"WITH {ctes} SELECT", list(args)
     ids = list(message_ids) if message_ids is not None else [uuid.uuid4() for _ in messages]
     queue = (
         f"queued AS (INSERT INTO outbox (message_id, routing_key, payload, trace_context)"
         f" SELECT m.id, m.key, m.payload::jsonb, ${n + 4}::jsonb"
         f" FROM unnest(${n + 1}::uuid[], ${n + 2}::text[], ${n + 3}::text[])"
-        f" WITH ORDINALITY AS m(id, key, payload, position)"
-        f"{f' WHERE EXISTS (SELECT FROM {only_if})' if only_if else ''}"
-        f" ORDER BY m.position RETURNING 1)"
+        f" WITH ORDINALITY AS m(id, key, payload, position) ORDER BY m.position RETURNING 1)"
     )
     # pg_notify is delivered only on commit, once however many rows (or calls) it announces.
     statement = (

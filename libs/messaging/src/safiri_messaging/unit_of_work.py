@@ -23,20 +23,6 @@ from .outbox import queue_statement
 __all__ = ["OutboxUnitOfWork"]
 
 
-def events_statement(
-    events: Sequence[Message],
-    *,
-    ctes: str = "",
-    args: Sequence[Any] = (),
-    only_if: str | None = None,
-) -> tuple[str, list[Any]]:
-    """One statement of the caller's data-modifying ``ctes`` that also queues the contract
-    ``events`` in the outbox (``queue_statement``): for a write that needs no transaction of its
-    own, one autocommitted statement."""
-    messages = [(m.routing_key, m.to_payload()) for m in events]
-    return queue_statement(messages, ctes=ctes, args=args, only_if=only_if)
-
-
 class OutboxUnitOfWork:
     def __init__(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
@@ -91,7 +77,8 @@ class OutboxUnitOfWork:
         writes only those emitted after): the last write of a unit of work carries its events,
         one round trip fewer. The statement must be executed: the events are now its alone."""
         events, self._events = self._events, []
-        return events_statement(events, ctes=ctes, args=args)
+        messages = [(m.routing_key, m.to_payload()) for m in events]
+        return queue_statement(messages, ctes=ctes, args=args)
 
     def emit(self, message: Message) -> None:
         """Queue a typed event; it reaches the outbox only if the unit of work commits."""

@@ -23,7 +23,7 @@ from safiri_web import add_operations_routes, database_pool, problem_middleware
 
 from .adapters.fleet import ActiveBuses, FleetPositions
 from .adapters.order_book import PendingOrders
-from .adapters.postgres import PostgresHolds, PostgresUnitOfWork, TripQueries
+from .adapters.postgres import PostgresUnitOfWork, TripQueries
 from .adapters.seed import apply_schema, seed_timetable
 from .entrypoints.amqp import (
     FLEET_POSITIONS,
@@ -61,7 +61,6 @@ def create_app(settings: Settings, telemetry: Telemetry) -> web.Application:
             metrics,
             _now,
             timedelta(seconds=settings.hold_ttl_seconds),
-            holds=PostgresHolds(pool),
         )
         app[QUERIES] = TripQueries(pool)
         app[FLEET] = FleetPositions(pool)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
-from safiri_contracts import Message
-from safiri_messaging import OutboxUnitOfWork, events_statement
+from safiri_messaging import OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
 
 from ..domain.orders import Order, OrderStatus, Refund, Ticket
 from ..domain.trips import Trip
 from ..service_layer.unit_of_work import LockedTrip
 
-__all__ = ["PostgresHolds", "PostgresUnitOfWork", "TripQueries"]
+__all__ = ["PostgresUnitOfWork", "TripQueries"]
 
 _ORDER_COLUMNS = """
     o.order_id::text, o.trip_id::text, o.seat_count, o.phone, o.seats, o.amount, o.currency,
@@ -127,61 +126,18 @@ FROM (VALUES (1)) AS one (n) LEFT JOIN (
 ) o ON true
 """
 
-_ORDER_INSERT = """
+_NEW_ORDER = """
+new_order AS (
     INSERT INTO orders (order_id, trip_id, seat_count, phone, amount, currency, status, seats,
                         expires_at, created_at, trace_context, request_key)
-"""
-_ALLOCATED = """
+    VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)
+    RETURNING order_id, trip_id, seats
+),
 allocated AS (
     INSERT INTO seat_allocations (trip_id, seat_no, order_id)
     SELECT n.trip_id, seat_no, n.order_id FROM new_order n, unnest(n.seats) AS seat_no
 )
 """
-# Under the unit of work's lock on the trip.
-_NEW_ORDER = f"""
-new_order AS ({_ORDER_INSERT}
-    VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)
-    RETURNING order_id, trip_id, seats
-),{_ALLOCATED}"""
-# Without a unit of work: the statement takes the trip's lock itself, before its first write
-# (the order's row comes from the locked one), so it queues behind a locked hold instead of
-# deadlocking with it (an order's foreign key would otherwise wait on the trip's row while
-# holding seats the locked hold wants). A trip departed since the look gives no row: nothing
-# is written, not even the payment request (``only_if``).
-_NEW_ORDER_LOCKING = f"""
-locked AS (
-    SELECT trip_id FROM trips WHERE trip_id = $2::uuid AND departs_at > now() FOR UPDATE
-),
-new_order AS ({_ORDER_INSERT}
-    SELECT $1::uuid, l.trip_id, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12 FROM locked l
-    RETURNING order_id, trip_id, seats
-),{_ALLOCATED}"""
-
-
-def _new_order_args(order: Order) -> tuple[object, ...]:
-    """``_NEW_ORDER``'s arguments, under the trace context active now."""
-    return (
-        order.order_id,
-        order.trip_id,
-        order.seat_count,
-        order.phone,
-        order.amount,
-        order.currency,
-        order.status.value,
-        order.seats,
-        order.expires_at,
-        order.created_at,
-        json.dumps(inject_carrier()),
-        order.request_key,
-    )
-
-
-# What a hold without the lock reads: the same, of a trip still to depart.
-_LOOK = _UNDER_LOCK + " AND t.departs_at > now()"
-
-# A race lost between the look and the write: a seat held since (the allocation's primary key)
-# or the request key used since (its unique index). Nothing was written; hold again, locked.
-_LOST_RACE = {"seat_allocations_pkey", "orders_request_key"}
 
 _SAVE_ORDER = """
 saved AS (
@@ -231,7 +187,23 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
         return [r["seat_no"] for r in rows]
 
     async def add_order(self, order: Order) -> None:
-        statement, args = self._with_events(_NEW_ORDER, _new_order_args(order))
+        statement, args = self._with_events(
+            _NEW_ORDER,
+            (
+                order.order_id,
+                order.trip_id,
+                order.seat_count,
+                order.phone,
+                order.amount,
+                order.currency,
+                order.status.value,
+                order.seats,
+                order.expires_at,
+                order.created_at,
+                json.dumps(inject_carrier()),
+                order.request_key,
+            ),
+        )
         await self.conn.execute(statement, *args)
 
     async def first_delivery_of_order(
@@ -295,38 +267,6 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             limit,
         )
         return [(_order(r), json.loads(r["trace_context"])) for r in rows]
-
-
-class PostgresHolds:
-    """``Holds``: one autocommitted read, one autocommitted write; the schema's unique
-    indexes, not a lock, decide a race (see ``Holds``)."""
-
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
-        self._pool = pool
-
-    async def look(
-        self, trip_id: str, seat_count: int, request_key: str | None = None
-    ) -> LockedTrip | None:
-        row = await self._pool.fetchrow(_LOOK, trip_id, seat_count, request_key)
-        if row is None:
-            return None
-        earlier = _order(row, prefix="earlier_") if row["earlier_order_id"] else None
-        return LockedTrip(_trip(row), list(row["free_seats"]), earlier)
-
-    async def add_if_free(self, order: Order, events: Sequence[Message]) -> bool:
-        statement, args = events_statement(
-            events,
-            ctes=_NEW_ORDER_LOCKING,
-            args=_new_order_args(order),
-            only_if="new_order",
-        )
-        try:
-            status = await self._pool.execute(statement, *args)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name in _LOST_RACE:
-                return False
-            raise
-        return bool(status == "SELECT 1")
 
 
 class TripQueries:

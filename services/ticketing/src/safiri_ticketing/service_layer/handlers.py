@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from loguru import logger
 from opentelemetry.trace import Span
@@ -19,7 +18,7 @@ from safiri_telemetry import business_span, context_from_carrier
 from ..domain.orders import Order, OrderStatus, Refund
 from ..domain.trips import SeatsUnavailable, TripNotFound
 from ..metrics import TicketingMetrics
-from .unit_of_work import Holds, LockedTrip, UnitOfWork, UnitOfWorkFactory
+from .unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["HoldSeats", "PaymentResult", "Ticketing"]
 
@@ -58,18 +57,6 @@ class PaymentResult:
         )
 
 
-def _payment_request(order: Order) -> dict[str, Any]:
-    """The ``PaymentRequested`` fields of a new order."""
-    return {
-        "order_id": order.order_id,
-        "trip_id": order.trip_id,
-        "amount": order.amount,
-        "currency": order.currency,
-        "phone": order.phone,
-        "description": f"{order.route} x{order.seat_count}",
-    }
-
-
 class Ticketing:
     """The use cases, wired to a unit-of-work factory, a clock and the metrics."""
 
@@ -79,13 +66,8 @@ class Ticketing:
         metrics: TicketingMetrics,
         clock: Clock,
         hold_ttl: timedelta,
-        *,
-        holds: Holds | None = None,
     ) -> None:
-        """``holds``: the quick path tried before the locked unit of work (none: always
-        locked)."""
         self._uow = uow
-        self._holds = holds
         self._metrics = metrics
         self._clock = clock
         self._hold_ttl = hold_ttl
@@ -93,77 +75,61 @@ class Ticketing:
             metrics.late_payments.labels(resolution)
 
     async def hold_seats(self, cmd: HoldSeats) -> Order:
-        """Hold seats and ask for payment, atomically; raises if the seats are not there.
-
-        First without the trip's lock (``Holds``: two statements); if a racing hold took a
-        seat or the request key in between, again under the lock (the unit of work)."""
+        """Hold seats and ask for payment, atomically; raises if the seats are not there."""
         attrs = {"safiri.trip.id": cmd.trip_id, "safiri.seat_count": cmd.seat_count}
         with business_span("hold_seats", attrs, refusals=(SeatsUnavailable, TripNotFound)) as span:
-            if self._holds is not None:
-                seen = await self._holds.look(cmd.trip_id, cmd.seat_count, cmd.request_key)
-                order, new = self._order_for(cmd, seen, span)
-                if not new:
-                    return order
-                with logger.contextualize(order_id=order.order_id, trip_id=order.trip_id):
-                    if await self._holds.add_if_free(
-                        order, [PaymentRequested(**_payment_request(order))]
-                    ):
-                        return self._held(order)
-                span.set_attribute("safiri.hold.contended", True)
             async with self._uow() as uow:
                 # The request key's earlier order is read under the trip's lock: a concurrent
                 # repeat waits for it and then finds the order.
                 locked = await uow.lock_trip(cmd.trip_id, cmd.seat_count, cmd.request_key)
-                order, new = self._order_for(cmd, locked, span)
-                if not new:
-                    return order
-                with logger.contextualize(order_id=order.order_id, trip_id=order.trip_id):
+                if locked is None:
+                    self._metrics.seat_holds.labels("unknown_trip").inc()
+                    raise TripNotFound(cmd.trip_id)
+                trip, seats, earlier = locked.trip, locked.free_seats, locked.earlier
+                if earlier is not None:
+                    span.set_attribute("safiri.order.id", earlier.order_id)
+                    span.set_attribute("safiri.order.repeated", True)
+                    self._metrics.seat_holds.labels("repeated").inc()
+                    logger.bind(order_id=earlier.order_id).info(
+                        "order request repeated; answered with the order it created"
+                    )
+                    return earlier
+                if len(seats) < cmd.seat_count:
+                    self._metrics.seat_holds.labels("unavailable").inc()
+                    raise SeatsUnavailable(
+                        f"{cmd.seat_count} seats asked, {len(seats)} free on trip {cmd.trip_id}"
+                    )
+                now = self._clock()
+                order = Order(
+                    order_id=str(uuid.uuid4()),
+                    trip_id=trip.trip_id,
+                    seat_count=cmd.seat_count,
+                    phone=cmd.phone,
+                    seats=seats,
+                    amount=trip.fare * cmd.seat_count,
+                    currency=trip.currency,
+                    expires_at=now + self._hold_ttl,
+                    created_at=now,
+                    route=f"{trip.origin}-{trip.destination}",
+                    request_key=cmd.request_key,
+                )
+                span.set_attribute("safiri.order.id", order.order_id)
+                span.set_attribute("safiri.amount", order.amount)
+                with logger.contextualize(order_id=order.order_id, trip_id=trip.trip_id):
                     # Emitted first, so that the order's write carries it to the outbox.
-                    uow.emit(PaymentRequested(**_payment_request(order)))
+                    uow.emit(
+                        PaymentRequested(
+                            order_id=order.order_id,
+                            trip_id=order.trip_id,
+                            amount=order.amount,
+                            currency=order.currency,
+                            phone=order.phone,
+                            description=f"{order.route} x{order.seat_count}",
+                        )
+                    )
                     await uow.add_order(order)
                     await uow.commit()
-                    return self._held(order)
-
-    def _order_for(self, cmd: HoldSeats, seen: LockedTrip | None, span: Span) -> tuple[Order, bool]:
-        """The order a request key already created (``False``), or a new one on the seats
-        seen (``True``); raises (and counts) a refusal."""
-        if seen is None:
-            self._metrics.seat_holds.labels("unknown_trip").inc()
-            raise TripNotFound(cmd.trip_id)
-        trip, seats, earlier = seen.trip, seen.free_seats, seen.earlier
-        if earlier is not None:
-            span.set_attribute("safiri.order.id", earlier.order_id)
-            span.set_attribute("safiri.order.repeated", True)
-            self._metrics.seat_holds.labels("repeated").inc()
-            logger.bind(order_id=earlier.order_id).info(
-                "order request repeated; answered with the order it created"
-            )
-            return earlier, False
-        if len(seats) < cmd.seat_count:
-            self._metrics.seat_holds.labels("unavailable").inc()
-            raise SeatsUnavailable(
-                f"{cmd.seat_count} seats asked, {len(seats)} free on trip {cmd.trip_id}"
-            )
-        now = self._clock()
-        order = Order(
-            order_id=str(uuid.uuid4()),
-            trip_id=trip.trip_id,
-            seat_count=cmd.seat_count,
-            phone=cmd.phone,
-            seats=seats,
-            amount=trip.fare * cmd.seat_count,
-            currency=trip.currency,
-            expires_at=now + self._hold_ttl,
-            created_at=now,
-            route=f"{trip.origin}-{trip.destination}",
-            request_key=cmd.request_key,
-        )
-        span.set_attribute("safiri.order.id", order.order_id)
-        span.set_attribute("safiri.amount", order.amount)
-        return order, True
-
-    def _held(self, order: Order) -> Order:
-        logger.bind(seats=order.seats, amount=order.amount).info("seats held")
+                    logger.bind(seats=seats, amount=order.amount).info("seats held")
         self._metrics.seat_holds.labels("held").inc()
         return order
 

@@ -6,7 +6,7 @@ transaction, so a state change and the message announcing it commit or vanish to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -17,13 +17,12 @@ from safiri_contracts import Message
 from ..domain.orders import Order, Refund
 from ..domain.trips import Trip
 
-__all__ = ["Holds", "LockedTrip", "UnitOfWork", "UnitOfWorkFactory"]
+__all__ = ["LockedTrip", "UnitOfWork", "UnitOfWorkFactory"]
 
 
 @dataclass(frozen=True)
 class LockedTrip:
-    """A trip and what a hold reads of it: under the trip's lock in a unit of work, or without
-    it in ``Holds.look``."""
+    """A trip whose row this unit of work has locked, and what was read under that lock."""
 
     trip: Trip
     # Up to the number of seats asked for, lowest first.
@@ -84,27 +83,3 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
-
-
-class Holds(Protocol):
-    """A hold in two statements, without the trip's lock, for when no other hold races it.
-
-    The locked unit of work takes five round trips (BEGIN, the lock, the read under it, the
-    write, COMMIT). Most holds meet no other hold on their trip: they read without a lock and
-    write in one autocommitted statement, and the schema decides a race: a seat held or a
-    request key used since the look makes the write take nothing, and the caller holds again
-    under the lock.
-    """
-
-    async def look(
-        self, trip_id: str, seat_count: int, request_key: str | None = None
-    ) -> LockedTrip | None:
-        """What ``UnitOfWork.lock_trip`` reads, without the lock: ``None`` if no such trip is
-        still to depart."""
-        ...
-
-    async def add_if_free(self, order: Order, events: Sequence[Message]) -> bool:
-        """Write the order, its seats' allocations and ``events`` to the outbox in one
-        statement; ``False`` (and nothing written) if a seat or the request key was taken
-        since the look."""
-        ...
