@@ -641,7 +641,10 @@ LATENCIES = {
     "latency-20ps-2026-12-07": "latency_20ps_2026-12-07.json",
     "latency-2ps-2026-12-07": "latency_2ps_2026-12-07.json",
 }
-COMMIT_ABS = {"cpu-per-purchase-ab": "cpu_per_purchase_ab.json"}
+COMMIT_ABS = {
+    "cpu-per-purchase-ab": "cpu_per_purchase_ab.json",
+    "quick-hold-ab": "quick_hold_ab.json",
+}
 # bench/memory_soak.py's runs: table name -> result file.
 MEMORY: dict[str, str] = {"memory-soak": "memory_soak.json"}
 
