@@ -10,7 +10,6 @@ still rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -23,19 +22,6 @@ async def keep_session(conn: asyncpg.Connection[Any]) -> None:
         await conn.execute("ROLLBACK")
 
 
-def database_pool(
-    url: str,
-    *,
-    min_size: int,
-    max_size: int,
-    server_settings: Mapping[str, str] | None = None,
-) -> asyncpg.Pool[Any]:
-    """``asyncpg.create_pool`` (await it, or use it as ``async with``) with ``keep_session``;
-    ``server_settings`` are set on every connection it opens."""
-    return asyncpg.create_pool(
-        url,
-        min_size=min_size,
-        max_size=max_size,
-        reset=keep_session,
-        server_settings=dict(server_settings or {}),
-    )
+def database_pool(url: str, *, min_size: int, max_size: int) -> asyncpg.Pool[Any]:
+    """``asyncpg.create_pool`` (await it, or use it as ``async with``) with ``keep_session``."""
+    return asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=keep_session)

@@ -61,17 +61,7 @@ def create_app(
             yield
             return
         await ensure_database(settings.database_url)
-        # The gateway's idempotency keys are a cache of answers in front of ticketing's request
-        # key, which is durable: committed without waiting for the WAL flush, a key's claim or
-        # answer lost with the database server (its last ~0.6 s) is only asked of ticketing
-        # again, and ticketing answers the retry with the same order. PostgreSQL's
-        # "asynchronous commit": no corruption, no inconsistency, only those last commits.
-        async with database_pool(
-            settings.database_url,
-            min_size=1,
-            max_size=10,
-            server_settings={"synchronous_commit": "off"},
-        ) as pool:
+        async with database_pool(settings.database_url, min_size=1, max_size=10) as pool:
             await apply_schema(pool)
             app[IDEMPOTENCY] = PostgresIdempotencyStore(pool, IDEMPOTENCY_LOCK_SECONDS)
             pool_gauges = ConnectionPoolCollector(pool, pool_name="gateway")
