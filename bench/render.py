@@ -600,20 +600,30 @@ def latency_pairs(results: Results, names: Sequence[str]) -> list[str]:
         data = results[name]
         commit = data["git"]["commit"][:7]
         post = data["post"]
-        p50s.setdefault(commit, []).append(post["p50_ms"])
+        p50s.setdefault(f"{commit} at {num(data['parameters']['rate'])}/s", []).append(
+            post["p50_ms"]
+        )
         own = data.get("own", {})
         rows.append(
             [
                 f"`{name}`",
                 commit,
+                f"{num(data['parameters']['rate'])}/s",
                 num(post["p50_ms"]),
                 num(post["p99_ms"]),
                 *(num(own[s]["p50_ms"], 2) if s in own else "" for s in PATH_SPANS),
             ]
         )
-    header = ["file", "code", "POST p50 ms", "POST p99 ms", *(f"own: `{s}`" for s in PATH_SPANS)]
+    header = [
+        "file",
+        "code",
+        "rate",
+        "POST p50 ms",
+        "POST p99 ms",
+        *(f"own: `{s}`" for s in PATH_SPANS),
+    ]
     medians = ", ".join(f"{c}: {num(statistics.median(v), 2)}" for c, v in p50s.items())
-    note = ["", f"Median client p50 by code (ms): {medians}."]
+    note = ["", f"Median client p50 by code and rate (ms): {medians}."]
     return table(header, rows) + note + sources_footer(results, list(names))
 
 
@@ -630,6 +640,20 @@ STORE_AFTER_PAIRS = (
     "latency_store_after_892fc54_2.json",
     "latency_store_after_b34907a_2.json",
 )
+# The same pairs again, with nothing else running on the machine (see levers.md section 5).
+STORE_AFTER_RERUN = (
+    "latency_store_after_rerun_892fc54_1.json",
+    "latency_store_after_rerun_b34907a_1.json",
+    "latency_store_after_rerun_892fc54_2.json",
+    "latency_store_after_rerun_b34907a_2.json",
+)
+# POST /orders at 20/s and 2/s with the code that stays, at the end of 2026-12-07.
+LATENCY_FINAL = (
+    "latency_final_20ps_1.json",
+    "latency_final_2ps_1.json",
+    "latency_final_20ps_2.json",
+    "latency_final_2ps_2.json",
+)
 
 
 LEVERS = {
@@ -644,6 +668,8 @@ LATENCIES = {
 COMMIT_ABS = {
     "cpu-per-purchase-ab": "cpu_per_purchase_ab.json",
     "quick-hold-ab": "quick_hold_ab.json",
+    "quick-hold-ab-rerun": "quick_hold_ab_rerun.json",
+    "cpu-per-purchase-ab-final": "cpu_per_purchase_ab_final.json",
 }
 # bench/memory_soak.py's runs: table name -> result file.
 MEMORY: dict[str, str] = {"memory-soak": "memory_soak.json"}
@@ -1201,6 +1227,11 @@ TABLES = {
             ("sustained_rate_2026-12-07.json",),
             sustained("sustained_rate_2026-12-07.json"),
         ),
+        Table(
+            "sustained-rate-final",
+            ("sustained_rate_final.json",),
+            sustained("sustained_rate_final.json"),
+        ),
         *(Table(t, (name,), partial(lever_ab, name=name)) for t, name in LEVERS.items()),
         *(Table(t, (name,), partial(latency, name=name)) for t, name in LATENCIES.items()),
         *(Table(t, (name,), partial(commit_ab, name=name)) for t, name in COMMIT_ABS.items()),
@@ -1210,6 +1241,12 @@ TABLES = {
             STORE_AFTER_PAIRS,
             partial(latency_pairs, names=STORE_AFTER_PAIRS),
         ),
+        Table(
+            "latency-store-after-rerun",
+            STORE_AFTER_RERUN,
+            partial(latency_pairs, names=STORE_AFTER_RERUN),
+        ),
+        Table("latency-final", LATENCY_FINAL, partial(latency_pairs, names=LATENCY_FINAL)),
         *(Table(t, (name,), partial(memory_soak, name=name)) for t, name in MEMORY.items()),
         *(
             Table(f"{prefix}-{kind}", (name,), build(name))
