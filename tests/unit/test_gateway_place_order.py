@@ -237,3 +237,13 @@ async def test_an_answer_that_could_not_be_stored_still_reached_the_client() -> 
 
     assert first.response.status == 202
     assert store.rows[("client", "k1")][2] is None
+
+
+async def test_shutdown_waits_for_answers_being_stored_but_not_forever() -> None:
+    store = SlowToComplete()  # never told to finish: a database that stopped answering
+    place = PlaceOrder(store, ScriptedTicketing(UpstreamReply(201, ACCEPTED)))
+    await place(ORDER, "client", "k1")
+
+    await asyncio.wait_for(place.drain(timeout=0.05), timeout=5)
+
+    assert store.rows[("client", "k1")][2] is None  # given up, the key left in flight

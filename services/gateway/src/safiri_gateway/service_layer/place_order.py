@@ -83,10 +83,20 @@ class PlaceOrder:
         # meanwhile waits for its own key's, instead of being refused as in flight.
         self._storing: dict[tuple[str, str], asyncio.Task[None]] = {}
 
-    async def drain(self) -> None:
-        """Wait for the answers still being stored (at shutdown, before the pool closes)."""
-        while self._storing:
-            await asyncio.gather(*self._storing.values(), return_exceptions=True)
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait for the answers still being stored (at shutdown, before the pool closes), at
+        most ``timeout`` seconds; those still pending then are given up (their keys stay in
+        flight until their lock runs out, and a retry asks ticketing again)."""
+        pending = set(self._storing.values())
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            logger.bind(answers=len(late)).warning(
+                "order answers not stored for replay before shutdown; retries ask ticketing again"
+            )
 
     async def _claim(self, client: str, key: str, fingerprint: str) -> Claim | IdempotencyRecord:
         found = await self._store.claim(client, key, fingerprint, current_trace_id())
