@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from safiri_gateway.domain.idempotency import (
     IdempotencyKeyInFlight,
@@ -247,3 +249,43 @@ async def test_shutdown_waits_for_answers_being_stored_but_not_forever() -> None
     await asyncio.wait_for(place.drain(timeout=0.05), timeout=5)
 
     assert store.rows[("client", "k1")][2] is None  # given up, the key left in flight
+
+
+@contextlib.contextmanager
+def warnings_logged() -> Iterator[list[dict[str, Any]]]:
+    """The WARNING lines logged inside: message and bound fields."""
+    lines: list[dict[str, Any]] = []
+    handler = logger.add(
+        lambda m: lines.append({"message": m.record["message"], **m.record["extra"]}),
+        level="WARNING",
+    )
+    try:
+        yield lines
+    finally:
+        logger.remove(handler)
+
+
+async def test_an_answer_not_stored_is_logged_with_why() -> None:
+    store = SlowToComplete(failure=OSError("database gone"))
+    place = PlaceOrder(store, ScriptedTicketing(UpstreamReply(201, ACCEPTED)))
+    with warnings_logged() as lines:
+        await place(ORDER, "client", "k1")
+        store.finish.set()
+        await place.drain()
+
+    [line] = lines
+    assert line["message"] == "order answer not stored for replay; a retry asks ticketing again"
+    assert (line["error"], line["reason"]) == ("OSError", "database gone")
+    assert line["trip_id"] == ORDER.trip_id  # the request's own fields, for its trace
+
+
+async def test_answers_given_up_at_shutdown_are_logged_with_their_count() -> None:
+    store = SlowToComplete()
+    place = PlaceOrder(store, ScriptedTicketing(UpstreamReply(201, ACCEPTED)))
+    await place(ORDER, "client", "k1")
+    with warnings_logged() as lines:
+        await place.drain(timeout=0.05)
+
+    [line] = lines
+    assert line["answers"] == 1
+    assert "not stored for replay before shutdown" in line["message"]
