@@ -600,15 +600,14 @@ def latency_pairs(results: Results, names: Sequence[str]) -> list[str]:
         data = results[name]
         commit = data["git"]["commit"][:7]
         post = data["post"]
-        p50s.setdefault(f"{commit} at {num(data['parameters']['rate'])}/s", []).append(
-            post["p50_ms"]
-        )
+        rate = f"{num(data['parameters']['rate'])}/s"
+        p50s.setdefault(f"{commit} at {rate}", []).append(post["p50_ms"])
         own = data.get("own", {})
         rows.append(
             [
                 f"`{name}`",
                 commit,
-                f"{num(data['parameters']['rate'])}/s",
+                rate,
                 num(post["p50_ms"]),
                 num(post["p99_ms"]),
                 *(num(own[s]["p50_ms"], 2) if s in own else "" for s in PATH_SPANS),
@@ -634,26 +633,30 @@ PAIRS_20PS = (
     "profile_20ps_cac2510_2.json",
     "profile_20ps_after_2.json",
 )
-STORE_AFTER_PAIRS = (
-    "latency_store_after_892fc54_1.json",
-    "latency_store_after_b34907a_1.json",
-    "latency_store_after_892fc54_2.json",
-    "latency_store_after_b34907a_2.json",
-)
-# The same pairs again, with nothing else running on the machine (see levers.md section 5).
-STORE_AFTER_RERUN = (
-    "latency_store_after_rerun_892fc54_1.json",
-    "latency_store_after_rerun_b34907a_1.json",
-    "latency_store_after_rerun_892fc54_2.json",
-    "latency_store_after_rerun_b34907a_2.json",
-)
-# POST /orders at 20/s and 2/s with the code that stays, at the end of 2026-12-07.
-LATENCY_FINAL = (
-    "latency_final_20ps_1.json",
-    "latency_final_2ps_1.json",
-    "latency_final_20ps_2.json",
-    "latency_final_2ps_2.json",
-)
+# bench/latency_breakdown.py's runs shown side by side: table name -> result files, in order.
+LATENCY_RUNS: dict[str, tuple[str, ...]] = {
+    # Two commits alternating (levers.md section 5), beside a stray spinner ...
+    "latency-store-after": (
+        "latency_store_after_892fc54_1.json",
+        "latency_store_after_b34907a_1.json",
+        "latency_store_after_892fc54_2.json",
+        "latency_store_after_b34907a_2.json",
+    ),
+    # ... and again with nothing else running on the machine.
+    "latency-store-after-rerun": (
+        "latency_store_after_rerun_892fc54_1.json",
+        "latency_store_after_rerun_b34907a_1.json",
+        "latency_store_after_rerun_892fc54_2.json",
+        "latency_store_after_rerun_b34907a_2.json",
+    ),
+    # POST /orders at 20/s and 2/s with the code that stays, at the end of 2026-12-07.
+    "latency-final": (
+        "latency_final_20ps_1.json",
+        "latency_final_2ps_1.json",
+        "latency_final_20ps_2.json",
+        "latency_final_2ps_2.json",
+    ),
+}
 
 
 LEVERS = {
@@ -670,6 +673,13 @@ COMMIT_ABS = {
     "quick-hold-ab": "quick_hold_ab.json",
     "quick-hold-ab-rerun": "quick_hold_ab_rerun.json",
     "cpu-per-purchase-ab-final": "cpu_per_purchase_ab_final.json",
+}
+# bench/sustained_rate.py's runs: table name -> result file.
+SUSTAINED = {
+    "sustained-rate": "sustained_rate.json",
+    "sustained-rate-p99-250ms": "sustained_rate_p99_250ms.json",
+    "sustained-rate-2026-12-07": "sustained_rate_2026-12-07.json",
+    "sustained-rate-final": "sustained_rate_final.json",
 }
 # bench/memory_soak.py's runs: table name -> result file.
 MEMORY: dict[str, str] = {"memory-soak": "memory_soak.json"}
@@ -818,42 +828,40 @@ def quorum(results: Results) -> list[str]:
     return table(header, rows) + sources_footer(results, [name])
 
 
-def sustained(name: str) -> Callable[[Results], list[str]]:
-    def build(results: Results) -> list[str]:
-        data = results[name]
-        rows = [
-            [
-                num(s["target_rps"]),
-                num(s["achieved_confirmed_rps"]),
-                f"{s['orders']} ({s['post_errors']} POST errors)",
-                num(s["post_p50_ms"]),
-                num(s["post_p99_ms"]),
-                num(s["time_to_confirmed_p99_ms"]),
-                "yes" if s["sustained"] else "no: " + "; ".join(s["why_not"]),
-            ]
-            for s in data["steps"]
+def sustained(results: Results, name: str) -> list[str]:
+    """A sustained-rate ladder (bench/sustained_rate.py) and its ratio to raw aio-pika."""
+    data = results[name]
+    rows = [
+        [
+            num(s["target_rps"]),
+            num(s["achieved_confirmed_rps"]),
+            f"{s['orders']} ({s['post_errors']} POST errors)",
+            num(s["post_p50_ms"]),
+            num(s["post_p99_ms"]),
+            num(s["time_to_confirmed_p99_ms"]),
+            "yes" if s["sustained"] else "no: " + "; ".join(s["why_not"]),
         ]
-        raw = data["raw_aio_pika"]
-        summary = [
-            "",
-            f"Highest sustained: **{num(data['sustained_purchases_per_second'])} purchases/s**;"
-            f" raw aio-pika on the same broker {num(raw['mean_msgs_per_second'])} msgs/s (runs:"
-            f" {', '.join(num(r['msgs_per_second']) for r in raw['runs'])}); ratio"
-            f" {num(data['ratio_purchases_over_raw_msgs'])} against a target of"
-            f" {num(data['target_ratio'])} (met: {num(data['meets_target'])}).",
-        ]
-        header = [
-            "target/s",
-            "confirmed/s",
-            "orders",
-            "POST p50 ms",
-            "POST p99 ms",
-            "to CONFIRMED p99 ms",
-            "sustained",
-        ]
-        return table(header, rows) + summary + sources_footer(results, [name])
-
-    return build
+        for s in data["steps"]
+    ]
+    raw = data["raw_aio_pika"]
+    summary = [
+        "",
+        f"Highest sustained: **{num(data['sustained_purchases_per_second'])} purchases/s**;"
+        f" raw aio-pika on the same broker {num(raw['mean_msgs_per_second'])} msgs/s (runs:"
+        f" {', '.join(num(r['msgs_per_second']) for r in raw['runs'])}); ratio"
+        f" {num(data['ratio_purchases_over_raw_msgs'])} against a target of"
+        f" {num(data['target_ratio'])} (met: {num(data['meets_target'])}).",
+    ]
+    header = [
+        "target/s",
+        "confirmed/s",
+        "orders",
+        "POST p50 ms",
+        "POST p99 ms",
+        "to CONFIRMED p99 ms",
+        "sustained",
+    ]
+    return table(header, rows) + summary + sources_footer(results, [name])
 
 
 def python_versions(results: Results) -> list[str]:
@@ -1215,38 +1223,16 @@ TABLES = {
         Table("scaling-cores", (SCALING[1],), scaling_cores),
         Table("scaling-cpu-per-purchase", (SCALING[1],), scaling_cpu_per_purchase),
         Table("quorum-queue-rate", ("quorum_queue_rate.json",), quorum),
-        Table("sustained-rate", ("sustained_rate.json",), sustained("sustained_rate.json")),
-        Table(
-            "sustained-rate-p99-250ms",
-            ("sustained_rate_p99_250ms.json",),
-            sustained("sustained_rate_p99_250ms.json"),
-        ),
         Table("python-versions", ("python_versions.json",), python_versions),
-        Table(
-            "sustained-rate-2026-12-07",
-            ("sustained_rate_2026-12-07.json",),
-            sustained("sustained_rate_2026-12-07.json"),
-        ),
-        Table(
-            "sustained-rate-final",
-            ("sustained_rate_final.json",),
-            sustained("sustained_rate_final.json"),
-        ),
+        *(Table(t, (name,), partial(sustained, name=name)) for t, name in SUSTAINED.items()),
         *(Table(t, (name,), partial(lever_ab, name=name)) for t, name in LEVERS.items()),
         *(Table(t, (name,), partial(latency, name=name)) for t, name in LATENCIES.items()),
         *(Table(t, (name,), partial(commit_ab, name=name)) for t, name in COMMIT_ABS.items()),
         Table("profile-pairs-20ps", PAIRS_20PS, partial(profile_pairs, names=PAIRS_20PS)),
-        Table(
-            "latency-store-after",
-            STORE_AFTER_PAIRS,
-            partial(latency_pairs, names=STORE_AFTER_PAIRS),
+        *(
+            Table(t, names, partial(latency_pairs, names=names))
+            for t, names in LATENCY_RUNS.items()
         ),
-        Table(
-            "latency-store-after-rerun",
-            STORE_AFTER_RERUN,
-            partial(latency_pairs, names=STORE_AFTER_RERUN),
-        ),
-        Table("latency-final", LATENCY_FINAL, partial(latency_pairs, names=LATENCY_FINAL)),
         *(Table(t, (name,), partial(memory_soak, name=name)) for t, name in MEMORY.items()),
         *(
             Table(f"{prefix}-{kind}", (name,), build(name))
