@@ -8,6 +8,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any, TextIO
 
+import orjson
 from loguru import logger
 from opentelemetry import trace
 
@@ -51,7 +52,10 @@ def _render(record: Record, service: str) -> str:
             "message": str(exc.value),
             "stacktrace": "".join(traceback.format_exception(exc.type, exc.value, exc.traceback)),
         }
-    return json.dumps(doc, default=str)
+    try:
+        return orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # an int past 64 bits, a nesting past 255 levels
+        return json.dumps(doc, default=str)
 
 
 class _JsonSink:
