@@ -105,6 +105,16 @@ def _side(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the pairs; a figure by service, each service's."""
+    return {
+        key: {s: _medians([r[key] for r in rows])[s] for s in value}
+        if isinstance(value, dict)
+        else round(statistics.median(r[key] for r in rows), 3)
+        for key, value in rows[0].items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True)
@@ -171,10 +181,7 @@ def main() -> None:
         },
         "parameters": vars(args),
         "runs": runs,
-        "median": {
-            side: {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]}
-            for side, rows in runs.items()
-        },
+        "median": {side: _medians(rows) for side, rows in runs.items()},
     }
     out = ROOT / "bench" / "results" / f"{args.name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
