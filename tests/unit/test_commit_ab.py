@@ -52,3 +52,17 @@ def test_the_medians_are_taken_figure_by_figure_and_service_by_service() -> None
         "cpu": 20.0,
         "by_service": {"gateway": 3.0, "payment": 6.0},
     }
+
+
+def test_together_starts_each_variant_at_once_only_if_both_commits_can_run_one_alone(
+    tmp_path: Path,
+) -> None:
+    trees = {}
+    for side, text in (("before", "parser.add_argument('--variants')"), ("after", "")):
+        tree = tmp_path / side
+        (tree / "bench").mkdir(parents=True)
+        script = text + '\nparser.add_argument("--baseline", default="off")' * (side == "after")
+        (tree / "bench" / "purchase_throughput.py").write_text(script)
+        trees[side] = tree
+    assert commit_ab.together_mode(trees) == "both runs started at once, each telemetry off then on"
+    assert commit_ab.together_mode({"after": trees["after"]}) == "each variant started at once"
