@@ -400,6 +400,22 @@ def commit_ab(results: Results, name: str) -> list[str]:
         "CPU per purchase with telemetry on, after/before, pair by pair: "
         f"{', '.join(num(x) for x in on)} (median {num(statistics.median(on))}).",
     ]
+    if data["parameters"].get("together"):
+        off = [
+            round(a["off_cpu_ms_per_purchase"] / b["off_cpu_ms_per_purchase"], 3) for b, a in pairs
+        ]
+        note += [
+            "",
+            "With telemetry off, after/before, pair by pair: "
+            f"{', '.join(num(x) for x in off)} (median {num(statistics.median(off))}). "
+            "The two commits' suites ran at the same time in each pair (`--together`): "
+            + (
+                "telemetry on together, then off together."
+                if data.get("together_mode", "each variant started at once")
+                == "each variant started at once"
+                else "both runs started at once, each telemetry off then on."
+            ),
+        ]
     return table(header, rows) + note + sources_footer(results, [name])
 
 
@@ -673,6 +689,7 @@ COMMIT_ABS = {
     "quick-hold-ab": "quick_hold_ab.json",
     "quick-hold-ab-rerun": "quick_hold_ab_rerun.json",
     "cpu-per-purchase-ab-final": "cpu_per_purchase_ab_final.json",
+    "orjson-ab": "orjson_ab.json",
 }
 # bench/sustained_rate.py's runs: table name -> result file.
 SUSTAINED = {
@@ -929,6 +946,7 @@ PROFILES = {
     "profile": "profile_baseline.json",
     "profile-gil": "profile_baseline_gil.json",
     "profile-after-gil": "profile_after_gil_2026-12-07.json",
+    "profile-final-gil": "profile_final_gil_2026-12-07.json",
 }
 
 
