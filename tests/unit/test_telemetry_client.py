@@ -201,16 +201,20 @@ async def test_an_http_step_answered_5xx_says_so_and_a_refused_connection_names_
 ) -> None:
     base, _ = upstream
     async with telemetry.client_session() as http:
-        with http_step("request_order"):
-            async with http.get(f"{base}/status/503") as r:
-                assert r.status == 503
+        for status in (503, 500, 499):  # 5xx is an error from 500 on, and only 5xx
+            with http_step("request_order"):
+                async with http.get(f"{base}/status/{status}") as r:
+                    assert r.status == status
         with pytest.raises(aiohttp.ClientConnectorError), http_step("request_order"):
             async with http.get(f"http://127.0.0.1:{free_port()}/status/200"):
                 pass
 
-    answered, refused = spans.get_finished_spans()
+    answered, first_5xx, last_4xx, refused = spans.get_finished_spans()
     assert (answered.attributes or {})["http.response.status_code"] == 503
     assert (answered.attributes or {})["error.type"] == "503"
+    assert (first_5xx.attributes or {})["error.type"] == "500"
+    assert (last_4xx.attributes or {})["http.response.status_code"] == 499
+    assert "error.type" not in (last_4xx.attributes or {})
     assert refused.status.status_code is StatusCode.ERROR  # the step's exception
     assert (refused.attributes or {})["error.type"] == "ClientConnectorError"
     assert "http.response.status_code" not in (refused.attributes or {})
