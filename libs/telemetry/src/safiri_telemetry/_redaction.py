@@ -48,7 +48,9 @@ def _key_kind(key: str) -> int:
 
 
 def redact_value(key: str, value: Any) -> Any:
-    kind = _key_kind(key)
+    # str(): a mapping logged as a field may have keys of any type (seat numbers); a line whose
+    # redaction raised would be lost.
+    kind = _key_kind(str(key))
     if kind == 2:
         return REDACTED
     if kind == 1 and isinstance(value, str | int) and not isinstance(value, bool):
