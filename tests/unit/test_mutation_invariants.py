@@ -538,6 +538,21 @@ def test_pushes_never_settled_and_failed_are_counted_apart() -> None:
     assert facts.facts == {"pushes": 4, "charged": 1, "failed": 1, "never settled": 2}
 
 
+def test_pushes_through_a_second_provider_are_counted_by_provider() -> None:
+    """With a second provider in use (the payment route switch), the ledger check says how many
+    pushes went to each; with M-Pesa alone it says nothing more than before."""
+    snapshot = clean()
+    snapshot.ledger = [
+        *(snapshot.ledger or []),
+        LedgerEntry("fb_1", order_id(9)[:12], 1500, "pending", None, provider="fallback"),
+    ]
+    name = "the ledger and the confirmed orders agree, both ways"
+    facts = check(snapshot, LIMITS).check(name).facts
+    assert facts["pushes by provider"] == {"fallback": 1, "mpesa": 3}
+    assert list(facts["pushes by provider"]) == ["fallback", "mpesa"]  # sorted
+    assert "pushes by provider" not in check(clean(), LIMITS).check(name).facts
+
+
 def test_held_and_sold_seats_are_each_counted() -> None:
     snapshot = Snapshot(
         taken_at=NOW,
