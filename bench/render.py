@@ -672,6 +672,8 @@ LATENCY_RUNS: dict[str, tuple[str, ...]] = {
         "latency_final_20ps_2.json",
         "latency_final_2ps_2.json",
     ),
+    # POST /orders at 20/s with the code at the close of #16 (orjson in).
+    "latency-close": ("latency_close_20ps_1.json", "latency_close_20ps_2.json"),
 }
 
 
@@ -690,6 +692,7 @@ COMMIT_ABS = {
     "quick-hold-ab-rerun": "quick_hold_ab_rerun.json",
     "cpu-per-purchase-ab-final": "cpu_per_purchase_ab_final.json",
     "orjson-ab": "orjson_ab.json",
+    "cpu-per-purchase-ab-together": "cpu_per_purchase_ab_together.json",
 }
 # bench/sustained_rate.py's runs: table name -> result file.
 SUSTAINED = {
@@ -697,9 +700,13 @@ SUSTAINED = {
     "sustained-rate-p99-250ms": "sustained_rate_p99_250ms.json",
     "sustained-rate-2026-12-07": "sustained_rate_2026-12-07.json",
     "sustained-rate-final": "sustained_rate_final.json",
+    "sustained-rate-close": "sustained_rate_close.json",
 }
 # bench/memory_soak.py's runs: table name -> result file.
-MEMORY: dict[str, str] = {"memory-soak": "memory_soak.json"}
+MEMORY: dict[str, str] = {
+    "memory-soak": "memory_soak.json",
+    "memory-soak-final": "memory_soak_final.json",
+}
 
 
 def asyncpg(results: Results) -> list[str]:
