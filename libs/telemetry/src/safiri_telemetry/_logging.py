@@ -8,7 +8,6 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any, TextIO
 
-import orjson
 from loguru import logger
 from opentelemetry import trace
 
@@ -52,10 +51,9 @@ def _render(record: Record, service: str) -> str:
             "message": str(exc.value),
             "stacktrace": "".join(traceback.format_exception(exc.type, exc.value, exc.traceback)),
         }
-    try:
-        return orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:  # an int past 64 bits, a nesting past 255 levels
-        return json.dumps(doc, default=str)
+    # The standard library's spacing (", ", ": ") and ASCII escapes are the line's format, which
+    # people and tests match on; orjson (compact) was measured and left to bodies and messages.
+    return json.dumps(doc, default=str)
 
 
 class _JsonSink:
