@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aio_pika
 import asyncpg
-import orjson
 from aio_pika.abc import AbstractExchange
 from asyncpg.pool import PoolConnectionProxy
 from loguru import logger
@@ -117,8 +117,8 @@ def queue_statement(
         *args,
         ids,
         [key for key, _ in messages],
-        [orjson.dumps(payload).decode() for _, payload in messages],
-        orjson.dumps(inject_carrier()).decode(),
+        [json.dumps(payload) for _, payload in messages],
+        json.dumps(inject_carrier()),
         NOTIFY_CHANNEL,
     ]
 
@@ -314,7 +314,7 @@ class OutboxRelay:
         routing_key: str = row["routing_key"]
         message_id = str(row["message_id"])
         headers: dict[str, Any] = {}
-        parent = context_from_carrier(orjson.loads(row["trace_context"]))
+        parent = context_from_carrier(json.loads(row["trace_context"]))
         with publish_span(EVENTS_EXCHANGE, routing_key, message_id, headers, parent=parent):
             message = aio_pika.Message(
                 body=row["payload"].encode(),

@@ -52,7 +52,7 @@ def _render(record: Record, service: str) -> str:
             "stacktrace": "".join(traceback.format_exception(exc.type, exc.value, exc.traceback)),
         }
     # The standard library's spacing (", ", ": ") and ASCII escapes are the line's format, which
-    # people and tests match on; orjson (compact) was measured and left to bodies and messages.
+    # people and tests match on (orjson writes it compact: bench/results/levers.md section 8).
     return json.dumps(doc, default=str)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .database import database_pool, keep_session
 from .health import ReadinessCheck, add_health_routes
-from .jsonbody import json_response
 from .operations import add_operations_routes
 from .problem import (
     PROBLEM_CONTENT_TYPE,
@@ -30,7 +29,6 @@ __all__ = [
     "event_loop",
     "exit_on_bad_settings",
     "invalid_request",
-    "json_response",
     "keep_session",
     "log_level",
     "problem_middleware",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import asyncpg
-import orjson
 from loguru import logger
 
 from ..domain.idempotency import IdempotencyRecord, StoredResponse
@@ -71,7 +71,7 @@ class PostgresIdempotencyStore:
             claim.key,
             uuid.UUID(claim.owner),
             response.status,
-            orjson.dumps(response.body).decode(),
+            json.dumps(response.body),
         )
         if result != "UPDATE 1":
             logger.warning("idempotency key was taken over before its answer was stored")
@@ -86,5 +86,5 @@ class PostgresIdempotencyStore:
 def _record(row: asyncpg.Record) -> IdempotencyRecord:
     response = None
     if row["state"] == "completed":
-        response = StoredResponse(row["response_status"], orjson.loads(row["response_body"]))
+        response = StoredResponse(row["response_status"], json.loads(row["response_body"]))
     return IdempotencyRecord(row["fingerprint"], response, row["trace_id"])

@@ -3,11 +3,11 @@ onto the public API's own models: what ticketing says is never passed through as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import aiohttp
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from ..public.models import Order, OrderAccepted, TripList
@@ -72,7 +72,7 @@ class HttpTicketing:
         if not (200 <= status < 300 or 400 <= status < 500):
             raise UpstreamUnavailable(f"{method} {path} answered {status}")
         try:
-            document = orjson.loads(raw)
+            document = json.loads(raw)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
             raise UpstreamUnavailable(f"{method} {path} answered non-JSON") from exc
         if not isinstance(document, dict):

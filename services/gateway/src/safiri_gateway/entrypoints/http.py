@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from safiri_telemetry import current_trace_id
-from safiri_web import PROBLEM_CONTENT_TYPE, Problem, json_response, problem_response
+from safiri_web import PROBLEM_CONTENT_TYPE, Problem, problem_response
 
 from ..adapters.active_users import ACTIVE_USERS
 from ..domain.idempotency import IdempotencyKeyInFlight, IdempotencyKeyReused, is_valid_key
@@ -65,7 +65,7 @@ def _maintenance_answer(request: web.Request, paused: OrdersPaused) -> web.Respo
 def _answer(request: web.Request, status: int, body: dict[str, Any]) -> web.Response:
     """A relayed or replayed answer: JSON when it succeeded, problem+json when it did not."""
     if status < 400:
-        return json_response(body, status=status)
+        return web.json_response(body, status=status)
     # The problem is reported under this request's trace, the one in X-Trace-Id.
     problem = {**body, "status": status, "instance": request.path, "trace_id": current_trace_id()}
     return web.Response(status=status, text=json.dumps(problem), content_type=PROBLEM_CONTENT_TYPE)

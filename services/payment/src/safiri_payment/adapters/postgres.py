@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 
 from safiri_messaging import OUTBOX_SCHEMA, OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
@@ -90,7 +90,7 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             payment.phone,
             payment.status.value,
             callback_token_hash,
-            orjson.dumps(inject_carrier()).decode(),
+            json.dumps(inject_carrier()),
             payment.provider,
         )
         return inserted is not None
@@ -186,7 +186,7 @@ class PostgresPaymentStore:
             payment.phone,
             payment.status.value,
             callback_token_hash,
-            orjson.dumps(inject_carrier()).decode(),
+            json.dumps(inject_carrier()),
             payment.provider,
         )
         assert row is not None
@@ -229,5 +229,5 @@ def _stored(row: asyncpg.Record) -> StoredPayment:
         provider=row["provider"],
     )
     return StoredPayment(
-        payment, row["callback_token_hash"], orjson.loads(row["trace_context"]), row["age"]
+        payment, row["callback_token_hash"], json.loads(row["trace_context"]), row["age"]
     )

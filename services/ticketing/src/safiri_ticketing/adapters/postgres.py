@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from safiri_messaging import OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
@@ -200,7 +200,7 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
                 order.seats,
                 order.expires_at,
                 order.created_at,
-                orjson.dumps(inject_carrier()).decode(),
+                json.dumps(inject_carrier()),
                 order.request_key,
             ),
         )
@@ -266,7 +266,7 @@ class PostgresUnitOfWork(OutboxUnitOfWork):
             now,
             limit,
         )
-        return [(_order(r), orjson.loads(r["trace_context"])) for r in rows]
+        return [(_order(r), json.loads(r["trace_context"])) for r in rows]
 
 
 class TripQueries:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from safiri_web import Problem, invalid_request, json_response
+from safiri_web import Problem, invalid_request
 
 from ..domain.orders import Order, OrderStatus
 from ..domain.trips import SeatsUnavailable, Trip, TripNotFound
@@ -64,7 +64,7 @@ async def search_trips(request: web.Request) -> web.Response:
     trips = await request.app[QUERIES].search(
         query.origin or None, query.destination or None, query.date
     )
-    return json_response({"trips": [trip_json(t) for t in trips]})
+    return web.json_response({"trips": [trip_json(t) for t in trips]})
 
 
 @routes.post("/orders")
@@ -88,7 +88,7 @@ async def place_order(request: web.Request) -> web.Response:
         ) from None
     except SeatsUnavailable as exc:
         raise Problem(409, "seats-unavailable", "Not enough free seats", str(exc)) from None
-    return json_response(order_json(order), status=201)
+    return web.json_response(order_json(order), status=201)
 
 
 @routes.get("/orders/{order_id}")
@@ -100,7 +100,7 @@ async def get_order(request: web.Request) -> web.Response:
     order = await request.app[QUERIES].order(order_id)
     if order is None:
         raise Problem(404, "order-not-found", "Order not found", f"No order {order_id}")
-    return json_response(order_json(order))
+    return web.json_response(order_json(order))
 
 
 @routes.get("/fleet/trips-under-way")
@@ -112,7 +112,7 @@ async def trips_under_way(request: web.Request) -> web.Response:
         raise invalid_request(error, 400, "invalid-query", "Invalid query") from None
     at = query.at or datetime.now(UTC)
     trips = await request.app[FLEET].trips_under_way(at)
-    return json_response(
+    return web.json_response(
         {
             "at": at.isoformat(),
             "trips": [
