@@ -692,6 +692,7 @@ COMMIT_ABS = {
     "quick-hold-ab-rerun": "quick_hold_ab_rerun.json",
     "cpu-per-purchase-ab-final": "cpu_per_purchase_ab_final.json",
     "orjson-ab": "orjson_ab.json",
+    "orjson-ab-kept": "orjson_ab_kept.json",
     "cpu-per-purchase-ab-together": "cpu_per_purchase_ab_together.json",
 }
 # bench/sustained_rate.py's runs: table name -> result file.
