@@ -30,6 +30,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = "commit_ab_tmp"  # each commit's purchase_throughput.py writes here; read, then removed
+# --together's two ways (together_mode), as the report names them.
+EACH_VARIANT_AT_ONCE = "each variant started at once"
+EACH_RUN_AT_ONCE = "both runs started at once, each telemetry off then on"
 sys.path.insert(0, str(ROOT / "bench"))
 from provenance import run_metadata  # noqa: E402
 
@@ -83,8 +86,8 @@ def _runs_one_variant(tree: Path) -> bool:
 
 def together_mode(trees: dict[str, Path]) -> str:
     if all(_runs_one_variant(tree) for tree in trees.values()):
-        return "each variant started at once"
-    return "both runs started at once, each telemetry off then on"
+        return EACH_VARIANT_AT_ONCE
+    return EACH_RUN_AT_ONCE
 
 
 def _run_together(trees: dict[str, Path], orders: int) -> dict[str, dict[str, Any]]:
@@ -92,7 +95,7 @@ def _run_together(trees: dict[str, Path], orders: int) -> dict[str, dict[str, An
     purchase_throughput.py cannot run one variant alone (before --baseline) runs off then on
     in one go; both commits' runs then start at once and their phases line up within the
     few seconds a suite's start takes."""
-    if together_mode(trees) != "each variant started at once":
+    if together_mode(trees) == EACH_RUN_AT_ONCE:
         started = {side: _throughput(tree, orders) for side, tree in trees.items()}
         reports = {side: _report(trees[side], process) for side, process in started.items()}
         return {side: _side(r["runs"]["on"][0], r["runs"]["off"][0]) for side, r in reports.items()}
@@ -126,7 +129,7 @@ def _side(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
 def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Each figure's median over the pairs; a figure by service, each service's."""
     return {
-        key: {s: _medians([r[key] for r in rows])[s] for s in value}
+        key: _medians([r[key] for r in rows])
         if isinstance(value, dict)
         else round(statistics.median(r[key] for r in rows), 3)
         for key, value in rows[0].items()
@@ -146,8 +149,9 @@ def main() -> None:
     parser.add_argument(
         "--together",
         action="store_true",
-        help="run both commits' suites at the same time, pair by pair (needs both commits'"
-        " purchase_throughput.py to take --baseline)",
+        help="run both commits' suites at the same time, pair by pair (telemetry on together,"
+        " then off; with a commit older than purchase_throughput.py's --baseline, each side's"
+        " off-then-on run together)",
     )
     args = parser.parse_args()
     python = subprocess.run(

@@ -672,7 +672,7 @@ LATENCY_RUNS: dict[str, tuple[str, ...]] = {
         "latency_final_20ps_2.json",
         "latency_final_2ps_2.json",
     ),
-    # POST /orders at 20/s with the code at the close of #16 (orjson in).
+    # POST /orders at 20/s with the code at the close of #16.
     "latency-close": ("latency_close_20ps_1.json", "latency_close_20ps_2.json"),
 }
 

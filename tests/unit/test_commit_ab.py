@@ -57,12 +57,14 @@ def test_the_medians_are_taken_figure_by_figure_and_service_by_service() -> None
 def test_together_starts_each_variant_at_once_only_if_both_commits_can_run_one_alone(
     tmp_path: Path,
 ) -> None:
+    scripts = {
+        "before": "parser.add_argument('--variants')\n",  # as cac2510's: no --baseline
+        "after": 'parser.add_argument("--baseline", default="off")\n',
+    }
     trees = {}
-    for side, text in (("before", "parser.add_argument('--variants')"), ("after", "")):
-        tree = tmp_path / side
-        (tree / "bench").mkdir(parents=True)
-        script = text + '\nparser.add_argument("--baseline", default="off")' * (side == "after")
-        (tree / "bench" / "purchase_throughput.py").write_text(script)
-        trees[side] = tree
+    for side, script in scripts.items():
+        (tmp_path / side / "bench").mkdir(parents=True)
+        (tmp_path / side / "bench" / "purchase_throughput.py").write_text(script)
+        trees[side] = tmp_path / side
     assert commit_ab.together_mode(trees) == "both runs started at once, each telemetry off then on"
     assert commit_ab.together_mode({"after": trees["after"]}) == "each variant started at once"
