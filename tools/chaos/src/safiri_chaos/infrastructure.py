@@ -218,6 +218,34 @@ def service_recovers(
         time.sleep(POLL)
 
 
+def unclean_exit(entry: dict[str, Any], pid: int) -> str | None:
+    """What went wrong with the restart of ``entry`` (a replica in the supervisor's state)
+    whose process ``pid`` got SIGTERM: it exited other than 0, or a start after it failed
+    before one came up (each with what it wrote last: its traceback). None if neither."""
+    name = f"{entry['role']}-{entry['replica']}"
+    exits: list[dict[str, Any]] = entry.get("exits") or []
+    mine = next((i for i, e in enumerate(exits) if e.get("pid") == pid), None)
+    if mine is None:
+        return f"{name}: no record of how pid {pid} ended"
+
+    def words(ended: dict[str, Any]) -> str:
+        said = ended.get("last_words")
+        return f"; its last words:\n{said}" if said else ""
+
+    ended = exits[mine]
+    if ended.get("code") != 0:
+        return f"{name} exited {ended.get('code')} on SIGTERM (a clean shutdown exits 0)" + words(
+            ended
+        )
+    for failed in exits[mine + 1 :]:
+        return (
+            f"{name} stopped cleanly on SIGTERM, but the start after it failed: pid"
+            f" {failed.get('pid')} exited {failed.get('code')} after {failed.get('after_s')} s"
+            + words(failed)
+        )
+    return None
+
+
 def rolling_restart(
     services: list[str],
     configuration: Config,
@@ -255,11 +283,9 @@ def rolling_restart(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{service}-{entry['replica']} not back within the deadline")
                 time.sleep(POLL / 2)
-            if now.get("last_exit") != 0:
-                raise RuntimeError(
-                    f"{service}-{entry['replica']} exited {now.get('last_exit')} on SIGTERM"
-                    " (a clean shutdown exits 0)"
-                )
+            unclean = unclean_exit(now, int(entry["pid"]))
+            if unclean:
+                raise RuntimeError(unclean)
             restarted.append(
                 {
                     "replica": f"{service}-{entry['replica']}",

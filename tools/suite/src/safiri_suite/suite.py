@@ -45,6 +45,7 @@ __all__ = [
     "SuiteError",
     "drop_databases",
     "ensure_databases",
+    "last_words",
 ]
 
 # The backup payment route's provider: a second M-Pesa simulator with an account of its own
@@ -308,6 +309,8 @@ class Suite:
         self._envs: dict[str, dict[str, str]] = {}  # each process's environment, for a restart
         self._started_at: dict[str, float] = {}
         self._last_exit: dict[str, int] = {}
+        self._log_from: dict[str, int] = {}  # where the current process's output begins
+        self._exits: dict[str, list[dict[str, object]]] = {}  # each slot's last few, newest last
         self._backoff: dict[str, float] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._stack = contextlib.AsyncExitStack()
@@ -432,6 +435,7 @@ class Suite:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._logs[name] = stdout = path.open("ab")
+            self._log_from[name] = stdout.tell()
             if self.config.ships_logs and env.get("OTEL_LOGS_EXPORTER") == "none":
                 if self.log_shipper is None:
                     assert self.config.otlp_endpoint is not None
@@ -494,9 +498,17 @@ class Suite:
             self._last_exit[name] = code
             delay = self._next_backoff(name, up_for)
             self.restarts[name] = self.restarts.get(name, 0) + 1
+            # A process that failed says why: its last words (a traceback is not a log record).
+            path = self.log_path(name)
+            why = last_words(path, self._log_from.get(name, 0)) if code and path else ""
+            ended: dict[str, object] = {"pid": proc.pid, "code": code, "after_s": round(up_for, 1)}
+            self._exits[name] = [*self._exits.get(name, [])[-(EXITS_KEPT - 1) :], ended]
+            if why:
+                ended["last_words"] = why
             print(
                 f"safiri: {name} (pid {proc.pid}) exited with {code} after {up_for:.1f} s;"
-                f" restarting in {delay:.1f} s (restart {self.restarts[name]})",
+                f" restarting in {delay:.1f} s (restart {self.restarts[name]})"
+                + (f"; its last words:\n{why}" if why else ""),
                 file=sys.stderr,
                 flush=True,
             )
@@ -533,6 +545,7 @@ class Suite:
                 restarts=self.restarts.get(name, 0),
                 started_at=self._started_at.get(name),
                 last_exit=self._last_exit.get(name),
+                exits=list(self._exits.get(name, [])),
             )
             for name, slot in sorted(self.slots.items())
         ]
@@ -635,6 +648,23 @@ def plan_slots(config: SuiteConfig) -> dict[str, Slot]:
     return slots
 
 
+EXITS_KEPT = 5
+
+
+def last_words(log: Path, since: int = 0, lines: int = 25, window: int = 64 * 1024) -> str:
+    """What a process wrote at the end of ``log`` (from byte ``since``, where its life began)
+    that is not a JSON log record: the traceback of an exception nothing caught, a warning
+    Python printed at exit. Empty when its end holds records only."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(since, f.seek(0, os.SEEK_END) - window))
+            tail = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    words = [line for line in tail if line.strip() and not line.startswith("{")]
+    return "\n".join(words[-lines:])
+
+
 @dataclass(frozen=True)
 class ProcessEntry:
     """One process in ``safiri ps``: what it is, where it listens, how to ask if it is ready."""
@@ -648,3 +678,6 @@ class ProcessEntry:
     started_at: float | None = None
     last_exit: int | None = None  # how the previous process of this slot ended
     name: str | None = None  # a RabbitMQ node's name (rabbitmqctl -n)
+    # How its last few processes ended, oldest first: pid, code, after_s (how long it ran) and,
+    # for a failure, last_words (what it wrote last that was not a log record: a traceback).
+    exits: list[dict[str, object]] = field(default_factory=list)
