@@ -13,6 +13,7 @@ from .problem import (
     problem_response,
 )
 from .runner import DEFAULT_EVENT_LOOP, EVENT_LOOPS, event_loop, exit_on_bad_settings, run_service
+from .schema import apply_schema, schema_digest
 from .settings import EnvReader, Secret, log_level
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Secret",
     "add_health_routes",
     "add_operations_routes",
+    "apply_schema",
     "database_pool",
     "event_loop",
     "exit_on_bad_settings",
@@ -34,4 +36,5 @@ __all__ = [
     "problem_middleware",
     "problem_response",
     "run_service",
+    "schema_digest",
 ]

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from safiri_web import apply_schema as schema_once
+
 from .active_users import SCHEMA as ACTIVE_USERS_SCHEMA
 
 __all__ = ["SCHEMA", "apply_schema", "ensure_database"]
@@ -33,16 +35,12 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     + ACTIVE_USERS_SCHEMA
 )
 
-# Any fixed number: it only has to differ from the other services' schema locks.
-_SCHEMA_LOCK = 0x5AF1_0001
 
-
-async def apply_schema(pool: asyncpg.Pool[Any]) -> None:
-    # Two gateways starting together would both see the table missing; CREATE TABLE IF NOT
-    # EXISTS is not safe against that race, the transaction-scoped advisory lock is.
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-        await conn.execute(SCHEMA)
+async def apply_schema(pool: asyncpg.Pool[Any]) -> str:
+    """The gateway's schema, once per version (safiri_web.apply_schema): two gateways starting
+    together take turns under its advisory lock, and a start beside a gateway under load takes
+    no lock on the tables in use. Returns ``current`` or ``applied``."""
+    return await schema_once(pool, "gateway", SCHEMA)
 
 
 async def ensure_database(url: str) -> None:

@@ -10,6 +10,7 @@ import asyncpg
 
 from safiri_messaging import OUTBOX_SCHEMA, OutboxUnitOfWork
 from safiri_telemetry import inject_carrier
+from safiri_web import apply_schema as schema_once
 
 from ..domain.payments import Payment, PaymentStatus
 from ..service_layer.unit_of_work import Recorded, StoredPayment
@@ -65,13 +66,10 @@ CREATE OR REPLACE TRIGGER payments_verdict_is_final BEFORE UPDATE ON payments
     + OUTBOX_SCHEMA
 )
 
-_LOCK_KEY = 0x5AF1_0002
 
-
-async def apply_schema(pool: asyncpg.Pool[Any]) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-        await conn.execute(SCHEMA)
+async def apply_schema(pool: asyncpg.Pool[Any]) -> str:
+    """Payment's schema, once per version (safiri_web.apply_schema): ``current`` or ``applied``."""
+    return await schema_once(pool, "payment", SCHEMA)
 
 
 class PostgresUnitOfWork(OutboxUnitOfWork):

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from safiri_web import apply_schema as schema_once
+
 from ..domain.trips import SEATS_PER_BUS, timetable
 from .schema import SCHEMA
 
@@ -16,10 +18,10 @@ __all__ = ["apply_schema", "seed_timetable"]
 _LOCK_KEY = 0x5AF1_0001
 
 
-async def apply_schema(pool: asyncpg.Pool[Any]) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-        await conn.execute(SCHEMA)
+async def apply_schema(pool: asyncpg.Pool[Any]) -> str:
+    """Ticketing's schema, once per version (safiri_web.apply_schema): ``current`` or
+    ``applied``."""
+    return await schema_once(pool, "ticketing", SCHEMA)
 
 
 def trip_uuid(origin: str, destination: str, departs_at: datetime) -> str:
