@@ -34,7 +34,7 @@ NEXT_VERSION = SCHEMA + "\nALTER TABLE payments ADD COLUMN IF NOT EXISTS note te
 async def pool(
     make_database: Callable[[str], Awaitable[str]], request: pytest.FixtureRequest
 ) -> AsyncIterator[asyncpg.Pool[Any]]:
-    url = await make_database(f"schema_{request.node.name[5:40]}")
+    url = await make_database(f"schema_{request.node.name[5:30]}")  # within 63 characters
     pool = await database_pool(url, min_size=1, max_size=4)
     assert pool is not None
     try:
