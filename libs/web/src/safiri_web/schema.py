@@ -98,7 +98,10 @@ async def apply_schema(
                     raise
                 wait = backoff_seconds * 2 ** (attempt - 1)
                 logger.bind(
-                    component=component, attempt=attempt, error=type(exc).__name__, wait_seconds=wait
+                    component=component,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                    wait_seconds=wait,
                 ).warning("schema change could not take its locks; trying again")
                 await asyncio.sleep(wait)
                 continue
