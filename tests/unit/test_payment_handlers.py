@@ -244,6 +244,9 @@ async def test_an_overdue_payment_is_settled_by_stk_query_and_emitted_once() -> 
     assert only_payment(db).payment.status is PaymentStatus.SUCCEEDED
     assert [key for key, _ in db.outbox] == [PaymentSucceeded.routing_key]
     assert sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="settled")
+    assert not sample(
+        registry, "payment_reconciliations_total", provider="mpesa", outcome="already_final"
+    )
     assert sample(registry, "payment_revenue_total", currency="KES") == 3000
 
     # The callback arrives after all: a duplicate, nothing emitted or counted twice.
@@ -553,3 +556,11 @@ async def test_a_callback_during_reconciliation_is_not_settled_again_by_it() -> 
     assert (settled.status, settled.receipt) == (PaymentStatus.SUCCEEDED, "R1")
     assert [key for key, _ in db.outbox] == [PaymentSucceeded.routing_key]
     assert sample(registry, "payment_revenue_total", currency="KES") == 3000
+    # The provider answered, but the reconciliation settled nothing: not counted as settled.
+    assert (
+        sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="settled") == 0
+    )
+    assert (
+        sample(registry, "payment_reconciliations_total", provider="mpesa", outcome="already_final")
+        == 1
+    )

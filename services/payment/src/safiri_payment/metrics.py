@@ -65,8 +65,8 @@ class PaymentMetrics:
         )
         self.reconciliations = Counter(
             "payment_reconciliations",
-            "STK queries for payments whose callback is overdue, by outcome"
-            " (settled, pending, error).",
+            "STK queries for payments whose callback is overdue, by outcome (settled,"
+            " already_final: the callback settled it first, pending, error).",
             ["provider", "outcome"],
             registry=registry,
         )

@@ -47,6 +47,8 @@ Clock = Callable[[], datetime]
 
 
 KNOWN_RESULT_CODES = ("0", "1", "1032", "1037", "2001")
+# payment_reconciliations_total's outcomes, each a series at 0 from the start.
+RECONCILIATION_OUTCOMES = ("settled", "already_final", "pending", "error")
 
 
 def account_reference(order_id: str) -> str:
@@ -131,7 +133,7 @@ class Payments:
         for name in self._routes.configured:
             for outcome in ("applied", "duplicate", "rejected"):
                 metrics.callbacks.labels(name, outcome)
-            for outcome in ("settled", "pending", "error"):
+            for outcome in RECONCILIATION_OUTCOMES:
                 metrics.reconciliations.labels(name, outcome)
             # Daraja's result codes a payment ends with (success, insufficient funds, cancelled,
             # unreachable, wrong PIN): the first failure of a kind is counted by increase() too.
@@ -420,7 +422,11 @@ class Payments:
                 return False
             span.set_attribute("safiri.payment.result_code", outcome.result_code)
             settled = await self._settle(uow, current.payment, outcome, span)
-        self._metrics.reconciliations.labels(provider, "settled").inc()
+        # "settled": this query's verdict settled the payment; "already_final": the provider
+        # answered, but the callback (or another replica) had settled it in the meantime.
+        self._metrics.reconciliations.labels(
+            provider, "settled" if settled else "already_final"
+        ).inc()
         if settled:
             self._count_settled(current.payment, variant_of(current.trace_context))
         return settled
