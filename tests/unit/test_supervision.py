@@ -54,8 +54,8 @@ async def test_a_process_that_fails_leaves_its_last_words_in_stderr_and_in_ps(
     suite._started_at["payment"] = time.time()
     watcher = asyncio.create_task(suite._supervise("payment"))
 
-    async def exited() -> int | None:
-        return suite._last_exit.get("payment")
+    async def exited() -> list[dict[str, object]] | None:
+        return suite._exits.get("payment")
 
     try:
         await eventually(exited, timeout=10, what="the process's exit")

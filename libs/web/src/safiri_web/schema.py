@@ -76,7 +76,9 @@ async def apply_schema(
         if await _recorded(conn, component) == digest:
             logger.bind(component=component, digest=digest[:12]).debug("schema current")
             return "current"
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 async with conn.transaction():
                     # Replicas starting together take turns; the second finds it done.
@@ -94,7 +96,7 @@ async def apply_schema(
                         digest,
                     )
             except _LOCK_CONFLICTS as exc:
-                if attempt == attempts:
+                if attempt >= attempts:
                     raise
                 wait = backoff_seconds * 2 ** (attempt - 1)
                 logger.bind(
@@ -109,4 +111,3 @@ async def apply_schema(
                 "schema applied"
             )
             return "applied"
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -237,13 +237,15 @@ def unclean_exit(entry: dict[str, Any], pid: int) -> str | None:
         return f"{name} exited {ended.get('code')} on SIGTERM (a clean shutdown exits 0)" + words(
             ended
         )
-    for failed in exits[mine + 1 :]:
-        return (
-            f"{name} stopped cleanly on SIGTERM, but the start after it failed: pid"
-            f" {failed.get('pid')} exited {failed.get('code')} after {failed.get('after_s')} s"
-            + words(failed)
-        )
-    return None
+    later = exits[mine + 1 :]  # every exit after it is a start that failed
+    if not later:
+        return None
+    failed = later[0]
+    return (
+        f"{name} stopped cleanly on SIGTERM, but the start after it failed: pid"
+        f" {failed.get('pid')} exited {failed.get('code')} after {failed.get('after_s')} s"
+        + words(failed)
+    )
 
 
 def rolling_restart(

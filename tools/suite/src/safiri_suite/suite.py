@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 import asyncpg
@@ -308,9 +308,8 @@ class Suite:
         self._logs: dict[str, IO[bytes]] = {}
         self._envs: dict[str, dict[str, str]] = {}  # each process's environment, for a restart
         self._started_at: dict[str, float] = {}
-        self._last_exit: dict[str, int] = {}
         self._log_from: dict[str, int] = {}  # where the current process's output begins
-        self._exits: dict[str, list[dict[str, object]]] = {}  # each slot's last few, newest last
+        self._exits: dict[str, list[dict[str, Any]]] = {}  # each slot's last few, newest last
         self._backoff: dict[str, float] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._stack = contextlib.AsyncExitStack()
@@ -495,13 +494,12 @@ class Suite:
             if self._stopping or self.processes.get(name) is not proc:
                 return  # stopped on purpose, or already replaced by restart_service
             up_for = time.time() - self._started_at.get(name, 0.0)
-            self._last_exit[name] = code
             delay = self._next_backoff(name, up_for)
             self.restarts[name] = self.restarts.get(name, 0) + 1
             # A process that failed says why: its last words (a traceback is not a log record).
             path = self.log_path(name)
             why = last_words(path, self._log_from.get(name, 0)) if code and path else ""
-            ended: dict[str, object] = {"pid": proc.pid, "code": code, "after_s": round(up_for, 1)}
+            ended: dict[str, Any] = {"pid": proc.pid, "code": code, "after_s": round(up_for, 1)}
             self._exits[name] = [*self._exits.get(name, [])[-(EXITS_KEPT - 1) :], ended]
             if why:
                 ended["last_words"] = why
@@ -544,8 +542,8 @@ class Suite:
                 health="/readyz",
                 restarts=self.restarts.get(name, 0),
                 started_at=self._started_at.get(name),
-                last_exit=self._last_exit.get(name),
-                exits=list(self._exits.get(name, [])),
+                last_exit=int(exits[-1]["code"]) if (exits := self._exits.get(name)) else None,
+                exits=list(exits or []),
             )
             for name, slot in sorted(self.slots.items())
         ]
@@ -680,4 +678,4 @@ class ProcessEntry:
     name: str | None = None  # a RabbitMQ node's name (rabbitmqctl -n)
     # How its last few processes ended, oldest first: pid, code, after_s (how long it ran) and,
     # for a failure, last_words (what it wrote last that was not a log record: a traceback).
-    exits: list[dict[str, object]] = field(default_factory=list)
+    exits: list[dict[str, Any]] = field(default_factory=list)
